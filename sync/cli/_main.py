@@ -1,0 +1,49 @@
+"""Entry point: builds the typer app from the command modules and maps errors to exit codes.
+
+Exit codes (design.md): 0 done; 1 failed; 2 usage or configuration; 3 blocked; 4 some records failed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+
+from sync.errors import IdsyncError
+
+app = typer.Typer(
+    name="idsync",
+    help="Keep Protime people addressable by HR employee ids.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _register() -> None:
+    # Each command module adds its commands to `app`; importing them here keeps `import sync.cli`
+    # cheap for callers that only want `main`.
+    from sync.cli import simulator
+
+    simulator.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the documented code; never a traceback for a known error."""
+    _register()
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        sys.stderr.write("idsync: aborted\n")
+        sys.exit(1)
+    except IdsyncError as exc:
+        sys.stderr.write(f"idsync: {exc}\n")
+        sys.exit(exc.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)

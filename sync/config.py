@@ -1,0 +1,262 @@
+"""Settings, read from ``IDSYNC_...`` environment variables, a ``.env`` file and a secrets directory.
+
+Built once in the entry point (:func:`load_settings`) and passed down; nothing reads the
+environment at import time. A wrong or missing setting becomes one :class:`ConfigError` whose
+message names the variable, so the CLI can exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sync.domain import Rule
+from sync.errors import ConfigError
+
+ENV_PREFIX = "IDSYNC_"
+DEFAULT_SECRETS_DIR = "/run/secrets"
+DEFAULT_SCOPES = "connector-protimeapi-people.read connector-protimeapi-external-references.write"
+_ENVIRONMENT_HOSTS = {"production": "myprotime.eu", "sandbox": "myprotimesandbox.eu"}
+
+
+def _check_db_url(value: str, variable: str) -> str:
+    try:
+        make_url(value)
+    except ArgumentError:
+        raise ValueError(f"{variable} is not a database URL SQLAlchemy understands") from None
+    return value
+
+
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and `config show`: the password replaced by ***."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable URL>"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HRSettings(_Section):
+    """Where the HR employees come from: one table or one query, and which column means what."""
+
+    url: SecretStr | None = None  # None: the state database
+    table: str | None = None
+    query: str | None = None
+    id_column: str = "employee_id"
+    employee_number_column: str | None = None
+    badge_number_column: str | None = None
+    email_column: str | None = None
+    active_column: str | None = None
+    # Optional write-back of the Protime id into the HR database (off unless both are set).
+    writeback_table: str | None = None
+    writeback_id_column: str | None = None
+    writeback_column: str | None = None
+
+    @model_validator(mode="after")
+    def _table_or_query(self) -> HRSettings:
+        if self.table and self.query:
+            raise ValueError("set IDSYNC_HR__TABLE or IDSYNC_HR__QUERY, not both")
+        if self.url is not None:
+            _check_db_url(self.url.get_secret_value(), "IDSYNC_HR__URL")
+        if bool(self.writeback_table) != bool(self.writeback_column):
+            raise ValueError(
+                "IDSYNC_HR__WRITEBACK_TABLE and IDSYNC_HR__WRITEBACK_COLUMN go together"
+            )
+        return self
+
+    @property
+    def writeback_enabled(self) -> bool:
+        return bool(self.writeback_table and self.writeback_column)
+
+
+class ProtimeSettings(_Section):
+    """How to reach the Connector API. The four connection settings are checked on use."""
+
+    base_url: str | None = None  # https://acme.myprotime.eu
+    tenant: str | None = None
+    environment: Literal["production", "sandbox"] = "production"
+    token_url: str | None = None  # derived from tenant and environment when unset
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    scopes: str = DEFAULT_SCOPES
+    reference_name: str = Field(default="HRMID", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    user_agent_company: str = "unknown"
+    max_value_length: int = Field(default=255, ge=1, le=4000)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    rate_limit_per_second: float = Field(default=50.0, ge=0)  # 0: no client-side limit
+    connect_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=8, ge=1, le=100)
+    retry_timeout_seconds: float = Field(default=300.0, gt=0)
+    token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
+
+    @field_validator("base_url", "token_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @property
+    def resolved_token_url(self) -> str | None:
+        if self.token_url:
+            return self.token_url
+        if not self.tenant:
+            return None
+        host = _ENVIRONMENT_HOSTS[self.environment]
+        return f"https://authentication.{host}/tenants/{self.tenant}/connect/token"
+
+    def require(self) -> None:
+        """Raise :class:`ConfigError` naming every connection setting that is missing."""
+        missing = [
+            f"{ENV_PREFIX}PROTIME__{name.upper()}"
+            for name in ("base_url", "tenant", "client_id", "client_secret")
+            if getattr(self, name) in (None, "")
+        ]
+        if missing:
+            raise ConfigError(f"missing setting(s): {', '.join(missing)}")
+
+
+class MatchSettings(_Section):
+    """Matching rules, in order. The first rule that yields exactly one candidate wins."""
+
+    rules: Annotated[tuple[Rule, ...], NoDecode] = (
+        Rule.REFERENCE,
+        Rule.EMPLOYEE_NUMBER,
+        Rule.BADGE_NUMBER,
+    )
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            names = [part.strip() for part in value.split(",") if part.strip()]
+            allowed = {r.value for r in Rule if r is not Rule.MANUAL}
+            unknown = [n for n in names if n not in allowed]
+            if unknown:
+                raise ValueError(
+                    f"unknown rule(s) {', '.join(unknown)}; choose from {', '.join(sorted(allowed))}"
+                )
+            if not names:
+                raise ValueError("needs at least one rule")
+            if len(set(names)) != len(names):
+                raise ValueError("lists a rule twice")
+            return tuple(names)
+        return value
+
+
+class ReactionSettings(_Section):
+    """What to do per situation; the defaults are design.md's."""
+
+    unlinked: Literal["write", "report"] = "write"
+    drifted: Literal["repoint", "report"] = "repoint"
+    orphaned: Literal["report", "delete"] = "report"
+
+
+class SafetySettings(_Section):
+    """Limits that block a run before any write (exit 3) unless ``--force``."""
+
+    max_deletes: int = Field(default=10, ge=0)
+    max_repoints: int = Field(default=100, ge=0)
+    max_writes: int | None = Field(default=None, ge=0)  # None: no limit on total writes
+    min_snapshot_ratio: float = Field(default=0.9, ge=0, le=1)
+    allow_empty_snapshot: bool = False
+
+
+class ScheduleSettings(_Section):
+    interval_seconds: int | None = Field(default=None, ge=1)
+    cron: str | None = None
+    run_at_start: bool = True
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+
+
+class HttpSettings(_Section):
+    host: str = "0.0.0.0"  # noqa: S104 - the container's health and metrics listener serves the pod network
+    port: int = Field(default=9464, ge=0, le=65535)
+    failing_runs_unready: int = Field(default=3, ge=1)
+
+
+class LogSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class Settings(BaseSettings):
+    """All of idsync's settings. See README "Configuration" for each variable."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    database_url: SecretStr = SecretStr("sqlite:///idsync.db")
+    lock_timeout_seconds: float = Field(default=0.0, ge=0)  # how long a run waits for the lock
+    hr: HRSettings = HRSettings()
+    protime: ProtimeSettings = ProtimeSettings()
+    match: MatchSettings = MatchSettings()
+    reactions: ReactionSettings = ReactionSettings()
+    safety: SafetySettings = SafetySettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    http: HttpSettings = HttpSettings()
+    log: LogSettings = LogSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, value: SecretStr) -> SecretStr:
+        _check_db_url(value.get_secret_value(), "IDSYNC_DATABASE_URL")
+        return value
+
+    @property
+    def hr_url(self) -> str:
+        """The HR database URL; the state database when none is set."""
+        source = self.hr.url if self.hr.url is not None else self.database_url
+        return source.get_secret_value()
+
+    @property
+    def state_url(self) -> str:
+        return self.database_url.get_secret_value()
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return ENV_PREFIX + "__".join(p.upper() for p in parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, ``.env`` and the secrets directory.
+
+    Raises :class:`ConfigError` with one line per problem, each naming its variable.
+    """
+    secrets_dir = os.environ.get(f"{ENV_PREFIX}SECRETS_DIR", DEFAULT_SECRETS_DIR)
+    kwargs: dict[str, Any] = dict(overrides)
+    if Path(secrets_dir).is_dir():
+        kwargs["_secrets_dir"] = secrets_dir
+    try:
+        return Settings(**kwargs)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors(include_url=False, include_input=False):
+            message = str(error["msg"]).removeprefix("Value error, ")
+            lines.append(f"{_variable_name(error['loc'])}: {message}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -1,0 +1,157 @@
+"""Plain data shared by the pipeline stages: what HR says, what Protime says, what we decide.
+
+No I/O here. ``hr/`` produces :class:`HRSnapshot`, ``protime/`` produces :class:`Person`,
+``state/`` produces :class:`PriorState`, and ``reconcile/`` turns them into :class:`Plan`.
+Every type is frozen and slotted: a 100,000-employee run holds a few hundred thousand of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Situation(StrEnum):
+    """Where one HR employee or one Protime person stands (design.md, "Situations")."""
+
+    LINKED = "linked"
+    UNLINKED = "unlinked"
+    DRIFTED = "drifted"
+    UNMATCHED = "unmatched"
+    DISPUTED = "disputed"
+    ORPHANED = "orphaned"
+    INVALID = "invalid"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+class Rule(StrEnum):
+    """A matching rule. ``MANUAL`` is not configurable: an admin's link always wins."""
+
+    REFERENCE = "reference"
+    EMPLOYEE_NUMBER = "employee_number"
+    BADGE_NUMBER = "badge_number"
+    EMAIL = "email"
+    MANUAL = "manual"
+
+
+class ActionKind(StrEnum):
+    """What a planned action does to Protime."""
+
+    WRITE = "write"  # PUT external-references/people/<name>/<value> -> person
+    DELETE = "delete"  # DELETE external-references/people/<name>/<value>
+
+
+class Outcome(StrEnum):
+    """How one action ended. ``PENDING`` is recorded before the call, so a crash leaves a trace."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"  # permanent for these inputs (4xx other than 401/429)
+    RETRIABLE = "retriable"  # gave up after retries (429/5xx/network); next run tries again
+    SKIPPED = "skipped"  # not attempted (run interrupted or an earlier step of the record failed)
+
+
+@dataclass(frozen=True, slots=True)
+class HREmployee:
+    """One valid, in-scope HR row. ``hr_id`` is already checked against protime-api.md §7."""
+
+    hr_id: str
+    employee_number: str | None = None
+    badge_number: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidHRRow:
+    """An HR row we cannot use. ``hr_id`` is the raw id as text (``None`` when empty)."""
+
+    row_number: int
+    hr_id: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HRSnapshot:
+    """Everything one read of the HR source yields.
+
+    ``out_of_scope_ids`` are valid ids whose active column is false: their references are orphans.
+    """
+
+    employees: tuple[HREmployee, ...]
+    invalid: tuple[InvalidHRRow, ...] = ()
+    out_of_scope_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One Protime person, as read with the predefined references and our custom reference."""
+
+    id: int
+    employee_number: str | None = None
+    badge_number: str | None = None
+    email: str | None = None
+    reference: str | None = None  # value of our custom reference (e.g. HRMID), None when unset
+    out_of_service: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PriorState:
+    """What the state database tells the planner. Built by ``state/``, read by ``reconcile/``.
+
+    ``failed`` maps an HR id to the fingerprint of the action that failed permanently; the same
+    action is not retried until its inputs (and so its fingerprint) change, or on demand.
+    """
+
+    manual_links: dict[str, int] = field(default_factory=dict)
+    ignored_hr_ids: frozenset[str] = frozenset()
+    failed: dict[str, str] = field(default_factory=dict)
+    last_good_hr_count: int | None = None
+    last_good_protime_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    """The situation of one HR id (or, for orphans, of one Protime person).
+
+    ``hr_id`` is the HR id, or for an orphan the value Protime holds. ``candidates`` lists the
+    Protime ids that made a record disputed. ``evidence`` says what matched (``"employee_number=E1"``).
+    """
+
+    hr_id: str
+    situation: Situation
+    protime_id: int | None = None
+    rule: Rule | None = None
+    evidence: str | None = None
+    reason: str = ""
+    protime_value: str | None = None  # what the matched person holds for our reference now
+    candidates: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One call to Protime with its reason. ``phase`` orders calls: all of phase 0 before 1, etc."""
+
+    kind: ActionKind
+    hr_id: str
+    protime_id: int
+    value: str
+    situation: Situation
+    reason: str
+    phase: int = 0
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the inputs of this action; a failed action is retried once this changes."""
+        return f"{self.kind}:{self.value}:{self.protime_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The pure planner's answer: one classification per HR id / orphan, and the actions."""
+
+    classifications: tuple[Classification, ...]
+    actions: tuple[Action, ...]
+
+    def count(self, situation: Situation) -> int:
+        return sum(1 for c in self.classifications if c.situation is situation)
