@@ -1,0 +1,39 @@
+"""The rules a custom external-reference value and name must follow (protime-api.md §7).
+
+One place, used by the HR row validation (so a bad id is ``invalid`` before any call), by the
+Protime client (checked again before every PUT/DELETE) and by the simulator (which answers 400).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+FORBIDDEN_CHARACTERS = frozenset("/\\?#%&*:<>")
+DEFAULT_MAX_LENGTH = 255
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def value_problem(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> str | None:
+    """Why ``value`` cannot be a reference value, or ``None`` when it can."""
+    if not isinstance(value, str):
+        return f"not a string ({type(value).__name__})"
+    if value == "":
+        return "empty"
+    if value != value.strip():
+        return "leading or trailing white space"
+    if len(value) > max_length:
+        return f"longer than {max_length} characters ({len(value)})"
+    bad = sorted({ch for ch in value if ch in FORBIDDEN_CHARACTERS})
+    if bad:
+        return f"forbidden character(s) {' '.join(bad)}"
+    if any(unicodedata.category(ch) == "Cc" for ch in value):
+        return "control character"
+    return None
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a custom reference name, or ``None`` when it can."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        return "must be 1-64 letters, digits, '-' or '_'"
+    return None

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import pytest
+from sync.values import FORBIDDEN_CHARACTERS, name_problem, value_problem
+
+
+@pytest.mark.parametrize("ch", sorted(FORBIDDEN_CHARACTERS))
+def test_each_forbidden_character_is_refused(ch: str) -> None:
+    """Every character of protime-api.md §7's list makes a value unusable."""
+    assert value_problem(f"A{ch}1") is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("", "empty"),
+        (" E1", "white space"),
+        ("E1\t", "white space"),
+        ("E\x001", "control"),
+        ("x" * 256, "longer than 255"),
+        (12, "not a string"),
+    ],
+)
+def test_other_bad_values_say_why(value: object, fragment: str) -> None:
+    """Empty, padded, control, too long and non-string values are refused with a reason."""
+    problem = value_problem(value)
+    assert problem is not None
+    assert fragment in problem
+
+
+def test_good_values_pass() -> None:
+    """Ordinary ids, unicode and exactly 255 characters are accepted."""
+    for value in ("E123", "émile-42", "x" * 255, "a b"):
+        assert value_problem(value) is None
+
+
+def test_names() -> None:
+    """Names are 1-64 of letters, digits, '-' and '_' and never start with '@'."""
+    assert name_problem("HRMID") is None
+    assert name_problem("@badge-number") is not None
+    assert name_problem("x" * 65) is not None
