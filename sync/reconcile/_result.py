@@ -1,0 +1,56 @@
+"""What one reconciliation run reports to its caller (the CLI, the scheduler, the metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sync.domain import Plan
+
+
+class RunStatus(StrEnum):
+    SUCCEEDED = "succeeded"  # every planned action succeeded (or nothing to do)
+    PARTIAL = "partial"  # done, but some records failed (CLI exit 4)
+    FAILED = "failed"  # unexpected error or connectivity (exit 1)
+    BLOCKED = "blocked"  # input gate or safety threshold (exit 3)
+    SKIPPED = "skipped"  # the run lock was held by another run (exit 3)
+    INTERRUPTED = "interrupted"  # SIGTERM/SIGINT cut it short at a safe point
+
+
+EXIT_CODES = {
+    RunStatus.SUCCEEDED: 0,
+    RunStatus.PARTIAL: 4,
+    RunStatus.FAILED: 1,
+    RunStatus.BLOCKED: 3,
+    RunStatus.SKIPPED: 3,
+    RunStatus.INTERRUPTED: 1,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """The outcome of :func:`sync.reconcile.run`.
+
+    ``actions_by_outcome`` keys are ``"<action>:<outcome>"`` (``"write:succeeded"``);
+    ``api_requests`` keys are ``"<kind>:<status>"`` (``"people:200"``, ``"put:429"``,
+    ``"token:200"``, ``"put:error"`` for a network error).
+    """
+
+    run_id: str | None
+    status: RunStatus
+    dry_run: bool
+    duration_seconds: float
+    counts_by_situation: dict[str, int] = field(default_factory=dict)
+    actions_by_outcome: dict[str, int] = field(default_factory=dict)
+    api_requests: dict[str, int] = field(default_factory=dict)
+    retries: int = 0
+    hr_count: int = 0
+    protime_count: int = 0
+    plan: Plan | None = None
+    message: str = ""  # why blocked/failed/skipped, one line, never a secret
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.status]
