@@ -1,0 +1,608 @@
+"""The async client of the Protime Connector API, as protime-api.md describes it.
+
+One :class:`ProtimeClient` per run: it owns an ``httpx.AsyncClient``, one OAuth2 token shared by
+all its calls, a semaphore bounding concurrent requests and a client-side rate limit. Every call
+goes through one retry loop (stamina) whose single judge is :func:`is_retriable`; a final answer
+(4xx other than 401/429) ends the call at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import time
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import partial
+from typing import TYPE_CHECKING, Self, TypeVar
+from urllib.parse import quote
+
+import httpx
+import stamina
+import structlog
+from aiolimiter import AsyncLimiter
+
+from sync import __version__
+from sync.errors import (
+    ConfigError,
+    ProtimeAuthError,
+    ProtimeConnectError,
+    ProtimeError,
+    ReferenceValueError,
+)
+from sync.protime._auth import TokenCache
+from sync.protime._parse import (
+    BADGE_NUMBER_REFERENCE,
+    EMPLOYEE_NUMBER_REFERENCE,
+    MalformedAnswerError,
+    decode_json,
+    parse_error_body,
+    parse_internal_reference,
+    parse_people_page,
+    parse_token,
+)
+from sync.protime._retry import (
+    Backoff,
+    is_retriable,
+    is_retriable_status,
+    parse_retry_after,
+)
+from sync.values import name_problem, value_problem
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Container
+    from types import TracebackType
+
+    from sync.config import ProtimeSettings
+    from sync.domain import Person
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+API_PATH = "/connector/protimeapi/api/v1"
+PEOPLE_READ_SCOPE = "connector-protimeapi-people.read"
+REFERENCES_WRITE_SCOPE = "connector-protimeapi-external-references.write"
+REFERENCES_READ_SCOPE = "connector-protimeapi-external-references.read"
+_DOT_SEGMENTS = frozenset({".", ".."})
+_MAX_SHOWN_VALUE = 80
+
+
+class RequestKind(StrEnum):
+    """What a request was for; the first half of the keys of :attr:`ClientStats.requests`."""
+
+    TOKEN = "token"  # noqa: S105 - a request kind, not a credential
+    PEOPLE = "people"
+    PUT_REFERENCE = "put_reference"
+    GET_REFERENCE = "get_reference"
+    DELETE_REFERENCE = "delete_reference"
+
+
+_SCOPE_NEEDED = {
+    RequestKind.PEOPLE: PEOPLE_READ_SCOPE,
+    RequestKind.PUT_REFERENCE: REFERENCES_WRITE_SCOPE,
+    RequestKind.DELETE_REFERENCE: REFERENCES_WRITE_SCOPE,
+    RequestKind.GET_REFERENCE: f"{REFERENCES_READ_SCOPE} (or .write)",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestEvent:
+    """One HTTP exchange, reported to ``on_request`` (metrics) as it completes.
+
+    ``status`` is ``None`` when no answer came (``error`` then names the exception type);
+    ``path`` carries no query string; ``attempt`` counts tries of the same call from 1.
+    """
+
+    kind: RequestKind
+    method: str
+    path: str
+    status: int | None
+    duration_seconds: float
+    attempt: int
+    error: str | None = None
+
+
+@dataclass(slots=True)
+class ClientStats:
+    """Counters of one client. Plain fields: cheap to read from the same event loop."""
+
+    requests: Counter[tuple[str, int]] = field(
+        default_factory=Counter
+    )  # (kind, status); 0: no answer
+    retries: int = 0
+    retry_wait_seconds: float = 0.0  # total of the waits scheduled before retries
+    token_fetches: int = 0  # token requests sent
+    rate_limited: int = 0  # 429 answers
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def count(self, kind: str, status: int | None = None) -> int:
+        """Requests of ``kind``, all of them or only those answered with ``status``."""
+        return sum(n for (k, s), n in self.requests.items() if k == kind and status in (None, s))
+
+
+@dataclass(slots=True)
+class _Call:
+    """One logical call (all its attempts)."""
+
+    kind: RequestKind
+    method: str
+    path: str
+    started: float
+    attempts: int = 0
+    reauthenticated: bool = False
+    token_failed: bool = False  # the token could not be had; that path retried on its own
+
+
+def _path_of(url: httpx.URL) -> str:
+    # The encoded path without the query: continuation tokens stay out of logs and messages.
+    return url.raw_path.partition(b"?")[0].decode("ascii", "replace")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN_VALUE else text[: _MAX_SHOWN_VALUE - 4] + "...'"
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ProtimeError) and exc.status is not None:
+        return f"{exc.status} {exc.code}" if exc.code else str(exc.status)
+    cause = exc.__cause__ if isinstance(exc, ProtimeConnectError) and exc.__cause__ else exc
+    return type(cause).__name__
+
+
+class ProtimeClient:
+    """Reads people and manages one custom external reference through the Connector API.
+
+    ``transport`` replaces the network (the simulator's in-process transport, or
+    ``httpx.MockTransport`` in tests). ``clock`` (monotonic seconds) decides token expiry and the
+    retry budget. ``backoff`` shapes the waits when Protime gives no ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        settings: ProtimeSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        version: str = __version__,
+        on_request: Callable[[RequestEvent], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+    ) -> None:
+        settings.require()
+        problem = name_problem(settings.reference_name)
+        if problem:
+            raise ConfigError(f"IDSYNC_PROTIME__REFERENCE_NAME {problem}")
+        token_url = settings.resolved_token_url
+        # require() guarantees these; the checks only narrow the types.
+        if not (settings.base_url and token_url and settings.client_id and settings.client_secret):
+            raise ConfigError("IDSYNC_PROTIME__BASE_URL and the client credentials are required")
+        self._settings = settings
+        self._base = settings.base_url
+        base = httpx.URL(self._base)
+        self._origin = (base.scheme, base.host, base.port)
+        self._origin_text = f"{base.scheme}://{base.netloc.decode('ascii')}"
+        self._token_url = httpx.URL(token_url)
+        self._client_id = settings.client_id
+        self._secret = settings.client_secret.get_secret_value()
+        self._on_request = on_request
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._issued: deque[str] = deque(maxlen=4)  # recent tokens, scrubbed from any message
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            headers={
+                "User-Agent": f"idsync/{version} ({settings.user_agent_company})",
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(
+                settings.read_timeout_seconds,
+                connect=settings.connect_timeout_seconds,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.concurrency + 1,  # +1: the token request
+                max_keepalive_connections=settings.concurrency + 1,
+            ),
+            follow_redirects=False,  # a redirect must not carry our token to another place
+        )
+        self._tokens = TokenCache(
+            self._fetch_token, clock=clock, margin=settings.token_refresh_margin_seconds
+        )
+        self._semaphore = asyncio.Semaphore(settings.concurrency)
+        rate = settings.rate_limit_per_second
+        # AsyncLimiter(n, t) allows n per t seconds; below 1/s that is 1 per 1/rate seconds.
+        self._limiter = AsyncLimiter(max(rate, 1.0), max(rate, 1.0) / rate) if rate > 0 else None
+        people_refs = "".join(
+            f"(people,{name})"
+            for name in (
+                EMPLOYEE_NUMBER_REFERENCE,
+                BADGE_NUMBER_REFERENCE,
+                settings.reference_name,
+            )
+        )
+        self._people_url = httpx.URL(
+            f"{self._base}{API_PATH}/people", params={"externalReferences": people_refs}
+        )
+        self._references_url = (
+            f"{self._base}{API_PATH}/external-references/people/{settings.reference_name}"
+        )
+        self.stats = ClientStats()
+
+    def __repr__(self) -> str:
+        return (
+            f"ProtimeClient(base_url={self._base!r}, client_id={self._client_id!r}, "
+            f"reference_name={self._settings.reference_name!r})"
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ----------------------------------------------------------------------------- public calls
+
+    async def check_token(self) -> None:
+        """Fetch a token now, to prove the token URL and the credentials (``config check``)."""
+        await self._tokens.refresh()
+
+    async def iter_people(self) -> AsyncIterator[list[Person]]:
+        """Every person, one list per page, following ``nextLink`` to the end (empty pages too)."""
+        url = self._people_url
+        seen: set[str] = set()
+        page = 0
+        while True:
+            page += 1
+            response = await self._api(RequestKind.PEOPLE, "GET", url, expected=(200,))
+            try:
+                payload = decode_json(response.content, what="people page", status=200)
+                people, next_link = parse_people_page(
+                    payload, reference_name=self._settings.reference_name
+                )
+            except MalformedAnswerError as exc:
+                raise MalformedAnswerError(
+                    f"GET {_path_of(url)} page {page}: {exc}", status=200
+                ) from None
+            yield people
+            if next_link is None:
+                return
+            url = self._next_url(next_link, page)
+            key = str(url)
+            if key in seen:
+                raise MalformedAnswerError(
+                    f"GET {_path_of(url)} page {page}: nextLink repeats an earlier page", status=200
+                )
+            seen.add(key)
+
+    async def read_people(self) -> list[Person]:
+        """Every person, all pages read."""
+        people: list[Person] = []
+        async for page in self.iter_people():
+            people.extend(page)
+        return people
+
+    async def put_reference(self, *, value: str, protime_id: int) -> bool:
+        """Point ``value`` at person ``protime_id``. True when created (201), False when updated."""
+        url = self._reference_url(value)
+        if type(protime_id) is not int or protime_id <= 0:
+            raise ReferenceValueError(f"protime_id {_show(protime_id)} is not a positive integer")
+        body = json.dumps({"internalReference": str(protime_id)}).encode()
+        response = await self._api(
+            RequestKind.PUT_REFERENCE, "PUT", url, content=body, expected=(200, 201, 204)
+        )
+        return response.status_code == 201  # noqa: PLR2004
+
+    async def delete_reference(self, *, value: str) -> bool:
+        """Remove ``value``. True when deleted, False when Protime no longer had it (404)."""
+        url = self._reference_url(value)
+        response = await self._api(
+            RequestKind.DELETE_REFERENCE, "DELETE", url, expected=(200, 204, 404)
+        )
+        return response.status_code != 404  # noqa: PLR2004
+
+    async def get_reference(self, *, value: str) -> int | None:
+        """The Protime id ``value`` points at, or None when Protime has no such value."""
+        url = self._reference_url(value)
+        response = await self._api(RequestKind.GET_REFERENCE, "GET", url, expected=(200, 404))
+        if response.status_code == 404:  # noqa: PLR2004
+            return None
+        try:
+            return parse_internal_reference(
+                decode_json(response.content, what="reference answer", status=200)
+            )
+        except MalformedAnswerError as exc:
+            raise MalformedAnswerError(f"GET {_path_of(url)}: {exc}", status=200) from None
+
+    # ------------------------------------------------------------------------------- internals
+
+    def _reference_url(self, value: object) -> httpx.URL:
+        problem = value_problem(value, max_length=self._settings.max_value_length)
+        if problem is None and value in _DOT_SEGMENTS:
+            # "." and ".." would be resolved away as path segments and address another resource.
+            problem = "only dots (a relative path segment)"
+        if problem is not None:
+            raise ReferenceValueError(f"reference value {_show(value)} cannot be sent: {problem}")
+        return httpx.URL(f"{self._references_url}/{quote(str(value), safe='')}")
+
+    def _next_url(self, link: str, page: int) -> httpx.URL:
+        if link.startswith("/") and not link.startswith("//"):
+            return httpx.URL(self._origin_text + link)
+        try:
+            url = httpx.URL(link)
+        except httpx.InvalidURL:
+            url = None
+        if (
+            url is not None
+            and url.is_absolute_url
+            and (url.scheme, url.host, url.port) == self._origin
+        ):
+            return url
+        # Never follow a link elsewhere: the next request carries our token.
+        raise MalformedAnswerError(
+            f"people page {page}: nextLink is not a path on {self._origin_text}", status=200
+        )
+
+    def _redact(self, text: str) -> str:
+        for secret in (self._secret, *self._issued):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _record(
+        self, call: _Call, status: int | None, started: float, error: str | None = None
+    ) -> None:
+        duration = time.perf_counter() - started
+        self.stats.requests[(call.kind.value, status or 0)] += 1
+        if status == 429:  # noqa: PLR2004
+            self.stats.rate_limited += 1
+        log.debug(
+            "protime.request",
+            kind=call.kind.value,
+            method=call.method,
+            path=call.path,
+            status=status,
+            error=error,
+            attempt=call.attempts,
+            duration_ms=round(duration * 1000, 1),
+        )
+        if self._on_request is not None:
+            event = RequestEvent(
+                kind=call.kind,
+                method=call.method,
+                path=call.path,
+                status=status,
+                duration_seconds=duration,
+                attempt=call.attempts,
+                error=error,
+            )
+            try:
+                self._on_request(event)
+            except Exception:
+                # A broken metrics hook must not fail a sync; it is reported, not hidden.
+                log.warning("protime.on_request_failed", exc_info=True)
+
+    async def _send(
+        self,
+        call: _Call,
+        url: httpx.URL,
+        *,
+        headers: dict[str, str] | None = None,
+        content: bytes | None = None,
+        data: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        started = time.perf_counter()
+        try:
+            response = await self._http.request(
+                call.method, url, headers=headers, content=content, data=data
+            )
+        except (httpx.HTTPError, ConnectionError) as exc:
+            self._record(call, None, started, error=type(exc).__name__)
+            where = "the token endpoint" if call.kind is RequestKind.TOKEN else "Protime"
+            detail = str(exc) or "no detail"
+            raise ProtimeConnectError(
+                self._redact(
+                    f"{call.method} {call.path}: no answer from {where} "
+                    f"({type(exc).__name__}: {detail})"
+                ),
+                retriable=is_retriable(exc),
+            ) from exc
+        self._record(call, response.status_code, started)
+        return response
+
+    async def _api_send(
+        self, call: _Call, url: httpx.URL, token: str, content: bytes | None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"}
+        if content is not None:
+            headers["Content-Type"] = "application/json"
+        async with self._semaphore:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            return await self._send(call, url, headers=headers, content=content)
+
+    async def _token(self, call: _Call, *, stale: str | None = None) -> str:
+        try:
+            if stale is None:
+                return await self._tokens.get()
+            return await self._tokens.renew(stale=stale)
+        except ProtimeError:
+            call.token_failed = True
+            raise
+
+    async def _api(
+        self,
+        kind: RequestKind,
+        method: str,
+        url: httpx.URL,
+        *,
+        expected: Container[int],
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        call = _Call(kind=kind, method=method, path=_path_of(url), started=self._clock())
+
+        async def attempt() -> httpx.Response:
+            token = await self._token(call)
+            response = await self._api_send(call, url, token, content)
+            if response.status_code == 401 and not call.reauthenticated:  # noqa: PLR2004
+                # The token expired early or was revoked: one new token, one more try.
+                call.reauthenticated = True
+                log.info("protime.reauthenticate", kind=kind.value, method=method, path=call.path)
+                token = await self._token(call, stale=token)
+                response = await self._api_send(call, url, token, content)
+            if response.status_code in expected:
+                return response
+            raise self._api_error(call, response)
+
+        return await self._with_retries(call, attempt)
+
+    def _api_error(self, call: _Call, response: httpx.Response) -> ProtimeError:
+        status = response.status_code
+        code, message = parse_error_body(response.content)
+        detail = f"{call.method} {call.path} answered {status}"
+        detail += f" {code}" if code else ""
+        detail += f": {message}" if message else ""
+        scope = _SCOPE_NEEDED.get(call.kind, "?")
+        scopes = self._settings.scopes
+        if status == 401:  # noqa: PLR2004
+            return ProtimeAuthError(
+                self._redact(
+                    f"{detail} (even with a fresh token): the credentials are no longer accepted, "
+                    f"or the API client lacks the scope {scope} (configured scopes: {scopes})"
+                ),
+                status=status,
+                code=code,
+            )
+        if status == 403:  # noqa: PLR2004
+            return ProtimeAuthError(
+                self._redact(
+                    f"{detail}: the API client lacks the scope {scope} (configured scopes: "
+                    f"{scopes}); grant it in Protime or set IDSYNC_PROTIME__SCOPES"
+                ),
+                status=status,
+                code=code,
+            )
+        if is_retriable_status(status):
+            return ProtimeError(
+                self._redact(detail),
+                status=status,
+                code=code,
+                retriable=True,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return ProtimeError(self._redact(detail), status=status, code=code)
+
+    async def _fetch_token(self) -> tuple[str, float | None]:
+        call = _Call(
+            kind=RequestKind.TOKEN,
+            method="POST",
+            path=_path_of(self._token_url),
+            started=self._clock(),
+        )
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._secret,
+            "scope": self._settings.scopes,
+        }
+
+        async def attempt() -> tuple[str, float | None]:
+            self.stats.token_fetches += 1
+            response = await self._send(call, self._token_url, data=form)
+            if response.status_code == 200:  # noqa: PLR2004
+                token, expires_in = parse_token(
+                    decode_json(response.content, what="token answer", status=200)
+                )
+                self._issued.append(token)
+                log.debug("protime.token", expires_in=expires_in)
+                return token, expires_in
+            raise self._token_error(response)
+
+        return await self._with_retries(call, attempt)
+
+    def _token_error(self, response: httpx.Response) -> ProtimeError:
+        status = response.status_code
+        code, message = parse_error_body(response.content)
+        detail = f"the token endpoint {self._token_url} answered {status}"
+        detail += f" {code}" if code else ""
+        detail += f": {message}" if message else ""
+        if is_retriable_status(status):
+            return ProtimeError(
+                self._redact(detail),
+                status=status,
+                code=code,
+                retriable=True,
+                retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return ProtimeAuthError(
+            self._redact(
+                f"{detail}; check IDSYNC_PROTIME__CLIENT_ID ({self._client_id!r}), "
+                "IDSYNC_PROTIME__CLIENT_SECRET, IDSYNC_PROTIME__TOKEN_URL and the scopes "
+                f"({self._settings.scopes})"
+            ),
+            status=status,
+            code=code,
+        )
+
+    async def _with_retries(self, call: _Call, attempt: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async for try_ in stamina.retry_context(
+                on=partial(self._retry_wait, call),
+                attempts=self._settings.retry_attempts,
+                timeout=self._settings.retry_timeout_seconds,
+            ):
+                with try_:
+                    call.attempts += 1
+                    return await attempt()
+        except ProtimeError as exc:
+            if exc.retriable and call.attempts > 1 and not call.token_failed:
+                final = copy.copy(exc)
+                final.args = (f"{exc} (gave up after {call.attempts} attempts)",)
+                raise final from exc
+            raise
+        raise AssertionError("unreachable: stamina either returns or raises")
+
+    def _retry_wait(self, call: _Call, exc: BaseException) -> bool | float:
+        """stamina's backoff hook: False to stop, else the seconds to wait before the next try."""
+        if call.token_failed or not is_retriable(exc):
+            return False
+        if call.attempts >= self._settings.retry_attempts:
+            return False
+        retry_after = exc.retry_after if isinstance(exc, ProtimeError) else None
+        wait = self._backoff.wait(call.attempts, retry_after=retry_after)
+        remaining = self._settings.retry_timeout_seconds - (self._clock() - call.started)
+        if wait > remaining:
+            log.info(
+                "protime.retry_abandoned",
+                kind=call.kind.value,
+                method=call.method,
+                path=call.path,
+                reason=_reason(exc),
+                wait_seconds=round(wait, 3),
+                remaining_seconds=round(max(remaining, 0.0), 3),
+            )
+            return False
+        self.stats.retries += 1
+        self.stats.retry_wait_seconds += wait
+        log.info(
+            "protime.retry",
+            kind=call.kind.value,
+            method=call.method,
+            path=call.path,
+            attempt=call.attempts,
+            reason=_reason(exc),
+            retry_after=retry_after,
+            wait_seconds=round(wait, 3),
+        )
+        return wait

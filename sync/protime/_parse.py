@@ -1,0 +1,175 @@
+"""Turning Protime's JSON answers into domain objects, refusing anything malformed.
+
+A people page of 100 persons is parsed 1,000 times in a 100,000-person run, so this is plain dict
+access and one :class:`Person` per item: no validation models. Every refusal is a
+:class:`ProtimeError` that says what was wrong and where, never the offending value (people data
+is personal) and never a ``KeyError`` or ``TypeError``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sync.domain import Person
+from sync.errors import ProtimeError
+
+_MAX_SERVER_TEXT = 300
+EMPLOYEE_NUMBER_REFERENCE = "@employee-number"
+BADGE_NUMBER_REFERENCE = "@badge-number"
+
+
+class MalformedAnswerError(ProtimeError):
+    """Protime answered with a status we expected but a body we cannot use. Final, not retriable."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message, status=status, code="MalformedAnswer", retriable=False)
+
+
+def decode_json(content: bytes, *, what: str, status: int) -> Any:
+    """The JSON document in ``content``, or :class:`MalformedAnswerError` naming ``what``."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedAnswerError(
+            f"{what}: the answer is not JSON ({len(content)} bytes)", status=status
+        ) from None
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _text(mapping: dict[str, Any], key: str, where: str) -> str | None:
+    value = mapping.get(key)
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        raise MalformedAnswerError(f"{where}: {key!r} is {_kind(value)}, expected a string")
+    return value
+
+
+def _person(item: object, index: int, reference_name: str) -> Person:
+    if type(item) is not dict:
+        raise MalformedAnswerError(f"people page item {index} is {_kind(item)}, expected an object")
+    person_id = item.get("id")
+    # bool is an int subclass; an id of `true` is as malformed as a string id.
+    if type(person_id) is not int or person_id <= 0:
+        raise MalformedAnswerError(
+            f"people page item {index}: 'id' is {_kind(person_id)}, expected a positive integer"
+        )
+    where = f"person {person_id}"
+    references = item.get("externalReferences")
+    if references is None:
+        references = {}
+    elif type(references) is not dict:
+        raise MalformedAnswerError(
+            f"{where}: 'externalReferences' is {_kind(references)}, expected an object"
+        )
+    out_of_service = item.get("outOfServiceDate")
+    if out_of_service is not None and type(out_of_service) is not str:
+        raise MalformedAnswerError(
+            f"{where}: 'outOfServiceDate' is {_kind(out_of_service)}, expected a string"
+        )
+    ref_where = f"{where} externalReferences"
+    return Person(
+        id=person_id,
+        employee_number=_text(item, "employeeNumber", where)
+        or _text(references, EMPLOYEE_NUMBER_REFERENCE, ref_where),
+        badge_number=_text(item, "badgeNumber", where)
+        or _text(references, BADGE_NUMBER_REFERENCE, ref_where),
+        email=_text(item, "email", where),
+        reference=_text(references, reference_name, ref_where),
+        out_of_service=bool(out_of_service),
+    )
+
+
+def parse_people_page(payload: object, *, reference_name: str) -> tuple[list[Person], str | None]:
+    """The persons of one people page and its ``nextLink`` (``None`` on the last page)."""
+    if type(payload) is not dict:
+        raise MalformedAnswerError(f"people page is {_kind(payload)}, expected an object")
+    items = payload.get("value")
+    if type(items) is not list:
+        raise MalformedAnswerError(
+            f"people page has no 'value' list ({_kind(items)} instead)"
+            if "value" in payload
+            else "people page has no 'value' list"
+        )
+    next_link = payload.get("nextLink")
+    if next_link is not None and type(next_link) is not str:
+        raise MalformedAnswerError(f"people page 'nextLink' is {_kind(next_link)}, expected a path")
+    people = [_person(item, index, reference_name) for index, item in enumerate(items)]
+    return people, next_link or None
+
+
+def parse_internal_reference(payload: object) -> int:
+    """The Protime id held by one custom-reference answer (a string or a number, §7)."""
+    if type(payload) is not dict:
+        raise MalformedAnswerError(f"reference answer is {_kind(payload)}, expected an object")
+    raw = payload.get("internalReference")
+    if type(raw) is int and raw > 0:
+        return raw
+    if type(raw) is str and raw.isascii() and raw.isdecimal() and int(raw) > 0:
+        return int(raw)
+    raise MalformedAnswerError(
+        f"reference answer 'internalReference' is {_kind(raw)}"
+        + (" not holding a positive integer" if type(raw) is str else "")
+        + ", expected a positive integer or its string"
+    )
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_SERVER_TEXT else text[: _MAX_SERVER_TEXT - 1] + "…"
+
+
+def parse_error_body(content: bytes) -> tuple[str | None, str | None]:
+    """``(code, message)`` from Protime's error envelope or validation errors, when present.
+
+    Never raises: an error answer we cannot read still becomes an error with its status.
+    """
+    try:
+        body = json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if type(body) is not dict:
+        return None, None
+    error = body.get("error")
+    if type(error) is dict:
+        code = error.get("code")
+        message = error.get("message")
+        reasons = error.get("reasons")
+        parts = [message] if type(message) is str and message else []
+        if type(reasons) is list:
+            parts.extend(r for r in reasons if type(r) is str and r)
+        return (
+            code if type(code) is str else None,
+            _short("; ".join(parts)) if parts else None,
+        )
+    if type(error) is str:
+        # OAuth2 token endpoints answer {"error": "invalid_client", "error_description": "..."}.
+        description = body.get("error_description")
+        return error, _short(description) if type(description) is str else None
+    validation = body.get("validationErrors")
+    if type(validation) is list and validation:
+        texts = [v if type(v) is str else json.dumps(v, ensure_ascii=False) for v in validation]
+        return "ValidationFailed", _short("; ".join(texts))
+    return None, None
+
+
+def parse_token(payload: object) -> tuple[str, float | None]:
+    """``(access_token, expires_in)`` from a token answer. Messages never include the body."""
+    if type(payload) is not dict:
+        raise MalformedAnswerError(f"token answer is {_kind(payload)}, expected an object")
+    token = payload.get("access_token")
+    if type(token) is not str or not token:
+        raise MalformedAnswerError("token answer has no 'access_token' string")
+    expires_in = payload.get("expires_in")
+    if expires_in is None:
+        return token, None
+    if type(expires_in) not in (int, float) or not math.isfinite(expires_in) or expires_in <= 0:
+        raise MalformedAnswerError(
+            f"token answer 'expires_in' is {_kind(expires_in)}, expected a positive number"
+        )
+    return token, float(expires_in)
