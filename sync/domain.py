@@ -42,6 +42,15 @@ class ActionKind(StrEnum):
     DELETE = "delete"  # DELETE external-references/people/<name>/<value>
 
 
+class ValueOwner(StrEnum):
+    """Whom a reference value found in Protime belongs to, seen from HR. Decides if it may go."""
+
+    EMPLOYEE = "employee"  # a valid, in-scope HR employee: only its own re-point moves it
+    GONE = "gone"  # no HR row has this id (any more): may be removed
+    OUT_OF_SCOPE = "out_of_scope"  # HR marks it inactive: may be removed
+    PROTECTED = "protected"  # an invalid row's id, an ignored id, or on two persons: never touched
+
+
 class Outcome(StrEnum):
     """How one action ended. ``PENDING`` is recorded before the call, so a crash leaves a trace."""
 
@@ -126,6 +135,9 @@ class Classification:
     reason: str = ""
     protime_value: str | None = None  # what the matched person holds for our reference now
     candidates: tuple[int, ...] = ()
+    # Added for the planner (reconcile/_plan.py), which sees only classifications:
+    held_by: int | None = None  # the person that holds the value ``hr_id`` in Protime now
+    protime_value_owner: ValueOwner | None = None  # whom ``protime_value`` belongs to
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +151,9 @@ class Action:
     situation: Situation
     reason: str
     phase: int = 0
+    # The HR id of another record whose earlier-phase action frees this action's person; when
+    # that action did not succeed, this one would fail too (409) or clobber (replace) and is skipped.
+    depends_on: str | None = None
 
     @property
     def fingerprint(self) -> str:
