@@ -20,7 +20,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NestedSecretsSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -185,6 +191,9 @@ class ScheduleSettings(_Section):
     cron: str | None = None
     run_at_start: bool = True
     misfire_grace_seconds: int = Field(default=3600, ge=1)
+    timezone: str = "UTC"  # of the cron expression (an IANA name: Europe/Brussels)
+    # SIGTERM: how long the running run may take to reach a safe point before the process exits.
+    shutdown_grace_seconds: float = Field(default=25.0, ge=0)
 
 
 class HttpSettings(_Section):
@@ -220,6 +229,26 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = ScheduleSettings()
     http: HttpSettings = HttpSettings()
     log: LogSettings = LogSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A secrets directory holds one file per variable, named like it
+        # (/run/secrets/IDSYNC_PROTIME__CLIENT_SECRET). The default source maps top-level fields
+        # only; the nested one follows `__` into the sections, as the environment does.
+        del settings_cls
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            NestedSecretsSettingsSource(file_secret_settings),
+        )
 
     @field_validator("database_url")
     @classmethod
