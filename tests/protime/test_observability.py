@@ -1,0 +1,151 @@
+"""Stats, request events, log lines, concurrency bound and rate limit of the client."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from protime_fakes import API_PATH, REFERENCE_PREFIX, make_settings, person
+from structlog.testing import capture_logs
+from sync.errors import ConfigError
+from sync.protime import ProtimeClient, RequestKind
+
+
+def test_stats_and_events_count_every_request(fake, make_client):
+    """Stats count requests by (kind, status), retries, token fetches and 429s; events match."""
+    fake.people = [person(1), person(2), person(3)]
+    fake.script("PUT", f"{REFERENCE_PREFIX}H1", httpx.Response(429), httpx.ReadError("reset"))
+    events = []
+
+    async def scenario():
+        async with make_client(on_request=events.append) as client:
+            await client.read_people()
+            await client.put_reference(value="H1", protime_id=1)
+            await client.delete_reference(value="H9")
+            return client.stats
+
+    stats = asyncio.run(scenario())
+    assert dict(stats.requests) == {
+        ("token", 200): 1,
+        ("people", 200): 2,
+        ("put_reference", 429): 1,
+        ("put_reference", 0): 1,
+        ("put_reference", 201): 1,
+        ("delete_reference", 404): 1,
+    }
+    assert stats.total_requests == 7
+    assert (stats.retries, stats.token_fetches, stats.rate_limited) == (2, 1, 1)
+    assert [(e.kind, e.status, e.attempt) for e in events] == [
+        (RequestKind.TOKEN, 200, 1),
+        (RequestKind.PEOPLE, 200, 1),
+        (RequestKind.PEOPLE, 200, 1),
+        (RequestKind.PUT_REFERENCE, 429, 1),
+        (RequestKind.PUT_REFERENCE, None, 2),
+        (RequestKind.PUT_REFERENCE, 201, 3),
+        (RequestKind.DELETE_REFERENCE, 404, 1),
+    ]
+    dropped = events[4]
+    assert dropped.error == "ReadError"
+    assert all(e.duration_seconds >= 0 for e in events)
+    assert all("?" not in e.path for e in events)
+
+
+def test_a_failing_on_request_hook_does_not_fail_the_call(fake, make_client):
+    """A broken metrics callback is logged and the call still succeeds."""
+
+    def broken(event):
+        raise RuntimeError("metrics down")
+
+    async def scenario():
+        async with make_client(on_request=broken) as client:
+            return await client.put_reference(value="H1", protime_id=1)
+
+    with capture_logs() as logs:
+        assert asyncio.run(scenario()) is True
+    assert any(e["event"] == "protime.on_request_failed" for e in logs)
+
+
+def test_each_request_is_logged_at_debug_without_query(fake, make_client):
+    """One debug line per request with method, path (no query), status and duration."""
+    fake.people = [person(1), person(2), person(3)]
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    lines = [e for e in logs if e["event"] == "protime.request"]
+    assert [(e["log_level"], e["method"], e["path"], e["status"]) for e in lines] == [
+        ("debug", "POST", "/tenants/acme/connect/token", 200),
+        ("debug", "GET", f"{API_PATH}/people", 200),
+        ("debug", "GET", f"{API_PATH}/people", 200),
+    ]
+    assert all(isinstance(e["duration_ms"], float) for e in lines)
+
+
+def test_retries_are_logged_at_info_with_reason_and_wait(fake, make_client):
+    """Each retry gives one info line with the reason and the wait."""
+    fake.script("PUT", f"{REFERENCE_PREFIX}H1", httpx.Response(503, headers={"Retry-After": "1"}))
+
+    async def scenario():
+        async with make_client() as client:
+            await client.put_reference(value="H1", protime_id=1)
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    (line,) = [e for e in logs if e["event"] == "protime.retry"]
+    assert line["log_level"] == "info"
+    assert line["reason"] == "503"
+    assert line["attempt"] == 1
+    assert line["path"] == f"{REFERENCE_PREFIX}H1"
+    assert line["wait_seconds"] >= 1.0
+
+
+def test_concurrency_is_bounded_by_settings(fake, make_client):
+    """No more requests are in flight at once than settings.concurrency allows."""
+    fake.api_latency_yields = 20
+
+    async def scenario():
+        async with make_client(concurrency=3) as client:
+            await asyncio.gather(*(client.get_reference(value=f"H{i}") for i in range(30)))
+
+    asyncio.run(scenario())
+    assert len(fake.api_requests) == 30
+    assert fake.max_in_flight == 3
+
+
+@pytest.mark.parametrize(
+    ("rate", "max_rate", "period"), [(50.0, 50.0, 1.0), (0.5, 1.0, 2.0), (2.5, 2.5, 1.0)]
+)
+def test_rate_limit_follows_settings(rate, max_rate, period):
+    """The client-side limiter allows settings.rate_limit_per_second on average."""
+    client = ProtimeClient(make_settings(rate_limit_per_second=rate))
+    assert client._limiter is not None
+    assert (client._limiter.max_rate, client._limiter.time_period) == (max_rate, period)
+    asyncio.run(client.aclose())
+
+
+def test_rate_limit_zero_means_no_limiter():
+    """rate_limit_per_second=0 switches the client-side limit off."""
+    client = ProtimeClient(make_settings(rate_limit_per_second=0))
+    assert client._limiter is None
+    asyncio.run(client.aclose())
+
+
+def test_rate_limited_requests_all_go_through(fake, make_client):
+    """With a limit set, calls are paced, not dropped: every call completes."""
+
+    async def scenario():
+        async with make_client(rate_limit_per_second=1000) as client:
+            return await asyncio.gather(*(client.get_reference(value=f"H{i}") for i in range(20)))
+
+    assert asyncio.run(scenario()) == [None] * 20
+
+
+@pytest.mark.parametrize("missing", ["base_url", "tenant", "client_id", "client_secret"])
+def test_missing_connection_settings_stop_construction(missing):
+    """A client cannot be built without the four connection settings; the error names the variable."""
+    with pytest.raises(ConfigError, match=f"IDSYNC_PROTIME__{missing.upper()}"):
+        ProtimeClient(make_settings(**{missing: None}))

@@ -1,0 +1,181 @@
+"""Reading people: paging by nextLink, field mapping, headers."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from protime_fakes import API_PATH, person
+from sync.domain import Person
+from sync.protime import MalformedAnswerError
+
+PEOPLE_PATH = f"{API_PATH}/people"
+
+
+def test_pages_are_followed_to_the_end_through_empty_pages(fake, make_client):
+    """Empty pages that carry a nextLink are not the end: every later page is read too."""
+    fake.script(
+        "GET",
+        PEOPLE_PATH,
+        httpx.Response(200, json={"value": [person(1)], "nextLink": f"{PEOPLE_PATH}?ct=a"}),
+        httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=b"}),
+        httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=c"}),
+        httpx.Response(200, json={"value": [person(2), person(3)], "nextLink": None}),
+    )
+
+    async def scenario():
+        async with make_client() as client:
+            return [[p.id for p in page] async for page in client.iter_people()]
+
+    assert asyncio.run(scenario()) == [[1], [], [], [2, 3]]
+    queries = [r.url.query.decode() for r in fake.api_requests]
+    assert queries[1:] == ["ct=a", "ct=b", "ct=c"]
+    assert all(r.url.host == "acme.myprotime.eu" for r in fake.api_requests)
+
+
+def test_read_people_collects_every_page(fake, make_client):
+    """read_people returns all persons of all pages, in order."""
+    fake.people = [person(i) for i in range(1, 8)]
+    fake.page_size = 3
+
+    async def scenario():
+        async with make_client() as client:
+            return await client.read_people()
+
+    people = asyncio.run(scenario())
+    assert [p.id for p in people] == list(range(1, 8))
+    assert len(fake.api_requests) == 3
+
+
+def test_people_are_asked_with_both_predefined_references_and_ours(fake, make_client):
+    """The first page asks for @employee-number, @badge-number and the configured reference."""
+
+    async def scenario():
+        async with make_client(reference_name="PAYROLL_ID") as client:
+            await client.read_people()
+
+    asyncio.run(scenario())
+    query = parse_qs(fake.api_requests[0].url.query.decode())
+    assert query["externalReferences"] == [
+        "(people,@employee-number)(people,@badge-number)(people,PAYROLL_ID)"
+    ]
+
+
+def test_person_fields_and_references_map_onto_person(fake, make_client):
+    """Fields win, predefined references fill gaps, our reference and out-of-service are read."""
+    fake.people = [
+        person(
+            1,
+            employeeNumber="E1",
+            badgeNumber="B1",
+            email="a@x.eu",
+            externalReferences={"@employee-number": "ignored", "HRMID": "H1", "OTHER": "x"},
+        ),
+        person(
+            2,
+            employeeNumber=None,
+            externalReferences={"@employee-number": "E2", "@badge-number": "B2"},
+            outOfServiceDate="2024-05-31",
+        ),
+        person(3, employeeNumber="", email="", outOfServiceDate=""),
+    ]
+    fake.page_size = 10
+
+    async def scenario():
+        async with make_client() as client:
+            return await client.read_people()
+
+    assert asyncio.run(scenario()) == [
+        Person(1, employee_number="E1", badge_number="B1", email="a@x.eu", reference="H1"),
+        Person(2, employee_number="E2", badge_number="B2", out_of_service=True),
+        Person(3),
+    ]
+
+
+def test_headers_identify_idsync_and_ask_for_json(fake, make_client):
+    """Every request carries the User-Agent of protime-api.md §1, Accept and the bearer token."""
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+            await client.put_reference(value="H1", protime_id=5)
+
+    asyncio.run(scenario())
+    for request in fake.requests:
+        assert request.headers["User-Agent"] == "idsync/9.8.7 (Acme NV)"
+        assert request.headers["Accept"] == "application/json"
+    people_get, put = fake.api_requests
+    assert people_get.headers["Authorization"] == f"Bearer {fake.tokens[0]}"
+    assert "Content-Type" not in people_get.headers
+    assert put.headers["Content-Type"] == "application/json"
+
+
+def test_default_user_agent_carries_the_package_version(fake):
+    """Without an explicit version the User-Agent names the installed idsync version."""
+    import sync
+    from protime_fakes import make_settings
+    from sync.protime import ProtimeClient
+
+    async def scenario():
+        async with ProtimeClient(make_settings(), transport=fake.transport()) as client:
+            await client.check_token()
+
+    asyncio.run(scenario())
+    assert fake.requests[0].headers["User-Agent"] == f"idsync/{sync.__version__} (Acme NV)"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "https://evil.example/connector/protimeapi/api/v1/people?ct=1",
+        "//evil.example/people",
+        "people?ct=1",
+        "http://acme.myprotime.eu/connector/protimeapi/api/v1/people?ct=1",
+    ],
+)
+def test_next_link_off_the_tenant_host_is_refused(fake, make_client, link):
+    """A nextLink that is not a path on the tenant host is never followed (it would get our token)."""
+    fake.script("GET", PEOPLE_PATH, httpx.Response(200, json={"value": [], "nextLink": link}))
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+
+    with pytest.raises(MalformedAnswerError, match="nextLink is not a path on"):
+        asyncio.run(scenario())
+    assert len(fake.api_requests) == 1
+
+
+def test_absolute_next_link_on_the_tenant_host_is_followed(fake, make_client):
+    """A nextLink given as a full URL on the same host is followed like a path."""
+    fake.script(
+        "GET",
+        PEOPLE_PATH,
+        httpx.Response(
+            200, json={"value": [], "nextLink": f"https://acme.myprotime.eu{PEOPLE_PATH}?ct=z"}
+        ),
+        httpx.Response(200, json={"value": [person(9)]}),
+    )
+
+    async def scenario():
+        async with make_client() as client:
+            return await client.read_people()
+
+    assert [p.id for p in asyncio.run(scenario())] == [9]
+    assert fake.api_requests[1].url.query == b"ct=z"
+
+
+def test_a_next_link_loop_is_reported_instead_of_read_forever(fake, make_client):
+    """A nextLink that repeats an earlier page ends the read with an error."""
+    loop = httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=same"})
+    fake.script("GET", PEOPLE_PATH, loop, loop, loop)
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+
+    with pytest.raises(MalformedAnswerError, match="repeats an earlier page"):
+        asyncio.run(scenario())
+    assert len(fake.api_requests) == 2
