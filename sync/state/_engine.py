@@ -1,0 +1,144 @@
+"""One engine factory per dialect for the state database, in the style of Prefect's database layer.
+
+Everything dialect-specific about *connections* lives here, so the store, the lock and the
+migrations never ask which database they talk to:
+
+* **SQLite** — every connection gets ``busy_timeout`` (set first, so the other pragmas wait for a
+  busy file instead of failing), ``journal_mode=WAL`` (readers never block the writer),
+  ``synchronous=NORMAL`` (safe with WAL) and ``foreign_keys=ON``. pysqlite's own transaction
+  handling is switched off and SQLAlchemy's ``begin`` event emits ``BEGIN`` itself — the recipe of
+  the SQLAlchemy pysqlite documentation ("Serializable isolation / Savepoints / Transactional DDL").
+  A connection carrying the execution option ``sqlite_begin_mode="IMMEDIATE"`` (see
+  :func:`write_transaction`) begins with ``BEGIN IMMEDIATE``: a writer takes the write lock when
+  its transaction starts, so two writers queue on ``busy_timeout`` instead of one failing with
+  "database is locked" when it upgrades a read lock half-way through.
+* **PostgreSQL** — ``pool_pre_ping`` (a replica survives a database restart), a bounded pool,
+  connections recycled every 30 minutes, an ``application_name`` for ``pg_stat_activity``.
+* **anything else** — ``pool_pre_ping`` and recycling only.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from sync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+_BEGIN_MODE = "sqlite_begin_mode"
+_BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+
+
+def create_state_engine(url: str) -> Engine:
+    """An :class:`~sqlalchemy.Engine` for the state database, tuned for its dialect.
+
+    Raises :class:`~sync.errors.ConfigError` (naming ``IDSYNC_DATABASE_URL``, never the URL
+    itself, which may hold a password) when the URL cannot be parsed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "IDSYNC_DATABASE_URL is not a database URL SQLAlchemy understands"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(parsed)
+    if backend == "postgresql":
+        return _postgresql_engine(parsed)
+    return create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    engine = create_engine(
+        url,
+        # pysqlite's own busy wait; the PRAGMA below covers connections made by other means.
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+    )
+    in_memory = url.database in (None, "", ":memory:") or url.query.get("mode") == "memory"
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below own BEGIN; pysqlite's implicit BEGIN is deferred
+        # and skipped before DDL, which breaks both write locking and transactional DDL.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_MODE)
+        if mode is None:
+            connection.exec_driver_sql("BEGIN")
+            return
+        if mode not in _BEGIN_MODES:
+            raise ValueError(f"unknown {_BEGIN_MODE} {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def _postgresql_engine(url: URL) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if url.get_driver_name() == "psycopg":
+        connect_args = {"application_name": "idsync", "connect_timeout": 10}
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_timeout=30,
+        pool_recycle=1800,
+        connect_args=connect_args,
+    )
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection inside a writer transaction, committed on success and rolled back on error.
+
+    On SQLite the transaction starts with ``BEGIN IMMEDIATE``; elsewhere the option is inert.
+    """
+    with engine.connect() as conn:
+        writer = conn.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+        with writer.begin():
+            yield writer
+
+
+def immediate(conn: Connection) -> Connection:
+    """``conn`` with writer begin mode; for callers that manage the transaction themselves."""
+    return conn.execution_options(**{_BEGIN_MODE: "IMMEDIATE"})
+
+
+def describe_error(exc: BaseException, *, url: URL | str | None = None) -> str:
+    """One line about a database error, fit for a user: the driver's message, no SQL, no password.
+
+    SQLAlchemy's own text appends the statement and its parameters; the driver's first line says
+    what went wrong. The URL's password is blanked out should a driver ever echo it.
+    """
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    password = None
+    if url is not None:
+        try:
+            password = make_url(url).password if isinstance(url, str) else url.password
+        except ArgumentError:
+            password = None
+    if password:
+        line = line.replace(str(password), "***")
+    return line

@@ -1,0 +1,235 @@
+"""The run lock: one reconciliation at a time per state database, across processes and hosts.
+
+**PostgreSQL** — a session-level advisory lock (``pg_try_advisory_lock``) taken on a connection
+that is checked out for the whole block and released with ``pg_advisory_unlock`` at its end. The
+key is a 64-bit hash of ``idsync:<current schema>:<name>``, so two deployments in two schemas of
+one database do not block each other. If the process dies, PostgreSQL ends its session and the
+lock goes with it: nothing to expire.
+
+**SQLite (and any other database)** — a row in ``run_lock`` keyed by the lock name, holding an
+owner token (``host:pid:random``), the time it was taken, a heartbeat and an expiry. Taking the lock
+is one ``BEGIN IMMEDIATE`` transaction: insert the row, or take over a row whose ``expires_at`` is
+in the past (its holder crashed or hung). While the block runs a daemon thread renews the expiry
+every ``ttl / 4`` seconds, so a live holder keeps its lock however long the run takes; a holder
+that stops heartbeating loses it ``ttl`` seconds after the last beat. Leaving the block deletes the
+row (only if we still own it). Should a heartbeat find the row owned by someone else, the lock was
+lost (the process stalled for longer than ``ttl``): that is logged as an error.
+
+A caller that cannot take the lock gets :class:`~sync.errors.LockHeldError` at once with
+``timeout=0`` (the default), or after polling for up to ``timeout`` seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from sync.errors import LockHeldError, StateError
+from sync.state._engine import describe_error, write_transaction
+from sync.state._models import RUN_LOCK, RunLockRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+DEFAULT_LOCK_TTL_SECONDS = 60.0
+_POLL_FIRST = 0.05
+_POLL_MAX = 1.0
+_log = logging.getLogger(__name__)
+
+
+def advisory_key(conn: Connection, name: str) -> int:
+    """The signed 64-bit PostgreSQL advisory lock key for ``name`` in the connection's schema."""
+    schema = conn.execute(select(func.current_schema())).scalar_one()
+    digest = hashlib.blake2b(f"idsync:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def run_lock(
+    engine: Engine,
+    *,
+    name: str = "reconcile",
+    timeout: float = 0.0,
+    ttl: float = DEFAULT_LOCK_TTL_SECONDS,
+) -> Iterator[None]:
+    """Hold the run lock ``name`` for the block, or raise :class:`LockHeldError`.
+
+    ``timeout`` is how long to keep trying (0: one try). ``ttl`` only matters for the table lock
+    (SQLite): how long after its last heartbeat a silent holder's lock may be taken over.
+    """
+    if not 0 < len(name) <= 64:  # noqa: PLR2004 - the width of run_lock.name
+        raise ValueError("lock name must be 1-64 characters")
+    if engine.dialect.name == "postgresql":
+        with _advisory_lock(engine, name=name, timeout=timeout):
+            yield
+    else:
+        with _table_lock(engine, name=name, timeout=timeout, ttl=ttl):
+            yield
+
+
+def _poll(timeout: float) -> Iterator[None]:
+    """Yield once per attempt until ``timeout`` seconds have passed (once when it is 0)."""
+    deadline = time.monotonic() + timeout
+    delay = _POLL_FIRST
+    while True:
+        yield
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(delay, remaining))
+        delay = min(delay * 2, _POLL_MAX)
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, *, name: str, timeout: float) -> Iterator[None]:
+    try:
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"state database unreachable: {describe_error(exc, url=engine.url)}"
+        ) from None
+    try:
+        key = advisory_key(conn, name)
+        for _ in _poll(timeout):
+            if conn.execute(select(func.pg_try_advisory_lock(key))).scalar_one():
+                break
+        else:
+            raise LockHeldError(
+                f"another run holds the run lock {name!r} (PostgreSQL advisory lock {key})"
+            )
+        try:
+            yield
+        finally:
+            try:
+                conn.execute(select(func.pg_advisory_unlock(key)))
+            except SQLAlchemyError:
+                # The session is gone, and its lock with it; never reuse this connection.
+                conn.invalidate()
+    finally:
+        conn.close()
+
+
+def _owner_token() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | None:
+    """Take the lock row; ``None`` on success, else a description of the current holder."""
+    now = datetime.now(UTC)
+    expires = now + timedelta(seconds=ttl)
+    table = RUN_LOCK
+    try:
+        with write_transaction(engine) as conn:
+            row = conn.execute(
+                select(RunLockRecord.owner, RunLockRecord.expires_at).where(
+                    RunLockRecord.name == name
+                )
+            ).one_or_none()
+            values = {
+                "owner": owner,
+                "acquired_at": now,
+                "heartbeat_at": now,
+                "expires_at": expires,
+            }
+            if row is None:
+                conn.execute(insert(table).values(name=name, **values))
+                return None
+            if row.expires_at <= now:
+                taken = conn.execute(
+                    update(table)
+                    .where(table.c.name == name, table.c.owner == row.owner)
+                    .values(**values)
+                ).rowcount
+                if taken == 1:
+                    _log.warning(
+                        "run lock %r taken over from %s, whose lock expired at %s",
+                        name,
+                        row.owner,
+                        row.expires_at.isoformat(),
+                    )
+                    return None
+            return f"{row.owner}, expires {row.expires_at.isoformat()}"
+    except IntegrityError:
+        # A concurrent insert won (databases without BEGIN IMMEDIATE serialise here instead).
+        return "another process"
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, engine: Engine, *, name: str, owner: str, ttl: float) -> None:
+        super().__init__(name=f"idsync-lock-{name}", daemon=True)
+        self._engine = engine
+        self._lock_name = name
+        self._owner = owner
+        self._ttl = ttl
+        self._stop_event = threading.Event()
+        self.lost = False
+
+    def run(self) -> None:
+        table = RUN_LOCK
+        while not self._stop_event.wait(self._ttl / 4):
+            now = datetime.now(UTC)
+            try:
+                with write_transaction(self._engine) as conn:
+                    renewed = conn.execute(
+                        update(table)
+                        .where(table.c.name == self._lock_name, table.c.owner == self._owner)
+                        .values(heartbeat_at=now, expires_at=now + timedelta(seconds=self._ttl))
+                    ).rowcount
+            except SQLAlchemyError as exc:
+                _log.warning("run lock heartbeat failed, will retry: %s", describe_error(exc))
+                continue
+            if renewed != 1:
+                self.lost = True
+                _log.error(
+                    "run lock %r was taken over by another process while this run held it",
+                    self._lock_name,
+                )
+                return
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+@contextmanager
+def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Iterator[None]:
+    if ttl <= 0:
+        raise ValueError("ttl must be positive")
+    owner = _owner_token()
+    holder = "unknown"
+    try:
+        for _ in _poll(timeout):
+            found = _try_take(engine, name=name, owner=owner, ttl=ttl)
+            if found is None:
+                break
+            holder = found
+        else:
+            raise LockHeldError(f"another run holds the run lock {name!r} ({holder})")
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"state database unreachable: {describe_error(exc, url=engine.url)}"
+        ) from None
+    heartbeat = _Heartbeat(engine, name=name, owner=owner, ttl=ttl)
+    heartbeat.start()
+    try:
+        yield
+    finally:
+        heartbeat.stop()
+        table = RUN_LOCK
+        try:
+            with write_transaction(engine) as conn:
+                conn.execute(delete(table).where(table.c.name == name, table.c.owner == owner))
+        except SQLAlchemyError as exc:
+            # The row expires on its own; the next run takes it over after ``ttl``.
+            _log.warning("could not release run lock %r: %s", name, describe_error(exc))

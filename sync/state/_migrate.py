@@ -1,0 +1,164 @@
+"""Alembic, driven from code: find the migrations, upgrade safely, tell whether the schema is current.
+
+The migrations ship inside the installed wheel (``pyproject.toml`` force-includes ``migrations/``
+as ``sync/_migrations``); in a source checkout they sit at the top level. :func:`migrations_dir`
+looks in that order and :func:`alembic_config` builds the Alembic configuration in code, so nothing
+depends on the working directory or on ``alembic.ini``. The database URL never goes through Alembic's
+configuration: :func:`upgrade` hands Alembic an open connection.
+
+**Two processes upgrading at once** (two replicas starting together) are serialised: on PostgreSQL
+by a transaction-level advisory lock taken before Alembic reads the version table, on SQLite by the
+``BEGIN IMMEDIATE`` that opens the migration transaction (DDL is transactional with the engine's
+begin recipe). The second process then finds the schema at head and does nothing. Within one process
+a lock serialises callers too, since Alembic's ``context`` is process-global.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync.errors import SchemaNotCurrentError, StateError
+from sync.state._engine import describe_error, immediate
+from sync.state._lock import advisory_key
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+_PROCESS_LOCK = threading.Lock()
+_MIGRATION_LOCK_NAME = "migrate"
+
+
+def migrations_dir(package_dir: Path | None = None) -> Path:
+    """The Alembic script directory: the installed package's copy first, then the source tree.
+
+    ``package_dir`` is the ``sync`` package folder (its real location by default).
+    """
+    package = package_dir if package_dir is not None else Path(__file__).resolve().parent.parent
+    candidates = (package / "_migrations", package.parent / "migrations")
+    for candidate in candidates:
+        if (candidate / "env.py").is_file():
+            return candidate
+    raise StateError(
+        f"the database migrations are missing: neither {candidates[0]} nor {candidates[1]} "
+        "holds env.py (a broken installation?)"
+    )
+
+
+def alembic_config() -> Config:
+    """An Alembic :class:`Config` built in code; pass a connection in ``attributes['connection']``."""
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("path_separator", "os")
+    return config
+
+
+@lru_cache(maxsize=1)
+def _script() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
+def head_revision() -> str:
+    """The revision the code expects (the single head of ``migrations/versions``)."""
+    head = _script().get_current_head()
+    if head is None:
+        raise StateError("the migrations define no revision")
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at; ``None`` for a database idsync never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise unless the state database is reachable and at :func:`head_revision`.
+
+    :class:`~sync.errors.SchemaNotCurrentError` (exit 2) tells the user to run ``idsync db
+    upgrade``; :class:`~sync.errors.StateError` says the database cannot be reached.
+    """
+    try:
+        current = current_revision(engine)
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"state database unreachable: {describe_error(exc, url=engine.url)}"
+        ) from None
+    head = head_revision()
+    if current == head:
+        return
+    if current is None:
+        raise SchemaNotCurrentError(
+            f"the state database has no idsync schema yet (expected revision {head}): "
+            "run `idsync db upgrade`"
+        )
+    try:
+        known = _script().get_revision(current) is not None
+    except Exception:  # alembic raises several types for an unknown id
+        known = False
+    if not known:
+        raise SchemaNotCurrentError(
+            f"the state database is at revision {current}, which this idsync does not know "
+            "(was it migrated by a newer version?); install that version, or run `idsync db "
+            "upgrade` with it"
+        )
+    raise SchemaNotCurrentError(
+        f"the state database schema is at revision {current}, the code expects {head}: "
+        "run `idsync db upgrade`"
+    )
+
+
+@contextmanager
+def migration_transaction(conn: Connection) -> Iterator[Connection]:
+    """One transaction for a whole migration, exclusive against other migrating processes."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # Batch migrations rebuild tables; SQLite only lets foreign keys be switched off outside
+        # a transaction, hence the raw driver connection (autocommit under the begin recipe).
+        raw = conn.connection.driver_connection
+        if raw is None:  # pragma: no cover - a closed connection
+            raise StateError("the state database connection is closed")
+        raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            writer = immediate(conn)
+            with writer.begin():
+                yield writer
+                problems = writer.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise StateError(f"migration broke foreign keys: {problems[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys = ON")
+    elif dialect == "postgresql":
+        with conn.begin():
+            key = advisory_key(conn, _MIGRATION_LOCK_NAME)
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
+            yield conn
+    else:
+        with conn.begin():
+            yield conn
+
+
+def upgrade(engine: Engine) -> None:
+    """Migrate the state database to head; a no-op when it is there already.
+
+    Safe when several processes (or threads) call it at the same moment; see the module doc.
+    """
+    config = alembic_config()
+    try:
+        with _PROCESS_LOCK, engine.connect() as conn, migration_transaction(conn) as locked:
+            config.attributes["connection"] = locked
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"migrating the state database failed: {describe_error(exc, url=engine.url)}"
+        ) from None
