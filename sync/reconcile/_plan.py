@@ -1,0 +1,335 @@
+"""The pure planner: classifications and reactions in, ordered actions with reasons out.
+
+No I/O. The plan is sorted by HR id, then phase, so it does not depend on input order. Apply
+runs phase 0 to the last phase in order, concurrently within a phase. The ordering guarantees
+that every write finds its person free when it runs, so the plan works whether Protime answers
+a second value on a person with 409 or replaces the old value (protime-api.md §7), and a rerun
+after a successful apply plans nothing. The decisions, with examples, are in
+``docs/matching.md``:
+
+* ``unlinked`` -> WRITE (reaction ``write``). ``orphaned`` -> DELETE in phase 0 (reaction
+  ``delete``), never for a value Protime shows on two persons. ``drifted`` -> re-point
+  (reaction ``repoint``); everything else -> nothing.
+* Re-point of X onto person P that holds V: V gone from HR or out of scope -> DELETE V (phase 0)
+  then WRITE X. V the id of an employee Y that is re-pointed elsewhere -> no delete: X's write
+  waits for Y's move (``depends_on``). V an in-scope employee that is not moving (unmatched,
+  disputed...) -> X is held, unless X's person comes from a manual link: the admin's link wins
+  and V is deleted first. V ignored, possibly owned by an invalid row, or on two persons -> held.
+* Phases: 0 deletes; a write runs one phase after whatever frees its person, and no earlier than
+  phase 1 for a move (the value sits on another person) or phase 2 for a brand-new value. Chains
+  of moves (P holds Y, Y's person holds Z, ...) take one phase per link. A cycle (X on Y's
+  person and Y on X's) is broken by deleting the smallest id of the cycle in phase 0; that id is
+  written again in a later phase.
+* ``failed``: a record whose planned actions include the fingerprint in ``prior.failed`` gets no
+  action and the situation ``failed`` (unless ``retry_failed``); once its inputs change (another
+  person, another value) it is planned again.
+* ``only`` restricts actions, never classifications. A record in ``only`` whose person is to be
+  freed by a record outside ``only`` is held with a reason naming the missing id, never run
+  into a certain 409 (or, with replace semantics, into removing the other employee's value).
+* Any record whose freeing record gets no action (failed, held, not in ``only``) is held too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from sync.domain import Action, ActionKind, Classification, Plan, Rule, Situation, ValueOwner
+from sync.reconcile._classify import DEFAULT_REFERENCE_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+
+    from sync.config import ReactionSettings
+    from sync.domain import PriorState
+
+_DELETABLE = (ValueOwner.GONE, ValueOwner.OUT_OF_SCOPE)
+
+
+@dataclass(slots=True)
+class _Write:
+    """One record to re-point or write, while the plan is being worked out."""
+
+    c: Classification
+    delete_first: bool = False  # delete protime_value from the person (phase 0)
+    depends_on: str | None = None  # the record whose action frees the person
+    freed_at_zero: bool = False  # the person is free after phase 0
+    breaker: bool = False  # own value deleted in phase 0 to break a cycle
+    held: str | None = None  # why nothing is done
+
+
+def plan(
+    *,
+    classifications: Sequence[Classification],
+    reactions: ReactionSettings,
+    prior: PriorState,
+    retry_failed: bool = False,
+    only: Collection[str] | None = None,
+    reference_name: str = DEFAULT_REFERENCE_NAME,
+) -> Plan:
+    """Turn classifications into phased actions, each with a human reason."""
+    records: dict[str, Classification] = {}
+    for c in classifications:
+        if c.hr_id in records:
+            raise ValueError(f"two classifications for {c.hr_id!r}")
+        records[c.hr_id] = c
+    planner = _Planner(records, reactions=reactions, name=reference_name)
+    actions = planner.actions()
+    changed: dict[str, Classification] = {}
+
+    if prior.failed and not retry_failed:
+        for hr_id in list(actions):
+            fingerprint = prior.failed.get(hr_id)
+            if fingerprint and any(a.fingerprint == fingerprint for a in actions[hr_id]):
+                del actions[hr_id]
+                c = records[hr_id]
+                changed[hr_id] = replace(
+                    c,
+                    situation=Situation.FAILED,
+                    reason=(
+                        f"the last attempt ({fingerprint}) failed permanently; it is tried again"
+                        f" when its inputs change, or with --retry-failed. It was {c.situation}:"
+                        f" {c.reason}"
+                    ),
+                )
+    excluded: set[str] = set()
+    if only is not None:
+        wanted = set(only)
+        excluded = {hr_id for hr_id in actions if hr_id not in wanted}
+        for hr_id in excluded:
+            del actions[hr_id]
+    for hr_id, why in planner.held.items():
+        if only is None or hr_id in only:
+            changed[hr_id] = _held(records[hr_id], why)
+    _propagate_holds(planner, actions=actions, changed=changed, excluded=excluded, only=only)
+
+    final = [changed.get(hr_id, records[hr_id]) for hr_id in sorted(records)]
+    ordered = sorted(
+        (a for acts in actions.values() for a in acts),
+        key=lambda a: (a.hr_id, a.phase, a.kind, a.value),
+    )
+    return Plan(classifications=tuple(final), actions=tuple(ordered))
+
+
+def _held(c: Classification, why: str) -> Classification:
+    return replace(c, reason=f"{c.reason}; not re-pointed in this run: {why}")
+
+
+def _propagate_holds(
+    planner: _Planner,
+    *,
+    actions: dict[str, list[Action]],
+    changed: dict[str, Classification],
+    excluded: set[str],
+    only: Collection[str] | None,
+) -> None:
+    """A record waiting for another record that gets no action is held as well, transitively."""
+    waiting: dict[str, list[str]] = defaultdict(list)
+    for hr_id, write in planner.writes.items():
+        if write.depends_on is not None:
+            waiting[write.depends_on].append(hr_id)
+    stuck = [hr_id for hr_id in waiting if hr_id not in actions]
+    while stuck:
+        blocker = stuck.pop()
+        for hr_id in waiting.get(blocker, ()):
+            if hr_id not in actions:
+                continue
+            del actions[hr_id]
+            stuck.append(hr_id)
+            if only is not None and hr_id not in only:
+                continue
+            person = planner.writes[hr_id].c.protime_id
+            if blocker in excluded:
+                why = f"{blocker} must free person {person} first; add it to --only"
+            elif changed.get(blocker, planner.records[blocker]).situation is Situation.FAILED:
+                why = f"{blocker} must free person {person} first, and its last attempt failed"
+            else:
+                why = f"{blocker} must free person {person} first, and it is held"
+            changed[hr_id] = _held(planner.records[hr_id], why)
+
+
+class _Planner:
+    def __init__(
+        self, records: dict[str, Classification], *, reactions: ReactionSettings, name: str
+    ) -> None:
+        self.records = records
+        self.name = name
+        self.reactions = reactions
+        self.writes: dict[str, _Write] = {}
+        for hr_id, c in records.items():
+            if c.protime_id is None:
+                continue
+            if (c.situation is Situation.UNLINKED and reactions.unlinked == "write") or (
+                c.situation is Situation.DRIFTED and reactions.drifted == "repoint"
+            ):
+                self.writes[hr_id] = _Write(c)
+        self.held: dict[str, str] = {}
+
+    def actions(self) -> dict[str, list[Action]]:
+        for write in self.writes.values():
+            self._blocker(write)
+        self._break_cycles()
+        phases = self._phases()
+        out: dict[str, list[Action]] = defaultdict(list)
+        for hr_id, write in self.writes.items():
+            if write.held is None:
+                out[hr_id].extend(self._write_actions(write, phases))
+        if self.reactions.orphaned == "delete":
+            for hr_id, c in self.records.items():
+                if (
+                    c.situation is Situation.ORPHANED
+                    and c.protime_id is not None
+                    and c.protime_value_owner in _DELETABLE
+                ):
+                    out[hr_id].append(
+                        Action(
+                            kind=ActionKind.DELETE,
+                            hr_id=hr_id,
+                            protime_id=c.protime_id,
+                            value=hr_id,
+                            situation=Situation.ORPHANED,
+                            reason=f"delete {self.name} {hr_id} from person {c.protime_id}: {c.reason}",
+                            phase=0,
+                        )
+                    )
+        return out
+
+    def _blocker(self, write: _Write) -> None:
+        """What frees the person of ``write``, or why nothing can."""
+        c = write.c
+        value = c.protime_value
+        if value is None:
+            return
+        if c.protime_value_owner in _DELETABLE:
+            write.delete_first = True
+            write.freed_at_zero = True
+            return
+        if c.protime_value_owner is ValueOwner.EMPLOYEE and value in self.records:
+            if value in self.writes:
+                write.depends_on = value  # its own re-point moves it off this person
+                return
+            if c.rule is Rule.MANUAL:
+                write.delete_first = True
+                write.freed_at_zero = True
+                return
+            other = self.records[value]
+            why = (
+                f"person {c.protime_id} holds {self.name} {value}, the id of an HR employee"
+                f" that is {other.situation} and not moved; link {value} or {c.hr_id} by hand"
+            )
+        else:
+            why = f"person {c.protime_id} holds {self.name} {value}, which idsync never removes"
+        write.held = why
+        self.held[c.hr_id] = why
+
+    def _break_cycles(self) -> None:
+        """Find cycles of moves (X waits for Y waits for ... X); delete the smallest id first."""
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        for start in sorted(self.writes):
+            path: list[str] = []
+            node: str | None = start
+            while node is not None and node not in state:
+                state[node] = 1
+                path.append(node)
+                node = self.writes[node].depends_on
+            if node is not None and state[node] == 1:
+                cycle = path[path.index(node) :]
+                breaker = min(cycle)
+                self.writes[breaker].breaker = True
+                for hr_id in cycle:
+                    if self.writes[hr_id].depends_on == breaker:
+                        self.writes[hr_id].freed_at_zero = True
+            for hr_id in path:
+                state[hr_id] = 2
+
+    def _phases(self) -> dict[str, int]:
+        phases: dict[str, int] = {}
+        for start in self.writes:
+            stack = [start]
+            while stack:
+                hr_id = stack[-1]
+                if hr_id in phases:
+                    stack.pop()
+                    continue
+                write = self.writes[hr_id]
+                is_move = write.c.held_by is not None and not write.breaker
+                base = 1 if is_move else 2
+                if write.freed_at_zero:
+                    phases[hr_id] = max(base, 1)
+                elif write.depends_on is None:
+                    phases[hr_id] = base
+                elif write.depends_on in phases:
+                    phases[hr_id] = max(base, phases[write.depends_on] + 1)
+                else:
+                    stack.append(write.depends_on)
+                    continue
+                stack.pop()
+        return phases
+
+    def _write_actions(self, write: _Write, phases: dict[str, int]) -> list[Action]:
+        c = write.c
+        hr_id, person, name = c.hr_id, c.protime_id, self.name
+        assert person is not None  # only classifications with a person become writes
+        phase = phases[hr_id]
+        actions: list[Action] = []
+        if write.delete_first:
+            value = c.protime_value
+            assert value is not None
+            actions.append(
+                Action(
+                    kind=ActionKind.DELETE,
+                    hr_id=hr_id,
+                    protime_id=person,
+                    value=value,
+                    situation=c.situation,
+                    reason=(
+                        f"delete {name} {value} from person {person} to make room for {hr_id}:"
+                        f" {c.reason}"
+                    ),
+                    phase=0,
+                )
+            )
+        if write.breaker:
+            holder = c.held_by
+            assert holder is not None
+            actions.append(
+                Action(
+                    kind=ActionKind.DELETE,
+                    hr_id=hr_id,
+                    protime_id=holder,
+                    value=hr_id,
+                    situation=c.situation,
+                    reason=(
+                        f"delete {name} {hr_id} from person {holder} for a moment: values swap"
+                        f" between persons, so one must give way; it is written on person"
+                        f" {person} in phase {phase}"
+                    ),
+                    phase=0,
+                )
+            )
+        if c.held_by is not None and not write.breaker:
+            verb = f"move {name} {hr_id} from person {c.held_by} to person {person}"
+        else:
+            verb = f"write {name} {hr_id} on person {person}"
+        actions.append(
+            Action(
+                kind=ActionKind.WRITE,
+                hr_id=hr_id,
+                protime_id=person,
+                value=hr_id,
+                situation=c.situation,
+                reason=f"{verb}: {c.reason}" if c.situation is Situation.DRIFTED else c.reason,
+                phase=phase,
+                depends_on=write.depends_on,
+            )
+        )
+        return actions
+
+
+def summarize(plan: Plan) -> dict[str, int]:
+    """Counts by situation, every situation present (zero included), keyed by its value."""
+    counts = {situation.value: 0 for situation in Situation}
+    for c in plan.classifications:
+        counts[c.situation.value] += 1
+    return counts
