@@ -1,0 +1,88 @@
+"""The two safety checks that block a run before any write (exit 3), pure and I/O-free.
+
+The input gate looks at the snapshots before classification; the thresholds look at the plan.
+Both only raise: the caller skips them under ``--force``. Decisions (see ``docs/matching.md``):
+
+* An empty snapshot blocks, for HR *and* for Protime (a wrong tenant or a missing scope reads as
+  "no people"), unless ``IDSYNC_SAFETY__ALLOW_EMPTY_SNAPSHOT`` is set. That setting lets an empty
+  snapshot through on its own, but a drop from a non-empty last good run to zero is still a
+  shrink and still blocks.
+* A snapshot shrinks sharply when it is below ``min_snapshot_ratio`` times the last good run's
+  count. Without a last good run (or one that counted zero) there is nothing to compare to. The
+  comparison is exact (90 of 100 at ratio 0.9 passes).
+* Thresholds: deletes counts every DELETE (orphans and the stale values a re-point removes);
+  re-points counts every action of a drifted record (its deletes and writes); writes counts all
+  actions. A limit is exceeded when the count is strictly greater than it.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from sync.domain import ActionKind, Situation
+from sync.errors import InputGateError, ThresholdError
+
+if TYPE_CHECKING:
+    from sync.config import SafetySettings
+    from sync.domain import Plan, PriorState
+
+_VAR = "IDSYNC_SAFETY__"
+
+
+def check_input_gate(
+    *, hr_count: int, protime_count: int, prior: PriorState, safety: SafetySettings
+) -> None:
+    """Raise :class:`InputGateError` when a snapshot is empty or shrank sharply."""
+    ratio = Fraction(str(safety.min_snapshot_ratio))
+    problems = []
+    for label, unit, now, last in (
+        ("HR", "valid employees", hr_count, prior.last_good_hr_count),
+        ("Protime", "people", protime_count, prior.last_good_protime_count),
+    ):
+        last_text = "no earlier good run" if last is None else f"the last good run had {last}"
+        if last and now < ratio * last:
+            problems.append(
+                f"the {label} snapshot has {now} {unit}, {last_text}: ratio {_floor3(now, last)},"
+                f" below the minimum {float(ratio):g} ({_VAR}MIN_SNAPSHOT_RATIO)"
+            )
+        elif now == 0 and not safety.allow_empty_snapshot:
+            problems.append(
+                f"the {label} snapshot is empty (0 {unit}; {last_text});"
+                f" set {_VAR}ALLOW_EMPTY_SNAPSHOT=true if that is expected"
+            )
+    if problems:
+        raise InputGateError(
+            "blocked before any write: "
+            + "; ".join(problems)
+            + ". Check the source; if the change is real, run once with --force."
+        )
+
+
+def _floor3(now: int, last: int) -> str:
+    # Rounded down, so a ratio just under the minimum never prints as equal to it.
+    return f"{(1000 * now // last) / 1000:g}"
+
+
+def check_thresholds(*, plan: Plan, safety: SafetySettings) -> None:
+    """Raise :class:`ThresholdError` naming every safety limit the plan exceeds, with figures."""
+    deletes = sum(1 for a in plan.actions if a.kind is ActionKind.DELETE)
+    repoints = sum(1 for a in plan.actions if a.situation is Situation.DRIFTED)
+    total = len(plan.actions)
+    problems = []
+    if deletes > safety.max_deletes:
+        problems.append(
+            f"{deletes} deletes planned, limit {safety.max_deletes} ({_VAR}MAX_DELETES)"
+        )
+    if repoints > safety.max_repoints:
+        problems.append(
+            f"{repoints} re-point actions planned, limit {safety.max_repoints} ({_VAR}MAX_REPOINTS)"
+        )
+    if safety.max_writes is not None and total > safety.max_writes:
+        problems.append(f"{total} actions planned, limit {safety.max_writes} ({_VAR}MAX_WRITES)")
+    if problems:
+        raise ThresholdError(
+            "blocked before any write: "
+            + "; ".join(problems)
+            + ". Review them with --dry-run; then raise the limit or run once with --force."
+        )
