@@ -1,12 +1,243 @@
-"""`idsync simulator`: serve the Protime simulator over HTTP (filled in by the simulator work)."""
+"""`idsync simulator`: serve the Protime Connector API simulator over HTTP (docs/simulator.md)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
+from typing import Annotated, Literal, cast
+
 import typer
+
+_BEHAVIOUR = "Behaviour (protime-api.md §7)"
+_FAULTS = "Faults and rate limit"
+_DATA = "Data"
 
 
 def register(app: typer.Typer) -> None:
     @app.command("simulator")
-    def simulator() -> None:
-        """Serve a Protime Connector API simulator (not built yet)."""
-        raise typer.Exit(1)
+    def simulator(
+        *,
+        host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+        port: Annotated[int, typer.Option(help="Port to listen on (0 = a free port).")] = 8089,
+        tenant: Annotated[
+            str, typer.Option(help="Tenant name (token URL /tenants/<tenant>/connect/token).")
+        ] = "acme",
+        people: Annotated[
+            int, typer.Option(help="Generate this many people.", rich_help_panel=_DATA)
+        ] = 1000,
+        seed: Annotated[
+            int,
+            typer.Option(
+                help="Seed of the generated people (and of faults unless --fault-seed).",
+                rich_help_panel=_DATA,
+            ),
+        ] = 7,
+        people_file: Annotated[
+            Path | None,
+            typer.Option(
+                help="Load people (and references) from this JSON file instead of generating.",
+                rich_help_panel=_DATA,
+                exists=True,
+                dir_okay=False,
+            ),
+        ] = None,
+        out_of_service_share: Annotated[
+            float,
+            typer.Option(
+                help="Share of generated people who are out of service.", rich_help_panel=_DATA
+            ),
+        ] = 0.05,
+        page_size: Annotated[
+            int, typer.Option(help="Items per list page.", rich_help_panel=_BEHAVIOUR)
+        ] = 100,
+        client_id: Annotated[str, typer.Option(help="Accepted client id.")] = "demo-client",
+        client_secret: Annotated[
+            str,
+            typer.Option(help="Accepted client secret.", envvar="IDSYNC_SIMULATOR_CLIENT_SECRET"),
+        ] = "demo-secret",  # noqa: S107 - the simulator's documented demo credential
+        scopes: Annotated[
+            str,
+            typer.Option(help="Space-separated scopes the client may be granted."),
+        ] = "connector-protimeapi-people.read connector-protimeapi-external-references.write",
+        token_ttl: Annotated[
+            float,
+            typer.Option(
+                help="Access token lifetime (expires_in), seconds.", rich_help_panel=_BEHAVIOUR
+            ),
+        ] = 1800.0,
+        user_agent: Annotated[
+            str,
+            typer.Option(
+                help="Missing User-Agent: 'required' (400) or 'optional'.",
+                rich_help_panel=_BEHAVIOUR,
+            ),
+        ] = "required",
+        scope_error_status: Annotated[
+            int,
+            typer.Option(
+                help="Status for a missing scope: 403 or 401.", rich_help_panel=_BEHAVIOUR
+            ),
+        ] = 403,
+        invalid_client_status: Annotated[
+            int,
+            typer.Option(
+                help="Status for a bad client on the token endpoint: 400 or 401.",
+                rich_help_panel=_BEHAVIOUR,
+            ),
+        ] = 400,
+        predefined_write_status: Annotated[
+            int,
+            typer.Option(
+                help="Status for '@' names on reference endpoints: 400 or 403.",
+                rich_help_panel=_BEHAVIOUR,
+            ),
+        ] = 400,
+        one_value_per_person: Annotated[
+            str,
+            typer.Option(
+                help="Second value for the same person and name: 'conflict' (409) or 'replace'.",
+                rich_help_panel=_BEHAVIOUR,
+            ),
+        ] = "conflict",
+        max_value_length: Annotated[
+            int, typer.Option(help="Longest accepted reference value.", rich_help_panel=_BEHAVIOUR)
+        ] = 255,
+        max_uri_length: Annotated[
+            int, typer.Option(help="Longer URIs answer 414.", rich_help_panel=_BEHAVIOUR)
+        ] = 4096,
+        max_body_bytes: Annotated[
+            int, typer.Option(help="Larger request bodies answer 400.", rich_help_panel=_BEHAVIOUR)
+        ] = 65536,
+        delta_token_ttl: Annotated[
+            float,
+            typer.Option(
+                help="Delta token lifetime, seconds (then 410).", rich_help_panel=_BEHAVIOUR
+            ),
+        ] = 72 * 3600.0,
+        rate_limit: Annotated[
+            float | None,
+            typer.Option(
+                help="Requests per second per client (token bucket); unset = no limit.",
+                rich_help_panel=_FAULTS,
+            ),
+        ] = None,
+        rate_limit_burst: Annotated[
+            int, typer.Option(help="Token bucket size.", rich_help_panel=_FAULTS)
+        ] = 10,
+        retry_after: Annotated[
+            str,
+            typer.Option(
+                help="Retry-After on 429/503: 'whole' seconds, 'fractional' or 'none'.",
+                rich_help_panel=_FAULTS,
+            ),
+        ] = "whole",
+        retry_after_seconds: Annotated[
+            float, typer.Option(help="Retry-After of injected 429/503.", rich_help_panel=_FAULTS)
+        ] = 1.0,
+        fault_429: Annotated[
+            float, typer.Option(help="Share of API requests answered 429.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        fault_500: Annotated[
+            float, typer.Option(help="Share of API requests answered 500.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        fault_503: Annotated[
+            float, typer.Option(help="Share of API requests answered 503.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        fault_drop: Annotated[
+            float,
+            typer.Option(
+                help="Share of API requests whose connection is dropped mid-answer.",
+                rich_help_panel=_FAULTS,
+            ),
+        ] = 0.0,
+        latency_ms: Annotated[
+            float, typer.Option(help="Added latency per API request, ms.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        latency_jitter_ms: Annotated[
+            float, typer.Option(help="Extra random latency 0..N ms.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        empty_page_rate: Annotated[
+            float,
+            typer.Option(
+                help="Share of list pages answered empty with a nextLink.", rich_help_panel=_FAULTS
+            ),
+        ] = 0.0,
+        faults_on_token: Annotated[
+            bool,
+            typer.Option(help="Apply faults to the token endpoint too.", rich_help_panel=_FAULTS),
+        ] = False,
+        fault_seed: Annotated[
+            int | None,
+            typer.Option(
+                help="Seed of fault decisions (default: --seed).", rich_help_panel=_FAULTS
+            ),
+        ] = None,
+        log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    ) -> None:
+        """Serve a Protime Connector API simulator until SIGINT/SIGTERM.
+
+        Test-only admin surface (no token): /_sim/people, /_sim/references, /_sim/counters,
+        /_sim/faults, /_sim/reset, /_sim/state, /_sim/expire-tokens, /_sim/clock.
+        """
+        from sync.errors import ConfigError
+        from sync.simulator import ClientSpec, Simulator, SimulatorConfig, run_server
+
+        if user_agent not in ("required", "optional"):
+            raise typer.BadParameter("must be 'required' or 'optional'", param_hint="--user-agent")
+        try:
+            config = SimulatorConfig(
+                tenant=tenant,
+                people=people,
+                seed=seed,
+                people_file=people_file,
+                out_of_service_share=out_of_service_share,
+                page_size=page_size,
+                clients=(ClientSpec(client_id, client_secret, frozenset(scopes.split())),),
+                token_ttl_seconds=token_ttl,
+                user_agent_required=user_agent == "required",
+                scope_error_status=cast("Literal[401, 403]", scope_error_status),
+                invalid_client_status=cast("Literal[400, 401]", invalid_client_status),
+                predefined_write_status=cast("Literal[400, 403]", predefined_write_status),
+                one_value_per_person=cast("Literal['conflict', 'replace']", one_value_per_person),
+                max_value_length=max_value_length,
+                max_uri_length=max_uri_length,
+                max_body_bytes=max_body_bytes,
+                delta_token_ttl_seconds=delta_token_ttl,
+                rate_limit_per_second=rate_limit,
+                rate_limit_burst=rate_limit_burst,
+                retry_after_style=cast("Literal['whole', 'fractional', 'none']", retry_after),
+                retry_after_seconds=retry_after_seconds,
+                fault_rate_429=fault_429,
+                fault_rate_500=fault_500,
+                fault_rate_503=fault_503,
+                fault_drop_rate=fault_drop,
+                latency_ms=latency_ms,
+                latency_jitter_ms=latency_jitter_ms,
+                empty_page_rate=empty_page_rate,
+                faults_on_token=faults_on_token,
+                fault_seed=fault_seed,
+            )
+            sim = Simulator(config)
+        except (ValueError, OSError) as exc:
+            raise typer.BadParameter(str(exc)) from None
+
+        def ready(base_url: str) -> None:
+            # The secret is printed on purpose: it is the simulator's own demo credential, chosen
+            # on this command line, and the caller needs it to configure idsync.
+            lines = [
+                f"Protime simulator for tenant {tenant!r}: {len(sim.world.people)} people",
+                f"  API base URL : {base_url}{sim.api_path}",
+                f"  token URL    : {base_url}{sim.token_path}",
+                f"  client id    : {client_id}",
+                f"  client secret: {client_secret}",
+                f"  scopes       : {scopes}",
+                f"  admin (test-only, no token): {base_url}/_sim/state",
+                "Press Ctrl+C to stop.",
+            ]
+            sys.stdout.write("\n".join(lines) + "\n")
+            sys.stdout.flush()
+
+        try:
+            run_server(sim, host, port, on_ready=ready, log_level=log_level)
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None

@@ -1,1 +1,54 @@
-"""simulator."""
+"""A Protime Connector API simulator (protime-api.md §1-§7) for the demo, the tests and benchmarks.
+
+One implementation, two ways to reach it::
+
+    sim = Simulator(SimulatorConfig(people=1000))
+    async with httpx.AsyncClient(transport=sim.transport(), base_url=sim.base_url) as client: ...
+
+    with serve_in_thread(sim) as base_url: ...          # real HTTP on a free loopback port
+
+See docs/simulator.md for every behaviour and option.
+"""
+
+from __future__ import annotations
+
+from sync.simulator._api import DroppedConnectionError
+from sync.simulator._config import (
+    API_PREFIX,
+    DEFAULT_CLIENTS,
+    IDSYNC_SCOPES,
+    PEOPLE_READ,
+    REFERENCES_READ,
+    REFERENCES_WRITE,
+    ClientSpec,
+    Faults,
+    SimulatorConfig,
+)
+from sync.simulator._people import PeopleDocumentError, SimPerson, generate_people
+from sync.simulator._server import run_server, serve_in_thread
+from sync.simulator._simulator import Simulator, Token
+from sync.simulator._world import PutOutcome, RequestCounters, World, parse_people_document
+
+__all__ = [
+    "API_PREFIX",
+    "DEFAULT_CLIENTS",
+    "IDSYNC_SCOPES",
+    "PEOPLE_READ",
+    "REFERENCES_READ",
+    "REFERENCES_WRITE",
+    "ClientSpec",
+    "DroppedConnectionError",
+    "Faults",
+    "PeopleDocumentError",
+    "PutOutcome",
+    "RequestCounters",
+    "SimPerson",
+    "Simulator",
+    "SimulatorConfig",
+    "Token",
+    "World",
+    "generate_people",
+    "parse_people_document",
+    "run_server",
+    "serve_in_thread",
+]
