@@ -25,9 +25,10 @@ app = typer.Typer(
 def _register() -> None:
     # Each command module adds its commands to `app`; importing them here keeps `import sync.cli`
     # cheap for callers that only want `main`.
-    from sync.cli import simulator
+    from sync.cli import serve, simulator
 
     simulator.register(app)
+    serve.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

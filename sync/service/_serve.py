@@ -1,0 +1,309 @@
+"""``idsync serve``: migrate, listen, reconcile on a schedule, stop cleanly on SIGTERM / SIGINT."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from sync import __version__
+from sync.config import redact_url
+from sync.errors import IdsyncError, StateError
+from sync.logging import configure_logging, get_logger, redact_text, register_secret
+from sync.reconcile._result import RunStatus
+from sync.service._health import HealthServer, run_probe
+from sync.service._metrics import Metrics
+from sync.service._scheduler import Scheduler, build_trigger, timezone_of
+from sync.service._state import ServiceState, StateBackend
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from apscheduler.triggers.base import BaseTrigger
+
+    from sync.config import Settings
+    from sync.reconcile._result import RunResult
+
+    RunFn = Callable[..., RunResult]
+
+log = get_logger(__name__)
+
+_RESULT_LEVELS = {
+    RunStatus.SUCCEEDED: "info",
+    RunStatus.PARTIAL: "warning",
+    RunStatus.FAILED: "error",
+    RunStatus.BLOCKED: "error",
+    RunStatus.INTERRUPTED: "warning",
+}
+
+
+def default_run_fn(**kwargs: Any) -> RunResult:
+    """:func:`sync.reconcile.run`, imported on first use (the engine is not needed to start)."""
+    from sync.reconcile import run  # type: ignore[attr-defined,unused-ignore]
+
+    result: RunResult = run(**kwargs)
+    return result
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """Teach the log redaction the secrets of these settings: masked in any line, whatever logs it."""
+    if settings.protime.client_secret is not None:
+        register_secret(settings.protime.client_secret.get_secret_value())
+    urls = [settings.state_url]
+    if settings.hr.url is not None:
+        urls.append(settings.hr.url.get_secret_value())
+    for url in urls:
+        with contextlib.suppress(ArgumentError):
+            register_secret(make_url(url).password)
+
+
+class Service:
+    """The parts of ``idsync serve``, startable and stoppable from a test without signals.
+
+    ``run_fn`` is called as ``run_fn(settings=..., trigger="schedule", stop=...)`` and must return a
+    :class:`RunResult`. ``state`` defaults to the state database of the settings; ``trigger`` to
+    the one the schedule settings describe (a test passes a faster one).
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        run_fn: RunFn | None = None,
+        stop: threading.Event | None = None,
+        state: ServiceState | None = None,
+        metrics: Metrics | None = None,
+        trigger: BaseTrigger | None = None,
+    ) -> None:
+        self.settings = settings
+        self.stop_event = stop if stop is not None else threading.Event()
+        self.metrics = metrics if metrics is not None else Metrics()
+        # Configuration first: a wrong schedule stops the service before it touches anything.
+        self._trigger = trigger if trigger is not None else build_trigger(settings.schedule)
+        self._run_fn: RunFn = run_fn if run_fn is not None else default_run_fn
+        self._state_arg = state
+        self._state: ServiceState | None = None
+        self._scheduler = Scheduler(
+            trigger=self._trigger,
+            run_once=self._run_once,
+            stop=self.stop_event,
+            run_at_start=settings.schedule.run_at_start,
+            misfire_grace_seconds=settings.schedule.misfire_grace_seconds,
+            timezone=timezone_of(settings.schedule),
+        )
+        self._http: HealthServer | None = None
+        self._stopping = threading.Event()
+        self._crash_streak = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Migrate the state database, then start the listener and the scheduler."""
+        schedule = self.settings.schedule
+        log.info(
+            "service.start",
+            version=__version__,
+            state_database=redact_url(self.settings.state_url),
+            interval_seconds=schedule.interval_seconds,
+            cron=schedule.cron,
+            timezone=schedule.timezone,
+            run_at_start=schedule.run_at_start,
+        )
+        self._state = (
+            self._state_arg
+            if self._state_arg is not None
+            else StateBackend(self.settings.state_url)
+        )
+        self._migrate(self._state)
+        self._refresh_from_state(seed_last_success=True)
+        http = self.settings.http
+        self._http = HealthServer(
+            host=http.host,
+            port=http.port,
+            metrics=self.metrics,
+            liveness=self.liveness_problem,
+            readiness=self.readiness_problem,
+        )
+        self._http.start()
+        self._scheduler.start()
+
+    def _migrate(self, state: ServiceState) -> None:
+        try:
+            state.upgrade()
+        except IdsyncError:
+            log.exception("service.migrate_failed")
+            raise
+        except Exception as exc:
+            log.exception("service.migrate_failed")
+            message = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            raise StateError(f"migrating the state database failed: {message}") from None
+        log.info("service.migrated")
+
+    @property
+    def http_port(self) -> int:
+        """The listener's bound port (useful when the settings say 0)."""
+        if self._http is None:
+            raise RuntimeError("the service is not started")
+        return self._http.port
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the stop event is set; True if it was."""
+        return self.stop_event.wait(timeout)
+
+    def shutdown(self) -> bool:
+        """Stop taking new work, give the running run its grace, then stop everything.
+
+        Returns True when no run was left behind. Safe after a partial :meth:`start`.
+        """
+        grace = self.settings.schedule.shutdown_grace_seconds
+        self._stopping.set()
+        self.stop_event.set()  # the running run sees it and stops at its next safe point
+        log.info("service.stopping", run_in_progress=self._scheduler.busy, grace_seconds=grace)
+        clean = self._scheduler.shutdown(grace_seconds=grace)
+        if not clean:
+            log.warning(
+                "service.stop_timeout",
+                grace_seconds=grace,
+                detail="the run did not reach a safe point in time; it is left as running and "
+                "the next run marks it interrupted and converges",
+            )
+        self.metrics.up.set(0)
+        if self._http is not None:
+            self._http.stop()
+        if self._state is not None and clean:
+            # With a run still in flight its connections stay; the process exit releases them.
+            self._state.close()
+        log.info("service.stop", clean=clean)
+        return clean
+
+    # -- probes ----------------------------------------------------------------------------------
+
+    def liveness_problem(self) -> str | None:
+        if self._stopping.is_set():
+            return "shutting down"
+        return self._scheduler.problem()
+
+    def readiness_problem(self) -> str | None:
+        alive = self.liveness_problem()
+        if alive is not None:
+            return alive
+        threshold = self.settings.http.failing_runs_unready
+        with self._lock:
+            crashes = self._crash_streak
+        if crashes >= threshold:
+            return f"the last {crashes} runs raised an exception (see scheduler.run_crashed in the log)"
+        if self._state is None:
+            return "the state database is not open yet"
+        return self._state.readiness_problem(failing_runs_unready=threshold)
+
+    # -- one scheduled run -----------------------------------------------------------------------
+
+    def _run_once(self) -> None:
+        if self.stop_event.is_set():
+            return
+        self.metrics.run_in_progress.set(1)
+        try:
+            result = self._run_fn(settings=self.settings, trigger="schedule", stop=self.stop_event)
+        except Exception:
+            log.exception("scheduler.run_crashed")
+            self.metrics.observe_exception()
+            with self._lock:
+                self._crash_streak += 1
+        else:
+            self._report(result)
+        finally:
+            self.metrics.run_in_progress.set(0)
+        self._refresh_from_state(seed_last_success=False)
+
+    def _report(self, result: RunResult) -> None:
+        self.metrics.observe_run(result)
+        if result.status is RunStatus.SKIPPED:
+            log.info("run.skipped_locked", reason=result.message or "the run lock is held")
+            return
+        with self._lock:
+            self._crash_streak = 0  # the run function works again (whatever the run's outcome)
+        getattr(log, _RESULT_LEVELS.get(result.status, "info"))(
+            "scheduler.run_finished",
+            run_id=result.run_id,
+            status=result.status.value,
+            duration_seconds=round(result.duration_seconds, 3),
+            counts_by_situation=result.counts_by_situation,
+            actions_by_outcome=result.actions_by_outcome,
+            message=result.message or None,
+        )
+
+    def _refresh_from_state(self, *, seed_last_success: bool) -> None:
+        state = self._state
+        if state is None:
+            return
+        reason = run_probe(
+            lambda: self._load_state_metrics(state, seed_last_success=seed_last_success)
+        )
+        if reason is not None:
+            log.warning("metrics.state_unavailable", reason=reason)
+
+    def _load_state_metrics(self, state: ServiceState, *, seed_last_success: bool) -> None:
+        self.metrics.set_mappings(state.counts_by_situation())
+        if seed_last_success:
+            last = state.last_success_timestamp()
+            if last is not None:
+                self.metrics.set_last_success(last)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT set ``stop`` (main thread only; elsewhere the caller owns ``stop``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _handler(signum: int, _frame: object) -> None:
+        # No lock in a signal handler: the main thread may hold the event's own lock at this very
+        # moment. A short thread takes it (and logs) once the handler has returned.
+        name = signal.Signals(signum).name
+        threading.Thread(
+            target=_request_stop, args=(stop, name), name="idsync-signal", daemon=True
+        ).start()
+
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _request_stop(stop: threading.Event, signal_name: str) -> None:
+    if stop.is_set():
+        log.info("service.signal", signal=signal_name, detail="already stopping")
+        return
+    log.info("service.signal", signal=signal_name)
+    stop.set()
+
+
+def serve(
+    *,
+    settings: Settings,
+    run_fn: RunFn | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Run the service until SIGTERM / SIGINT (or ``stop`` is set); return the exit code, 0.
+
+    Raises :class:`~sync.errors.ConfigError` for a wrong schedule before anything starts, and
+    :class:`~sync.errors.StateError` when the state database cannot be migrated.
+    """
+    configure_logging(level=settings.log.level, fmt=settings.log.format)
+    register_settings_secrets(settings)
+    service = Service(settings=settings, run_fn=run_fn, stop=stop)
+    with _stop_on_signals(service.stop_event):
+        try:
+            service.start()
+            service.wait()
+        finally:
+            service.shutdown()
+    return 0

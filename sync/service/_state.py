@@ -1,0 +1,104 @@
+"""What the service needs from the state database, behind one seam (tests pass a fake).
+
+The default :class:`StateBackend` imports :mod:`sync.state` lazily: the service's modules import
+without a database driver being touched, and a test can replace the whole seam.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from sync.state import StateStore
+
+# A run that ended without doing its work. Both need a person: failed (connectivity, a bug) and
+# blocked (the input gate or a safety threshold tripped). Skipped (lock held by the other replica),
+# interrupted (our own SIGTERM) and running rows say nothing about health and are stepped over.
+FAILING = frozenset({"failed", "blocked"})
+COMPLETED = frozenset({"succeeded", "partial"})
+NEUTRAL = frozenset({"skipped", "interrupted", "running"})
+
+
+class ServiceState(Protocol):
+    """The state database as the service sees it."""
+
+    def upgrade(self) -> None:
+        """Migrate to head; safe when two replicas call it at the same moment."""
+
+    def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
+        """None when the database is reachable, at head and not failing; else why not."""
+
+    def counts_by_situation(self) -> Mapping[str, int]:
+        """Mapping rows by situation, for the ``idsync_mappings`` gauge."""
+
+    def last_success_timestamp(self) -> float | None:
+        """Unix time at which the last completed non-dry run ended, if any is recorded."""
+
+    def close(self) -> None:
+        """Release the connections."""
+
+
+def failing_streak(statuses: Iterable[str]) -> int:
+    """How many runs failed in a row, newest first, stepping over neutral ones (skipped...)."""
+    streak = 0
+    for status in statuses:
+        if status in FAILING:
+            streak += 1
+        elif status in COMPLETED:
+            break
+    return streak
+
+
+def _streak_reason(streak: int, threshold: int) -> str | None:
+    if streak < threshold:
+        return None
+    return (
+        f"the last {streak} runs failed or were blocked (threshold "
+        f"IDSYNC_HTTP__FAILING_RUNS_UNREADY={threshold}); see `idsync runs`"
+    )
+
+
+class StateBackend:
+    """:class:`ServiceState` on the real state database (:mod:`sync.state`)."""
+
+    def __init__(self, url: str) -> None:
+        from sync.state import create_state_engine
+
+        self._engine = create_state_engine(url)
+
+    def upgrade(self) -> None:
+        from sync.state import upgrade
+
+        upgrade(self._engine)
+
+    def _store(self) -> StateStore:
+        from sync.state import StateStore
+
+        return StateStore(self._engine)
+
+    def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
+        from sync.errors import StateError
+        from sync.state import check_schema
+
+        try:
+            check_schema(self._engine)
+        except StateError as exc:
+            return str(exc)
+        # Enough rows to see N failures between the skipped rows of a second replica.
+        rows = self._store().runs(limit=failing_runs_unready * 4 + 8)
+        statuses = [row.status for row in rows]
+        return _streak_reason(failing_streak(statuses), failing_runs_unready)
+
+    def counts_by_situation(self) -> Mapping[str, int]:
+        return self._store().counts_by_situation()
+
+    def last_success_timestamp(self) -> float | None:
+        for row in self._store().runs(limit=200):
+            if row.status in COMPLETED and not row.dry_run and row.finished_at is not None:
+                return float(row.finished_at.timestamp())
+        return None
+
+    def close(self) -> None:
+        self._engine.dispose()
