@@ -237,7 +237,7 @@ def _classified_values(classifications: Sequence[Classification]) -> dict[str, t
                 c.evidence,
                 c.reason,
                 c.protime_value,
-                _candidates_text(c.candidates),
+                _candidates_text(c.candidates) if c.candidates else None,
             )
     if unkeyable:
         _log.warning(
@@ -469,13 +469,15 @@ class StateStore:
         """
         incoming = _classified_values(classifications)
         with write_transaction(self._engine) as conn:
+            width = 1 + len(_CLASSIFIED)
+            loaded = conn.execute(
+                select(_M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored)
+            ).tuples()
             existing: dict[str, tuple[Any, ...]] = {}
             pinned: set[str] = set()
-            for row in conn.execute(
-                select(_M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored)
-            ):
-                existing[row[0]] = tuple(row[1 : 1 + len(_CLASSIFIED)])
-                if row.manual or row.ignored:
+            for row in loaded:
+                existing[row[0]] = row[1:width]
+                if row[width] or row[width + 1]:
                     pinned.add(row[0])
 
             changed = [k for k, v in incoming.items() if k in existing and existing[k] != v]

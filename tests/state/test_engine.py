@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import text
+from sync.errors import ConfigError
+from sync.state import create_state_engine
+from sync.state._engine import describe_error, write_transaction
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
+    """Every SQLite connection runs with WAL, foreign keys on and a busy timeout."""
+    engine = create_state_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar_one() >= 1000
+    engine.dispose()
+
+
+def test_sqlite_writer_transactions_take_the_write_lock_at_begin(tmp_path: Path) -> None:
+    """A write_transaction holds SQLite's write lock from BEGIN, before it writes anything."""
+    path = tmp_path / "s.db"
+    engine = create_state_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        with write_transaction(engine), pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.execute("BEGIN IMMEDIATE")  # free again once the writer committed
+        other.execute("ROLLBACK")
+        with engine.connect() as reader:  # a plain (deferred) transaction takes no write lock
+            reader.execute(text("SELECT count(*) FROM t")).scalar_one()
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+    finally:
+        other.close()
+        engine.dispose()
+
+
+def test_sqlite_ddl_is_transactional(tmp_path: Path) -> None:
+    """With the begin recipe a rolled-back CREATE TABLE leaves nothing behind."""
+    engine = create_state_engine(f"sqlite:///{tmp_path / 's.db'}")
+    with engine.connect() as conn:
+        conn.execute(text("CREATE TABLE t (x INTEGER)"))
+        conn.rollback()
+        assert (
+            conn.execute(text("SELECT count(*) FROM sqlite_master WHERE name = 't'")).scalar_one()
+            == 0
+        )
+    engine.dispose()
+
+
+def test_postgresql_engine_has_pool_pre_ping(postgres_url: str) -> None:
+    """The PostgreSQL engine pings pooled connections and names itself in pg_stat_activity."""
+    engine = create_state_engine(postgres_url)
+    assert engine.pool._pre_ping  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW application_name")).scalar_one() == "idsync"
+    engine.dispose()
+
+
+def test_bad_url_names_the_variable_not_the_url() -> None:
+    """An unparseable URL is a ConfigError naming IDSYNC_DATABASE_URL, without echoing it."""
+    with pytest.raises(ConfigError, match="IDSYNC_DATABASE_URL") as info:
+        create_state_engine("not a url with s3cr3t")
+    assert "s3cr3t" not in str(info.value)
+
+
+def test_error_descriptions_blank_the_password() -> None:
+    """describe_error keeps the driver's first line and blanks the URL's password if echoed."""
+    error = RuntimeError("login failed for hunter2-pw\nSQL: SELECT 1")
+    line = describe_error(error, url="postgresql://u:hunter2-pw@h/db")
+    assert line == "login failed for ***"

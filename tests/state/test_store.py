@@ -1,0 +1,517 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sync.domain import Action, ActionKind, Classification, Outcome, Rule, Situation
+from sync.errors import StateError, UsageError
+from sync.state import ActionOutcome, RunSummary, StateStore
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def _linked(hr_id: str, pid: int, **extra) -> Classification:
+    fields = {
+        "situation": Situation.LINKED,
+        "protime_id": pid,
+        "rule": Rule.REFERENCE,
+        "evidence": f"HRMID={hr_id}",
+        "reason": "carries our reference",
+        "protime_value": hr_id,
+    }
+    fields.update(extra)
+    return Classification(hr_id=hr_id, **fields)
+
+
+def _write(hr_id: str, pid: int, situation: Situation = Situation.UNLINKED) -> Action:
+    return Action(
+        kind=ActionKind.WRITE,
+        hr_id=hr_id,
+        protime_id=pid,
+        value=hr_id,
+        situation=situation,
+        reason="employee_number matched",
+    )
+
+
+def _delete(value: str, pid: int) -> Action:
+    return Action(
+        kind=ActionKind.DELETE,
+        hr_id=value,
+        protime_id=pid,
+        value=value,
+        situation=Situation.ORPHANED,
+        reason="HR id gone",
+    )
+
+
+def _run(store: StateStore, **kwargs) -> str:
+    return store.start_run(
+        trigger=kwargs.pop("trigger", "cli"),
+        dry_run=kwargs.pop("dry_run", False),
+        forced=kwargs.pop("forced", False),
+        **kwargs,
+    )
+
+
+# ----------------------------------------------------------------------------------- runs
+
+
+def test_a_run_round_trips_with_its_summary(store: StateStore) -> None:
+    """start_run records a running run; finish_run stores status and figures, read back as dicts."""
+    run_id = _run(store, trigger="schedule", only=["E1", "E2"])
+    started = store.run(run_id)
+    assert started is not None
+    assert started.status == "running"
+    assert started.only_ids == ("E1", "E2")
+    assert started.started_at.tzinfo is not None
+    assert started.pid is not None
+    summary = RunSummary(
+        hr_count=10,
+        protime_count=12,
+        counts_by_situation={"linked": 9, "invalid": 1},
+        actions_by_outcome={"write": {"succeeded": 2, "failed": 1}},
+        api_calls={"200": 14, "429": 3},
+        error=None,
+    )
+    store.finish_run(run_id=run_id, status="partial", summary=summary)
+    done = store.run(run_id)
+    assert done is not None
+    assert done.status == "partial"
+    assert done.counts_by_situation == {"linked": 9, "invalid": 1}
+    assert done.actions_by_outcome == {"write": {"succeeded": 2, "failed": 1}}
+    assert done.api_calls == {"200": 14, "429": 3}
+    assert done.finished_at is not None
+    assert done.duration_seconds is not None
+    assert done.duration_seconds >= 0
+    assert store.run("nope") is None
+
+
+def test_bad_run_arguments_are_refused(store: StateStore) -> None:
+    """Unknown triggers and statuses, 'running' as a final status and unknown runs are errors."""
+    with pytest.raises(ValueError, match=r"cron"):
+        _run(store, trigger="cron")
+    run_id = _run(store)
+    with pytest.raises(ValueError, match="final"):
+        store.finish_run(run_id=run_id, status="running", summary=RunSummary())
+    with pytest.raises(ValueError, match=r"great"):
+        store.finish_run(run_id=run_id, status="great", summary=RunSummary())
+    with pytest.raises(StateError, match="unknown run"):
+        store.finish_run(run_id="missing", status="failed", summary=RunSummary())
+
+
+def test_runs_lists_newest_first_with_a_limit(store: StateStore) -> None:
+    """runs() returns the latest runs first, at most `limit` of them."""
+    ids = [_run(store) for _ in range(3)]
+    listed = [r.id for r in store.runs(limit=2)]
+    assert listed == [ids[2], ids[1]]
+
+
+def test_finishing_a_run_skips_its_pending_events(store: StateStore) -> None:
+    """Events still pending when their run finishes become skipped; finished ones stay."""
+    run_id = _run(store)
+    first, second = store.record_pending(run_id=run_id, actions=[_write("E1", 1), _write("E2", 2)])
+    store.record_outcomes([ActionOutcome(first, _write("E1", 1), Outcome.SUCCEEDED, 201)])
+    store.finish_run(run_id=run_id, status="interrupted", summary=RunSummary())
+    by_id = {e.id: e for e in store.events_for(run_id=run_id)}
+    assert by_id[first].outcome == "succeeded"
+    assert by_id[second].outcome == "skipped"
+    assert by_id[second].completed_at is not None
+
+
+def test_runs_left_running_by_a_dead_process_are_marked_interrupted(store: StateStore) -> None:
+    """mark_interrupted_runs closes stale running runs and skips their pending events."""
+    dead = _run(store)
+    (event,) = store.record_pending(run_id=dead, actions=[_write("E1", 1)])
+    current = _run(store)
+    assert store.mark_interrupted_runs(except_run_id=current) == 1
+    dead_row = store.run(dead)
+    assert dead_row is not None
+    assert dead_row.status == "interrupted"
+    assert dead_row.error
+    current_row = store.run(current)
+    assert current_row is not None
+    assert current_row.status == "running"
+    assert store.events_for(run_id=dead)[0].outcome == "skipped"
+    assert store.events_for(run_id=dead)[0].id == event
+    assert store.mark_interrupted_runs(except_run_id=current) == 0
+
+
+def test_load_prior_baseline_is_the_last_full_real_good_run(store: StateStore) -> None:
+    """The gate's baseline ignores dry runs, --only runs and failed runs."""
+    assert store.load_prior().last_good_hr_count is None
+    good = _run(store)
+    store.finish_run(
+        run_id=good, status="succeeded", summary=RunSummary(hr_count=100, protime_count=120)
+    )
+    for kwargs, status in (
+        ({"dry_run": True}, "succeeded"),
+        ({"only": ["E1"]}, "succeeded"),
+        ({}, "failed"),
+        ({}, "blocked"),
+    ):
+        other = _run(store, **kwargs)
+        store.finish_run(
+            run_id=other, status=status, summary=RunSummary(hr_count=1, protime_count=1)
+        )
+    prior = store.load_prior()
+    assert prior.last_good_hr_count == 100
+    assert prior.last_good_protime_count == 120
+
+
+# ------------------------------------------------------------------------ classifications
+
+
+def test_save_inserts_then_only_touches_what_changed(store: StateStore) -> None:
+    """New rows are inserted; unchanged rows only get last_verified_at; changed rows last_changed_at."""
+    run1 = _run(store)
+    store.save_classifications(
+        run_id=run1,
+        classifications=[
+            _linked("E1", 1),
+            _linked("E2", 2),
+            Classification("E3", Situation.UNMATCHED, reason="no candidate"),
+        ],
+        now=T0,
+    )
+    e1 = store.mapping("E1")
+    assert e1 is not None
+    assert (e1.protime_id, e1.situation, e1.rule, e1.evidence) == (
+        1,
+        "linked",
+        "reference",
+        "HRMID=E1",
+    )
+    assert e1.first_seen_at == e1.last_changed_at == e1.last_verified_at == T0
+    assert e1.last_run_id == run1
+
+    run2 = _run(store)
+    later = T0 + timedelta(hours=1)
+    store.save_classifications(
+        run_id=run2,
+        classifications=[
+            _linked("E1", 1),
+            _linked("E2", 2, situation=Situation.DRIFTED, protime_value="X9", reason="holds X9"),
+            Classification("E3", Situation.UNMATCHED, reason="no candidate"),
+        ],
+        now=later,
+    )
+    e1, e2 = store.mapping("E1"), store.mapping("E2")
+    assert e1 is not None
+    assert e2 is not None
+    assert e1.last_verified_at == later
+    assert e1.last_changed_at == T0
+    assert e1.last_run_id == run2
+    assert (e2.situation, e2.protime_value, e2.reason) == ("drifted", "X9", "holds X9")
+    assert e2.last_changed_at == later
+    assert e2.first_seen_at == T0
+    assert store.counts_by_situation() == {"linked": 1, "drifted": 1, "unmatched": 1}
+
+
+def test_save_keeps_admin_flags_and_prunes_only_when_asked(store: StateStore) -> None:
+    """save never flips manual/ignored; prune drops unclassified rows except admin-pinned ones."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[_linked("E1", 1), _linked("E2", 2), _linked("E3", 3)],
+        now=T0,
+    )
+    store.link(hr_id="E1", protime_id=1)
+    store.ignore(hr_id="E2")
+    store.save_classifications(
+        run_id=run_id, classifications=[_linked("E1", 1), _linked("E2", 2)], now=T0
+    )
+    e1, e2 = store.mapping("E1"), store.mapping("E2")
+    assert e1 is not None
+    assert e2 is not None
+    assert e1.manual
+    assert e2.ignored
+    assert store.mapping("E3") is not None  # not pruned without prune=True
+
+    store.save_classifications(run_id=run_id, classifications=[], now=T0, prune=True)
+    assert store.mapping("E3") is None
+    assert store.mapping("E1") is not None
+    assert store.mapping("E2") is not None
+
+
+def test_save_skips_unkeyable_ids_and_keeps_the_first_duplicate(store: StateStore) -> None:
+    """Empty or over-long ids are not stored; a repeated hr_id keeps its first classification."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            Classification("", Situation.INVALID, reason="empty"),
+            Classification("x" * 300, Situation.INVALID, reason="too long"),
+            Classification("D1", Situation.INVALID, reason="duplicate id, rows 3, 7"),
+            Classification("D1", Situation.INVALID, reason="second"),
+        ],
+        now=T0,
+    )
+    d1 = store.mapping("D1")
+    assert d1 is not None
+    assert d1.reason == "duplicate id, rows 3, 7"
+    assert store.counts_by_situation() == {"invalid": 1}
+
+
+def test_disputed_candidates_round_trip(store: StateStore) -> None:
+    """The Protime ids that made a record disputed come back as a tuple of ints."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[Classification("E1", Situation.DISPUTED, candidates=(7, 9), reason="two")],
+        now=T0,
+    )
+    row = store.mapping("E1")
+    assert row is not None
+    assert row.candidates == (7, 9)
+
+
+# ---------------------------------------------------------------------------- outcomes
+
+
+def test_pending_events_are_written_in_order_with_previous_values(store: StateStore) -> None:
+    """record_pending returns ids in action order; previous_value is what the person held."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[_linked("E1", 1, situation=Situation.DRIFTED, protime_value="OLD")],
+        now=T0,
+    )
+    actions = [_write("E1", 1, Situation.DRIFTED), _delete("GONE", 5), _write("E2", 2)]
+    ids = store.record_pending(run_id=run_id, actions=actions)
+    assert len(ids) == 3
+    assert ids == sorted(ids)
+    events = {e.id: e for e in store.events_for(run_id=run_id)}
+    assert [events[i].hr_id for i in ids] == ["E1", "GONE", "E2"]
+    assert [events[i].previous_value for i in ids] == ["OLD", "GONE", None]
+    assert {e.outcome for e in events.values()} == {"pending"}
+    assert store.record_pending(run_id=run_id, actions=[]) == []
+
+
+def test_outcomes_update_events_and_mapping_rows(store: StateStore) -> None:
+    """Success links and clears failures; permanent failure sets the fingerprint; retriable counts."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            Classification("E1", Situation.UNLINKED, protime_id=1),
+            Classification("E2", Situation.UNLINKED, protime_id=2),
+            Classification("E3", Situation.UNLINKED, protime_id=3),
+            Classification("E4", Situation.UNLINKED, protime_id=4),
+        ],
+        now=T0,
+    )
+    actions = [_write("E1", 1), _write("E2", 2), _write("E3", 3), _write("E4", 4)]
+    ids = store.record_pending(run_id=run_id, actions=actions)
+    store.record_outcomes(
+        [
+            ActionOutcome(ids[0], actions[0], Outcome.SUCCEEDED, 201),
+            ActionOutcome(ids[1], actions[1], Outcome.FAILED, 404, "person not found", 1),
+            ActionOutcome(ids[2], actions[2], Outcome.RETRIABLE, 503, "unavailable", 8),
+            ActionOutcome(ids[3], actions[3], Outcome.SKIPPED),
+        ]
+    )
+    e1, e2, e3, e4 = (store.mapping(k) for k in ("E1", "E2", "E3", "E4"))
+    assert e1 is not None
+    assert (e1.situation, e1.last_written_value, e1.protime_value, e1.last_error) == (
+        "linked",
+        "E1",
+        "E1",
+        None,
+    )
+    assert e2 is not None
+    assert (e2.situation, e2.failed_fingerprint, e2.last_error, e2.attempts) == (
+        "failed",
+        actions[1].fingerprint,
+        "person not found",
+        1,
+    )
+    assert e3 is not None
+    assert (e3.situation, e3.attempts, e3.last_error, e3.failed_fingerprint) == (
+        "unlinked",
+        8,
+        "unavailable",
+        None,
+    )
+    assert e4 is not None
+    assert (e4.situation, e4.attempts) == ("unlinked", 0)
+    events = {e.id: e for e in store.events_for(run_id=run_id)}
+    assert [events[i].outcome for i in ids] == ["succeeded", "failed", "retriable", "skipped"]
+    assert events[ids[1]].http_status == 404
+    assert events[ids[2]].attempts == 8
+    assert store.load_prior().failed == {"E2": actions[1].fingerprint}
+
+    # A later success clears the failure.
+    (again,) = store.record_pending(run_id=run_id, actions=[actions[1]])
+    store.record_outcomes([ActionOutcome(again, actions[1], Outcome.SUCCEEDED, 200)])
+    e2 = store.mapping("E2")
+    assert e2 is not None
+    assert (e2.situation, e2.failed_fingerprint, e2.attempts, e2.last_error) == (
+        "linked",
+        None,
+        0,
+        None,
+    )
+
+
+def test_deleting_an_orphan_removes_its_row_but_not_its_history(store: StateStore) -> None:
+    """A successful delete of an orphaned value drops the orphan row; the events remain."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            Classification("GONE", Situation.ORPHANED, protime_id=5, protime_value="GONE")
+        ],
+        now=T0,
+    )
+    action = _delete("GONE", 5)
+    (event,) = store.record_pending(run_id=run_id, actions=[action])
+    store.record_outcomes([ActionOutcome(event, action, Outcome.SUCCEEDED, 204)])
+    assert store.mapping("GONE") is None
+    assert [e.action for e in store.events_for(hr_id="GONE")] == ["delete"]
+
+
+def test_outcome_without_a_mapping_row_creates_one(store: StateStore) -> None:
+    """An outcome for an HR id with no row yet creates the row instead of losing the result."""
+    run_id = _run(store)
+    action = _write("NEW", 8)
+    (event,) = store.record_pending(run_id=run_id, actions=[action])
+    store.record_outcomes([ActionOutcome(event, action, Outcome.SUCCEEDED, 201)])
+    row = store.mapping("NEW")
+    assert row is not None
+    assert (row.situation, row.protime_id, row.last_written_value) == ("linked", 8, "NEW")
+
+
+def test_pending_is_not_an_outcome(store: StateStore) -> None:
+    """record_outcomes refuses 'pending'."""
+    with pytest.raises(ValueError, match="pending"):
+        store.record_outcomes([ActionOutcome(1, _write("E1", 1), Outcome.PENDING)])
+
+
+# ------------------------------------------------------------------------------- reads
+
+
+def test_lookups_both_ways_and_event_filters(store: StateStore) -> None:
+    """mapping, mapping_by_protime_id and events_for answer from the state alone, newest first."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[_linked("E1", 1), Classification("OLD", Situation.ORPHANED, protime_id=1)],
+        now=T0,
+    )
+    assert [m.hr_id for m in store.mapping_by_protime_id(1)] == ["E1", "OLD"]
+    assert store.mapping_by_protime_id(99) == []
+    assert store.mapping("missing") is None
+    ids = store.record_pending(
+        run_id=run_id, actions=[_write("E1", 1), _write("E1", 1), _write("E2", 2)]
+    )
+    assert [e.id for e in store.events_for(hr_id="E1")] == [ids[1], ids[0]]
+    assert [e.id for e in store.events_for(protime_id=2)] == [ids[2]]
+    assert [e.id for e in store.events_for(run_id=run_id, limit=1)] == [ids[2]]
+    assert [e.id for e in store.events_for(hr_id="E1", protime_id=2)] == []
+
+
+def test_iter_mappings_streams_every_row_in_id_order(store: StateStore) -> None:
+    """iter_mappings yields all rows, ordered by HR id, as plain values."""
+    run_id = _run(store)
+    keys = [f"E{i:04d}" for i in range(2500)]
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[_linked(k, i + 1) for i, k in enumerate(reversed(keys))],
+        now=T0,
+    )
+    streamed = list(store.iter_mappings())
+    assert [m.hr_id for m in streamed] == keys
+    assert all(m.first_seen_at.tzinfo is not None for m in streamed[:5])
+
+
+def test_timestamps_come_back_as_aware_utc(store: StateStore) -> None:
+    """A time given in another zone is stored and read back as the same instant in UTC."""
+    run_id = _run(store)
+    plus_two = datetime(2026, 6, 1, 14, 0, tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
+    store.save_classifications(run_id=run_id, classifications=[_linked("E1", 1)], now=plus_two)
+    row = store.mapping("E1")
+    assert row is not None
+    assert row.first_seen_at == datetime(2026, 6, 1, 14, 0, tzinfo=UTC)
+    assert row.first_seen_at.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused(store: StateStore) -> None:
+    """A naive datetime cannot reach the database: its zone would be a guess."""
+    run_id = _run(store)
+    with pytest.raises(Exception, match="naive"):
+        store.save_classifications(
+            run_id=run_id, classifications=[_linked("E1", 1)], now=T0.replace(tzinfo=None)
+        )
+
+
+# ------------------------------------------------------------------------------ admin
+
+
+def test_link_and_unlink_write_audit_events(store: StateStore) -> None:
+    """link pins an HR id to a person (manual link in load_prior); unlink removes it; both audited."""
+    store.link(hr_id="E1", protime_id=10)
+    row = store.mapping("E1")
+    assert row is not None
+    assert (row.manual, row.protime_id, row.rule) == (True, 10, "manual")
+    assert store.load_prior().manual_links == {"E1": 10}
+    store.link(hr_id="E1", protime_id=11)
+    store.unlink(hr_id="E1")
+    row = store.mapping("E1")
+    assert row is not None
+    assert not row.manual
+    assert store.load_prior().manual_links == {}
+    events = store.events_for(hr_id="E1")
+    assert [(e.action, e.value, e.previous_value, e.run_id) for e in events] == [
+        ("unlink", None, "11", None),
+        ("link", "11", "10", None),
+        ("link", "10", None, None),
+    ]
+    with pytest.raises(UsageError, match="no manual link"):
+        store.unlink(hr_id="E1")
+
+
+def test_link_refuses_bad_ids_and_a_second_manual_link_to_one_person(store: StateStore) -> None:
+    """An id that cannot be a reference value, or a person already linked by hand, is refused."""
+    with pytest.raises(UsageError, match="forbidden"):
+        store.link(hr_id="E/1", protime_id=1)
+    with pytest.raises(UsageError, match="positive"):
+        store.link(hr_id="E1", protime_id=0)
+    store.link(hr_id="E1", protime_id=1)
+    with pytest.raises(UsageError, match="already linked by hand to HR id 'E1'"):
+        store.link(hr_id="E2", protime_id=1)
+
+
+def test_ignore_and_unignore(store: StateStore) -> None:
+    """ignore creates or flags the row (in load_prior); unignore clears it; both audited."""
+    store.ignore(hr_id="E1")
+    row = store.mapping("E1")
+    assert row is not None
+    assert (row.ignored, row.situation) == (True, "ignored")
+    assert store.load_prior().ignored_hr_ids == frozenset({"E1"})
+    store.unignore(hr_id="E1")
+    assert store.load_prior().ignored_hr_ids == frozenset()
+    assert [e.action for e in store.events_for(hr_id="E1")] == ["unignore", "ignore"]
+    with pytest.raises(UsageError, match="not ignored"):
+        store.unignore(hr_id="E1")
+    with pytest.raises(UsageError):
+        store.ignore(hr_id="")
+
+
+def test_clear_failed_forgets_failures_so_they_are_retried(store: StateStore) -> None:
+    """clear_failed clears the fingerprints (all or some), audits each, and returns the count."""
+    run_id = _run(store)
+    actions = [_write("E1", 1), _write("E2", 2), _write("E3", 3)]
+    ids = store.record_pending(run_id=run_id, actions=actions)
+    store.record_outcomes(
+        [
+            ActionOutcome(i, a, Outcome.FAILED, 400, "bad", 1)
+            for i, a in zip(ids, actions, strict=True)
+        ]
+    )
+    assert store.clear_failed(hr_ids=["E1", "nobody"]) == 1
+    assert set(store.load_prior().failed) == {"E2", "E3"}
+    assert store.clear_failed() == 2
+    assert store.load_prior().failed == {}
+    assert store.events_for(hr_id="E1")[0].action == "clear_failed"
+    assert store.clear_failed() == 0
