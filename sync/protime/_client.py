@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
@@ -67,6 +68,8 @@ REFERENCES_WRITE_SCOPE = "connector-protimeapi-external-references.write"
 REFERENCES_READ_SCOPE = "connector-protimeapi-external-references.read"
 _DOT_SEGMENTS = frozenset({".", ".."})
 _MAX_SHOWN_VALUE = 80
+_MIN_PLAIN_REDACT = 8
+_MAX_EMPTY_PAGES_IN_A_ROW = 1000
 
 
 class RequestKind(StrEnum):
@@ -214,8 +217,11 @@ class ProtimeClient:
         )
         self._semaphore = asyncio.Semaphore(settings.concurrency)
         rate = settings.rate_limit_per_second
-        # AsyncLimiter(n, t) allows n per t seconds; below 1/s that is 1 per 1/rate seconds.
-        self._limiter = AsyncLimiter(max(rate, 1.0), max(rate, 1.0) / rate) if rate > 0 else None
+        # AsyncLimiter(b, b / rate) paces at `rate` per second with bursts of at most b requests.
+        # A burst as large as the rate would fire a second's worth of calls at once into
+        # Protime's own (unpublished, likely smaller) burst allowance.
+        burst = max(1.0, min(rate, float(settings.concurrency)))
+        self._limiter = AsyncLimiter(burst, burst / rate) if rate > 0 else None
         people_refs = "".join(
             f"(people,{name})"
             for name in (
@@ -261,7 +267,10 @@ class ProtimeClient:
     async def iter_people(self) -> AsyncIterator[list[Person]]:
         """Every person, one list per page, following ``nextLink`` to the end (empty pages too)."""
         url = self._people_url
-        seen: set[str] = set()
+        # URLs that gave people: asking one again would read the same people twice. An empty
+        # page may point at its own URL ("nothing yet, ask again"), but not forever.
+        read: set[str] = set()
+        empty_in_a_row = 0
         page = 0
         while True:
             page += 1
@@ -278,13 +287,21 @@ class ProtimeClient:
             yield people
             if next_link is None:
                 return
+            if people:
+                read.add(str(url))
+                empty_in_a_row = 0
+            else:
+                empty_in_a_row += 1
             url = self._next_url(next_link, page)
-            key = str(url)
-            if key in seen:
+            if str(url) in read:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: nextLink repeats an earlier page", status=200
                 )
-            seen.add(key)
+            if empty_in_a_row >= _MAX_EMPTY_PAGES_IN_A_ROW:
+                raise MalformedAnswerError(
+                    f"GET {_path_of(url)} page {page}: {empty_in_a_row} empty pages in a row",
+                    status=200,
+                )
 
     async def read_people(self) -> list[Person]:
         """Every person, all pages read."""
@@ -356,8 +373,11 @@ class ProtimeClient:
 
     def _redact(self, text: str) -> str:
         for secret in (self._secret, *self._issued):
-            if secret:
+            if len(secret) >= _MIN_PLAIN_REDACT:
                 text = text.replace(secret, "***")
+            elif secret:
+                # A short secret also hides inside ordinary words; scrub it where it stands alone.
+                text = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", "***", text)
         return text
 
     def _record(

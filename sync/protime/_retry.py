@@ -65,12 +65,14 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with jitter, used when Protime does not say how long to wait.
+    """Exponential backoff with jitter, floored by Protime's ``Retry-After`` when it gives one.
 
     The n-th retry waits ``min(maximum, initial * 2**(n-1))`` scaled by a random factor in
     ``[1 - jitter, 1]``, so clients that failed together do not retry together. A ``Retry-After``
-    is honoured as given, plus up to ``retry_after_jitter`` of it (at most one second) for the
-    same reason.
+    is honoured as the earliest moment to try again (plus up to ``retry_after_jitter`` of it, at
+    most one second): the wait is the longer of the two. Without that floor-and-spread, many
+    concurrent calls told "retry in 3 ms" would all wake together, and all but one be refused
+    again until their attempts ran out.
     """
 
     initial: float = 0.5
@@ -80,10 +82,12 @@ class Backoff:
 
     def wait(self, retry_number: int, *, retry_after: float | None = None) -> float:
         """Seconds to wait before retry ``retry_number`` (1-based)."""
-        if retry_after is not None:
-            return retry_after + random.uniform(0, min(1.0, retry_after * self.retry_after_jitter))  # noqa: S311 - jitter, not security
         try:
             base = min(self.maximum, self.initial * 2.0 ** (retry_number - 1))
         except OverflowError:
             base = self.maximum
-        return base * (1 - random.uniform(0, self.jitter))  # noqa: S311 - jitter, not security
+        backoff = base * (1 - random.uniform(0, self.jitter))  # noqa: S311 - jitter, not security
+        if retry_after is None:
+            return backoff
+        spread = random.uniform(0, min(1.0, retry_after * self.retry_after_jitter))  # noqa: S311
+        return max(retry_after + spread, backoff)

@@ -117,13 +117,15 @@ def test_concurrency_is_bounded_by_settings(fake, make_client):
 
 
 @pytest.mark.parametrize(
-    ("rate", "max_rate", "period"), [(50.0, 50.0, 1.0), (0.5, 1.0, 2.0), (2.5, 2.5, 1.0)]
+    ("rate", "burst"), [(50.0, 8.0), (0.5, 1.0), (2.5, 2.5), (4.0, 4.0), (1000.0, 8.0)]
 )
-def test_rate_limit_follows_settings(rate, max_rate, period):
-    """The client-side limiter allows settings.rate_limit_per_second on average."""
-    client = ProtimeClient(make_settings(rate_limit_per_second=rate))
-    assert client._limiter is not None
-    assert (client._limiter.max_rate, client._limiter.time_period) == (max_rate, period)
+def test_rate_limit_follows_settings(rate, burst):
+    """The limiter paces at settings.rate_limit_per_second with bursts of at most `concurrency`."""
+    client = ProtimeClient(make_settings(rate_limit_per_second=rate, concurrency=8))
+    limiter = client._limiter
+    assert limiter is not None
+    assert limiter.max_rate == burst
+    assert limiter.max_rate / limiter.time_period == pytest.approx(rate)
     asyncio.run(client.aclose())
 
 

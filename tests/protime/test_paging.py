@@ -168,9 +168,13 @@ def test_absolute_next_link_on_the_tenant_host_is_followed(fake, make_client):
 
 
 def test_a_next_link_loop_is_reported_instead_of_read_forever(fake, make_client):
-    """A nextLink that repeats an earlier page ends the read with an error."""
-    loop = httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=same"})
-    fake.script("GET", PEOPLE_PATH, loop, loop, loop)
+    """A nextLink back to a page that gave people ends the read instead of reading them twice."""
+    fake.script(
+        "GET",
+        PEOPLE_PATH,
+        httpx.Response(200, json={"value": [person(1)], "nextLink": f"{PEOPLE_PATH}?ct=a"}),
+        httpx.Response(200, json={"value": [person(2)], "nextLink": f"{PEOPLE_PATH}?ct=a"}),
+    )
 
     async def scenario():
         async with make_client() as client:
@@ -179,3 +183,41 @@ def test_a_next_link_loop_is_reported_instead_of_read_forever(fake, make_client)
     with pytest.raises(MalformedAnswerError, match="repeats an earlier page"):
         asyncio.run(scenario())
     assert len(fake.api_requests) == 2
+
+
+def test_an_empty_page_may_point_at_itself(fake, make_client):
+    """An empty page whose nextLink is its own URL ("ask again") is asked again until data comes."""
+    again = httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=a"})
+    fake.script(
+        "GET",
+        PEOPLE_PATH,
+        httpx.Response(200, json={"value": [person(1)], "nextLink": f"{PEOPLE_PATH}?ct=a"}),
+        again,
+        again,
+        httpx.Response(200, json={"value": [person(2)]}),
+    )
+
+    async def scenario():
+        async with make_client() as client:
+            return await client.read_people()
+
+    assert [p.id for p in asyncio.run(scenario())] == [1, 2]
+    assert len(fake.api_requests) == 4
+
+
+def test_endless_empty_pages_are_cut_off(fake, make_client, monkeypatch):
+    """A server that only ever answers empty pages does not keep the read going forever."""
+    monkeypatch.setattr("sync.protime._client._MAX_EMPTY_PAGES_IN_A_ROW", 5)
+
+    def empty(request):
+        return httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=same"})
+
+    fake.script("GET", PEOPLE_PATH, *[empty] * 10)
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+
+    with pytest.raises(MalformedAnswerError, match="5 empty pages in a row"):
+        asyncio.run(scenario())
+    assert len(fake.api_requests) == 5

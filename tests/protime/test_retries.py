@@ -34,7 +34,7 @@ def test_429_waits_as_long_as_retry_after_says(fake, make_client, header, wait):
     """A 429 with Retry-After (whole or fractional seconds) waits that long, then retries."""
     fake.script("PUT", PATH, httpx.Response(429, headers={"Retry-After": header}))
     with capture_logs() as logs:
-        created, stats = _put(make_client)
+        created, stats = _put(make_client, backoff=Backoff(initial=0.01, maximum=0.01))
     assert created is True
     (retry,) = _retry_logs(logs)
     assert retry["retry_after"] == wait
@@ -56,6 +56,16 @@ def test_429_without_retry_after_uses_exponential_backoff(fake, make_client):
     assert [r["wait_seconds"] for r in _retry_logs(logs)] == [1.0, 2.0, 4.0]
     assert all(r["retry_after"] is None for r in _retry_logs(logs))
     assert stats.rate_limited == 3
+
+
+def test_retry_after_is_a_floor_under_the_backoff(fake, make_client):
+    """A Retry-After shorter than the backoff waits the backoff: never sooner than Protime asks."""
+    limited = httpx.Response(429, headers={"Retry-After": "0.01"})
+    fake.script("PUT", PATH, limited, limited, limited)
+    with capture_logs() as logs:
+        _put(make_client, backoff=Backoff(initial=1.0, maximum=100.0, jitter=0.0))
+    assert [r["wait_seconds"] for r in _retry_logs(logs)] == [1.0, 2.0, 4.0]
+    assert [r["retry_after"] for r in _retry_logs(logs)] == [0.01] * 3
 
 
 def test_backoff_is_capped_and_jittered():

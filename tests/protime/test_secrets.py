@@ -165,3 +165,28 @@ def test_no_secret_or_token_in_errors_logs_or_reprs(fake, make_client, caplog, s
     assert "SENSITIVE" not in " ".join(texts)
     if "echoed" in scenario.name:
         assert "***" in str(error)  # the echo was scrubbed, not lost with the whole message
+
+
+def test_short_secret_is_scrubbed_where_it_stands_without_mangling_words(fake):
+    """A short secret is removed where it appears on its own, and ordinary words stay readable."""
+    from protime_fakes import make_settings
+    from sync.protime import ProtimeClient
+
+    fake.script(
+        "POST",
+        TOKEN_PATH,
+        httpx.Response(
+            400, json={"error": "invalid_client", "error_description": "secret s answered wrong"}
+        ),
+    )
+
+    async def run():
+        settings = make_settings(client_secret="s")
+        async with ProtimeClient(settings, transport=fake.transport()) as client:
+            await client.check_token()
+
+    with pytest.raises(ProtimeError) as info:
+        asyncio.run(run())
+    message = str(info.value)
+    assert "secret *** answered wrong" in message
+    assert "IDSYNC_PROTIME__CLIENT_SECRET" in message
