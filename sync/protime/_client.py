@@ -163,7 +163,7 @@ class ProtimeClient:
 
     ``transport`` replaces the network (the simulator's in-process transport, or
     ``httpx.MockTransport`` in tests). ``clock`` (monotonic seconds) decides token expiry and the
-    retry budget. ``backoff`` shapes the waits when Protime gives no ``Retry-After``.
+    retry budget. ``backoff`` shapes the waits between tries (a ``Retry-After`` is a floor under it).
     """
 
     def __init__(

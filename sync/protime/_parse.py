@@ -43,11 +43,11 @@ def _kind(value: object) -> str:
 
 def _text(mapping: dict[str, Any], key: str, where: str) -> str | None:
     value = mapping.get(key)
-    if value is None or value == "":
+    if type(value) is str:
+        return value or None
+    if value is None:
         return None
-    if type(value) is not str:
-        raise MalformedAnswerError(f"{where}: {key!r} is {_kind(value)}, expected a string")
-    return value
+    raise MalformedAnswerError(f"{where}: {key!r} is {_kind(value)}, expected a string")
 
 
 def _person(item: object, index: int, reference_name: str) -> Person:
