@@ -20,6 +20,8 @@ def value_problem(value: object, *, max_length: int = DEFAULT_MAX_LENGTH) -> str
         return f"not a string ({type(value).__name__})"
     if value == "":
         return "empty"
+    if value in {".", ".."}:
+        return "'.' and '..' are path segments, not values"
     if value != value.strip():
         return "leading or trailing white space"
     if len(value) > max_length:

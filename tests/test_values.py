@@ -30,7 +30,7 @@ def test_other_bad_values_say_why(value: object, fragment: str) -> None:
 
 def test_good_values_pass() -> None:
     """Ordinary ids, unicode and exactly 255 characters are accepted."""
-    for value in ("E123", "émile-42", "x" * 255, "a b"):
+    for value in ("E123", "émile-42", "x" * 255, "a b", "..."):
         assert value_problem(value) is None
 
 
@@ -39,3 +39,9 @@ def test_names() -> None:
     assert name_problem("HRMID") is None
     assert name_problem("@badge-number") is not None
     assert name_problem("x" * 65) is not None
+
+
+def test_dot_segments_are_refused() -> None:
+    """'.' and '..' would be folded away in a URL path, so they cannot be values."""
+    assert value_problem(".") is not None
+    assert value_problem("..") is not None
