@@ -25,10 +25,10 @@ app = typer.Typer(
 def _register() -> None:
     # Each command module adds its commands to `app`; importing them here keeps `import sync.cli`
     # cheap for callers that only want `main`.
-    from sync.cli import serve, simulator
+    from sync.cli import admin, config, db, demo, inspect, reconcile, serve, simulator
 
-    simulator.register(app)
-    serve.register(app)
+    for module in (reconcile, inspect, admin, db, config, serve, simulator, demo):
+        module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,80 @@
+"""Helpers shared by the command modules: settings, logging, the state store, printing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sync.config import Settings, load_settings
+from sync.logging import configure_logging
+from sync.state import StateStore, check_schema, create_state_engine
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:
+    """Load settings (ConfigError -> exit 2 in main) and set up logging for a CLI command.
+
+    On a terminal the CLI shows warnings only (tables and a progress bar speak for the rest);
+    in a pipe or a container every event is a JSON line on stderr.
+    """
+    settings = load_settings()
+    level = settings.log.level
+    if quiet_on_tty and sys.stderr.isatty() and level == "INFO":
+        level = "WARNING"
+    configure_logging(level=level, fmt=settings.log.format)
+    return settings
+
+
+@contextmanager
+def open_store(settings: Settings, *, check: bool = True) -> Iterator[StateStore]:
+    engine = create_state_engine(settings.state_url)
+    try:
+        if check:
+            check_schema(engine)
+        yield StateStore(engine)
+    finally:
+        engine.dispose()
+
+
+def jsonable(value: Any) -> Any:
+    if is_dataclass(value) and not isinstance(value, type):
+        return {k: jsonable(v) for k, v in asdict(value).items()}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return value.value
+    return value
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for column in columns:
+        t.add_column(column)
+    for row in rows:
+        t.add_row(*("" if cell is None else str(cell) for cell in row))
+    return t
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -1,0 +1,232 @@
+"""Read-only commands: `status`, `show`, `runs`, `export`. They answer from the state database
+alone, without calling Protime."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path  # noqa: TC003 - typer reads the annotation at run time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from sync.cli._common import (
+    jsonable,
+    open_store,
+    out,
+    print_json,
+    settings_and_logging,
+    table,
+    when,
+)
+from sync.domain import Situation
+from sync.errors import UsageError
+
+if TYPE_CHECKING:
+    from sync.state import EventRow, MappingRow, RunRow
+
+EXPORT_COLUMNS = (
+    "hr_id",
+    "protime_id",
+    "situation",
+    "rule",
+    "evidence",
+    "reason",
+    "manual",
+    "ignored",
+    "last_written_value",
+    "protime_value",
+    "first_seen_at",
+    "last_verified_at",
+    "last_changed_at",
+    "last_error",
+    "attempts",
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status)
+    app.command("show")(show)
+    app.command("export")(export)
+    runs_app = typer.Typer(help="Past runs: list them, or show one.", no_args_is_help=False)
+    runs_app.callback(invoke_without_command=True)(runs)
+    runs_app.command("show")(run_show)
+    app.add_typer(runs_app, name="runs")
+
+
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Mappings by situation and the latest runs, from the state database."""
+    settings = settings_and_logging()
+    with open_store(settings) as store:
+        counts = store.counts_by_situation()
+        recent = store.runs(limit=5)
+    if as_json:
+        print_json({"situations": counts, "recent_runs": recent})
+        return
+    out.print(
+        table(
+            "Mappings by situation",
+            ["situation", "count"],
+            ((s.value, counts.get(s.value, 0)) for s in Situation),
+        )
+    )
+    _print_runs(recent, title="Latest runs")
+
+
+def show(
+    hr_id: Annotated[str | None, typer.Argument(help="The HR employee id.")] = None,
+    protime_id: Annotated[
+        int | None, typer.Option("--protime-id", help="Look up by Protime person id instead.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The pair, its situation, why, and its history. Exit 2 when the id is unknown."""
+    if (hr_id is None) == (protime_id is None):
+        raise UsageError("give an HR_ID or --protime-id N (exactly one)")
+    settings = settings_and_logging()
+    with open_store(settings) as store:
+        if hr_id is not None:
+            row = store.mapping(hr_id)
+            rows = [row] if row is not None else []
+            what = f"HR id {hr_id!r}"
+            events = store.events_for(hr_id=hr_id)
+        else:
+            assert protime_id is not None  # checked above; narrows the type
+            rows = store.mapping_by_protime_id(protime_id)
+            what = f"Protime person {protime_id}"
+            events = store.events_for(protime_id=protime_id)
+    if not rows:
+        raise UsageError(f"{what} is not known to idsync (not in the state database)")
+    if as_json:
+        print_json({"mappings": rows, "history": events})
+        return
+    for row in rows:
+        _print_mapping(row)
+    _print_events(events)
+
+
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """The latest runs, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = settings_and_logging()
+    with open_store(settings) as store:
+        recent = store.runs(limit=limit)
+    if as_json:
+        print_json(recent)
+        return
+    _print_runs(recent, title="Runs")
+
+
+def run_show(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `idsync runs`).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """One run: its summary and its writes."""
+    settings = settings_and_logging()
+    with open_store(settings) as store:
+        found = store.run(run_id)
+        if found is None:
+            raise UsageError(f"no run {run_id!r}")
+        events = store.events_for(run_id=run_id, limit=1000)
+    if as_json:
+        print_json({"run": found, "events": events})
+        return
+    out.print(
+        table(
+            f"Run {found.id}",
+            ["field", "value"],
+            [(k, v) for k, v in jsonable(found).items()],
+        )
+    )
+    _print_events(events)
+
+
+def export(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """The whole map, one row per HR id (and per orphaned value)."""
+    if fmt not in {"csv", "json"}:
+        raise UsageError(f"--format must be csv or json, not {fmt!r}")
+    settings = settings_and_logging()
+    with open_store(settings) as store:
+        stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        try:
+            if fmt == "csv":
+                writer = csv.writer(stream)
+                writer.writerow(EXPORT_COLUMNS)
+                for row in store.iter_mappings():
+                    data = jsonable(row)
+                    writer.writerow(
+                        ["" if data.get(c) is None else data[c] for c in EXPORT_COLUMNS]
+                    )
+            else:
+                import json
+
+                stream.write("[\n")
+                for index, row in enumerate(store.iter_mappings()):
+                    prefix = ",\n" if index else ""
+                    stream.write(prefix + json.dumps(jsonable(row), ensure_ascii=False))
+                stream.write("\n]\n")
+        finally:
+            if output:
+                stream.close()
+
+
+def _print_mapping(row: MappingRow) -> None:
+    data = jsonable(row)
+    out.print(table(f"HR id {row.hr_id}", ["field", "value"], list(data.items())))
+
+
+def _print_events(events: list[EventRow]) -> None:
+    out.print(
+        table(
+            "History",
+            ["when", "run", "action", "HR id", "Protime id", "value", "outcome", "detail"],
+            (
+                (
+                    when(e.created_at),
+                    e.run_id or "admin",
+                    e.action,
+                    e.hr_id,
+                    e.protime_id,
+                    e.value,
+                    e.outcome,
+                    e.error or e.reason or "",
+                )
+                for e in events
+            ),
+        )
+    )
+
+
+def _print_runs(recent: list[RunRow], *, title: str) -> None:
+    out.print(
+        table(
+            title,
+            ["run", "trigger", "started", "status", "dry", "seconds", "HR", "Protime", "message"],
+            (
+                (
+                    r.id,
+                    r.trigger,
+                    when(r.started_at),
+                    r.status,
+                    "yes" if r.dry_run else "",
+                    f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "",
+                    r.hr_count,
+                    r.protime_count,
+                    (r.error or "")[:80],
+                )
+                for r in recent
+            ),
+        )
+    )

@@ -1,0 +1,160 @@
+"""`idsync reconcile`: one run now, from the terminal."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+from sync.cli._common import err, jsonable, out, print_json, settings_and_logging, table
+from sync.domain import Situation
+
+if TYPE_CHECKING:
+    from sync.reconcile import RunResult
+
+_PLAN_ROWS_ON_SCREEN = 50
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("reconcile")
+    def reconcile(
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Plan and print, write nothing.")
+        ] = False,
+        only: Annotated[
+            list[str] | None,
+            typer.Option("--only", metavar="HR_ID", help="Act only on these HR ids (repeat)."),
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print the result (and plan) as JSON.")
+        ] = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Go past the input gate and the safety thresholds."),
+        ] = False,
+        retry_failed: Annotated[
+            bool,
+            typer.Option("--retry-failed", help="Retry records whose last write failed."),
+        ] = False,
+    ) -> None:
+        """Reconcile once: read HR and Protime, plan, and (unless --dry-run) write."""
+        from sync.reconcile import run
+
+        settings = settings_and_logging()
+        progress_cb = None
+        bar: Progress | None = None
+        if sys.stderr.isatty() and not as_json and not dry_run:
+            bar = Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                console=err,
+                transient=True,
+            )
+            task = bar.add_task("writing", total=None)
+
+            def progress_cb(done: int, total: int) -> None:
+                bar.update(task, completed=done, total=total)
+
+            bar.start()
+        try:
+            result = run(
+                settings=settings,
+                trigger="cli",
+                dry_run=dry_run,
+                force=force,
+                only=tuple(only or ()),
+                retry_failed=retry_failed,
+                progress=progress_cb,
+            )
+        finally:
+            if bar is not None:
+                bar.stop()
+        if as_json:
+            print_json(_as_dict(result))
+        else:
+            _print(result)
+        raise typer.Exit(result.exit_code)
+
+
+def _as_dict(result: RunResult) -> dict[str, object]:
+    data: dict[str, object] = {
+        "run_id": result.run_id,
+        "status": result.status.value,
+        "exit_code": result.exit_code,
+        "dry_run": result.dry_run,
+        "message": result.message,
+        "duration_seconds": round(result.duration_seconds, 3),
+        "hr_employees": result.hr_count,
+        "protime_people": result.protime_count,
+        "situations": result.counts_by_situation,
+        "actions": result.actions_by_outcome,
+        "api_requests": result.api_requests,
+        "retries": result.retries,
+    }
+    if result.plan is not None:
+        data["plan"] = jsonable(list(result.plan.actions))
+        data["records"] = [
+            jsonable(c) for c in result.plan.classifications if c.situation is not Situation.LINKED
+        ]
+    return data
+
+
+def _print(result: RunResult) -> None:
+    if result.dry_run and result.plan is not None:
+        actions = result.plan.actions
+        out.print(
+            table(
+                f"Plan: {len(actions)} action(s) (dry run, nothing written)",
+                ["phase", "action", "HR id", "Protime id", "value", "reason"],
+                (
+                    (a.phase, a.kind.value, a.hr_id, a.protime_id, a.value, a.reason)
+                    for a in actions[:_PLAN_ROWS_ON_SCREEN]
+                ),
+            )
+        )
+        if len(actions) > _PLAN_ROWS_ON_SCREEN:
+            out.print(f"... and {len(actions) - _PLAN_ROWS_ON_SCREEN} more (use --json for all)")
+        attention = [
+            c
+            for c in result.plan.classifications
+            if c.situation
+            in {Situation.DISPUTED, Situation.INVALID, Situation.UNMATCHED, Situation.FAILED}
+        ]
+        if attention:
+            out.print(
+                table(
+                    f"Records needing attention: {len(attention)}",
+                    ["HR id", "situation", "reason"],
+                    (
+                        (c.hr_id, c.situation.value, c.reason)
+                        for c in attention[:_PLAN_ROWS_ON_SCREEN]
+                    ),
+                )
+            )
+    out.print(
+        table(
+            "Situations",
+            ["situation", "count"],
+            ((s.value, result.counts_by_situation.get(s.value, 0)) for s in Situation),
+        )
+    )
+    if result.actions_by_outcome:
+        out.print(
+            table(
+                "Actions",
+                ["action:outcome", "count"],
+                sorted(result.actions_by_outcome.items()),
+            )
+        )
+    calls = sum(result.api_requests.values())
+    out.print(
+        f"run {result.run_id or '-'}: [bold]{result.status.value}[/bold] in "
+        f"{result.duration_seconds:.1f}s; HR {result.hr_count}, Protime {result.protime_count}, "
+        f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
+    )
+    if result.message:
+        err.print(f"[yellow]{result.message}[/yellow]")
