@@ -87,6 +87,13 @@ class HRSettings(_Section):
             )
         return self
 
+    def require(self) -> None:
+        """Raise :class:`ConfigError` when the HR source is not said (no table and no query)."""
+        if not self.table and not self.query:
+            raise ConfigError(
+                "missing setting: IDSYNC_HR__TABLE or IDSYNC_HR__QUERY (where the employees are)"
+            )
+
     @property
     def writeback_enabled(self) -> bool:
         return bool(self.writeback_table and self.writeback_column)

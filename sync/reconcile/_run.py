@@ -85,6 +85,7 @@ def run(
     caller's to report with exit code 2 before any work.
     """
     settings.protime.require()
+    settings.hr.require()
     started = time.monotonic()
     engine = create_state_engine(settings.state_url)
     try:
