@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 JOB_ID = "reconcile"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CRON_VAR = "IDSYNC_SCHEDULE__CRON"
 # crontab numbers days 0-7 from Sunday (0 and 7); APScheduler 3 numbers them from Monday. Numbers
 # are translated to names, which both read alike, so `0 2 * * 0` means Sunday as in crontab(5).
@@ -96,7 +97,12 @@ def build_trigger(schedule: ScheduleSettings) -> BaseTrigger:
     timezone = timezone_of(schedule)
     triggers: list[BaseTrigger] = []
     if schedule.interval_seconds is not None:
-        triggers.append(IntervalTrigger(seconds=schedule.interval_seconds, timezone=timezone))
+        # Ticks fall on multiples of the interval since the epoch (900 s: :00, :15, :30, :45 UTC),
+        # not since this process started: replicas then tick together, one runs and the others
+        # skip as locked, instead of each running its own out-of-phase schedule.
+        triggers.append(
+            IntervalTrigger(seconds=schedule.interval_seconds, start_date=_EPOCH, timezone=timezone)
+        )
     if schedule.cron is not None and schedule.cron.strip():
         triggers.append(cron_trigger(schedule.cron, timezone=timezone))
     if not triggers:

@@ -14,7 +14,6 @@ from sync import __version__
 from sync.config import redact_url
 from sync.errors import IdsyncError, StateError
 from sync.logging import configure_logging, get_logger, redact_text, register_secret
-from sync.reconcile._result import RunStatus
 from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
 from sync.service._scheduler import Scheduler, build_trigger, timezone_of
@@ -31,14 +30,6 @@ if TYPE_CHECKING:
     RunFn = Callable[..., RunResult]
 
 log = get_logger(__name__)
-
-_RESULT_LEVELS = {
-    RunStatus.SUCCEEDED: "info",
-    RunStatus.PARTIAL: "warning",
-    RunStatus.FAILED: "error",
-    RunStatus.BLOCKED: "error",
-    RunStatus.INTERRUPTED: "warning",
-}
 
 
 def default_run_fn(**kwargs: Any) -> RunResult:
@@ -97,7 +88,7 @@ class Service:
         )
         self._http: HealthServer | None = None
         self._stopping = threading.Event()
-        self._crash_streak = 0
+        self._raise_streak = 0
         self._lock = threading.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -194,9 +185,12 @@ class Service:
             return alive
         threshold = self.settings.http.failing_runs_unready
         with self._lock:
-            crashes = self._crash_streak
-        if crashes >= threshold:
-            return f"the last {crashes} runs raised an exception (see scheduler.run_crashed in the log)"
+            raised = self._raise_streak
+        if raised >= threshold:
+            return (
+                f"the last {raised} runs raised an error instead of finishing "
+                "(see scheduler.run_error / scheduler.run_crashed in the log)"
+            )
         if self._state is None:
             return "the state database is not open yet"
         return self._state.readiness_problem(failing_runs_unready=threshold)
@@ -209,31 +203,37 @@ class Service:
         self.metrics.run_in_progress.set(1)
         try:
             result = self._run_fn(settings=self.settings, trigger="schedule", stop=self.stop_event)
+        except IdsyncError as exc:
+            # Expected trouble outside a run's own record (state database down, schema behind):
+            # one line with the reason, no traceback.
+            log.error(  # noqa: TRY400 - a known error: its message says it all, a traceback is noise
+                "scheduler.run_error", error=str(exc), error_type=type(exc).__name__
+            )
+            self._count_raise()
         except Exception:
             log.exception("scheduler.run_crashed")
-            self.metrics.observe_exception()
-            with self._lock:
-                self._crash_streak += 1
+            self._count_raise()
         else:
             self._report(result)
         finally:
             self.metrics.run_in_progress.set(0)
         self._refresh_from_state(seed_last_success=False)
 
+    def _count_raise(self) -> None:
+        self.metrics.observe_exception()
+        with self._lock:
+            self._raise_streak += 1
+
     def _report(self, result: RunResult) -> None:
         self.metrics.observe_run(result)
-        if result.status is RunStatus.SKIPPED:
-            log.info("run.skipped_locked", reason=result.message or "the run lock is held")
-            return
         with self._lock:
-            self._crash_streak = 0  # the run function works again (whatever the run's outcome)
-        getattr(log, _RESULT_LEVELS.get(result.status, "info"))(
+            self._raise_streak = 0  # the run function works again (whatever the run's outcome)
+        # The run logs its own run.finish / run.skipped_locked at info; this is the scheduler's view.
+        log.debug(
             "scheduler.run_finished",
             run_id=result.run_id,
             status=result.status.value,
             duration_seconds=round(result.duration_seconds, 3),
-            counts_by_situation=result.counts_by_situation,
-            actions_by_outcome=result.actions_by_outcome,
             message=result.message or None,
         )
 
@@ -300,6 +300,9 @@ def serve(
     configure_logging(level=settings.log.level, fmt=settings.log.format)
     register_settings_secrets(settings)
     service = Service(settings=settings, run_fn=run_fn, stop=stop)
+    if run_fn is None:
+        # The real run needs Protime's connection settings: say so now, not at every tick.
+        settings.protime.require()
     with _stop_on_signals(service.stop_event):
         try:
             service.start()

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from service_support import FakeState, LogCapture
+
 from sync.logging import configure_logging
 
 if TYPE_CHECKING:

@@ -9,7 +9,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sync.config import HttpSettings, ScheduleSettings, Settings
+
+from sync.config import HttpSettings, LogSettings, ScheduleSettings, Settings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -40,9 +41,10 @@ class LogCapture(io.StringIO):
 
 
 def make_settings(**schedule: Any) -> Settings:
-    """Settings for a service test: port 0, a short grace, no environment or .env involved."""
+    """Settings for a service test: port 0, a short grace, DEBUG JSON logs, no environment or .env."""
     http = schedule.pop("http", None) or HttpSettings(host="127.0.0.1", port=0)
     database_url = schedule.pop("database_url", "sqlite:///:memory:")
+    log = LogSettings(level="DEBUG", format="json")
     values: dict[str, Any] = {
         "interval_seconds": 3600,
         "run_at_start": True,
@@ -54,6 +56,7 @@ def make_settings(**schedule: Any) -> Settings:
         database_url=database_url,
         schedule=ScheduleSettings(**values),
         http=http,
+        log=log,
     )
 
 

@@ -41,6 +41,7 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             {"IDSYNC_SCHEDULE__INTERVAL_SECONDS": "60", "IDSYNC_HTTP__PORT": "http"},
             "IDSYNC_HTTP__PORT",
         ),
+        ({"IDSYNC_SCHEDULE__INTERVAL_SECONDS": "60"}, "IDSYNC_PROTIME__CLIENT_SECRET"),
     ],
 )
 def test_configuration_errors_exit_2_naming_the_variable(

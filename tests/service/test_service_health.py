@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from sync.service import HealthServer, Metrics, StateBackend, failing_streak
 from sync.state import RunSummary, StateStore, create_state_engine, upgrade
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 import structlog
+
 from sync.logging import (
     bind_context,
     configure_logging,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Metrics
 

@@ -10,6 +10,7 @@ from apscheduler.triggers.combining import OrTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from service_support import LogCapture, wait_for
+
 from sync.config import ScheduleSettings
 from sync.errors import ConfigError
 from sync.service import Scheduler, build_trigger
@@ -177,3 +178,12 @@ def test_shutdown_waits_for_the_run_within_the_grace() -> None:
     runs.release.set()
     assert scheduler.shutdown(grace_seconds=5) is True
     assert runs.count == 1
+
+
+def test_interval_ticks_are_aligned_on_the_epoch() -> None:
+    """Interval ticks fall on multiples of the interval since the epoch, so replicas tick together."""
+    trigger = build_trigger(ScheduleSettings(interval_seconds=900))
+    now = datetime(2025, 6, 1, 10, 7, 31, tzinfo=UTC)
+    first = trigger.get_next_fire_time(None, now)
+    assert first == datetime(2025, 6, 1, 10, 15, tzinfo=UTC)
+    assert trigger.get_next_fire_time(first, first) == datetime(2025, 6, 1, 10, 30, tzinfo=UTC)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+
 from sync.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

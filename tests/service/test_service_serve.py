@@ -12,7 +12,8 @@ import httpx
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from service_support import FakeState, LogCapture, make_settings, wait_for
-from sync.errors import ConfigError
+
+from sync.errors import ConfigError, StateError
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Service, serve
 from sync.service._serve import _stop_on_signals
@@ -173,23 +174,39 @@ def test_runs_raising_in_a_row_make_the_service_unready(
     wait_for(lambda: run.count >= 4)
     response = _get(service, "/readyz")
     assert response.status_code == 503
-    assert "the last 3 runs raised an exception" in response.json()["reason"]
+    assert "the last 3 runs raised an error" in response.json()["reason"]
     held.set()  # the 4th run returns a result
     wait_for(lambda: _get(service, "/readyz").status_code == 200)
 
 
-def test_a_locked_run_is_logged_as_skipped(
+def test_a_locked_run_is_counted_as_skipped(
     started: list[Service], fake_state: FakeState, logs: LogCapture
 ) -> None:
-    """A run that found the lock held is logged run.skipped_locked and counted as skipped."""
+    """A run that found the lock held is counted as skipped, and does not count as a failure."""
     run = FakeRun(statuses=[RunStatus.SKIPPED])
     service = _start(started, run, fake_state, seconds=3600)
-    wait_for(lambda: logs.named("run.skipped_locked"))
+    wait_for(lambda: logs.named("scheduler.run_finished"))
     service.shutdown()
-    assert logs.named("run.skipped_locked")[0]["reason"] == "lock held by another run"
+    assert logs.named("scheduler.run_finished")[0]["status"] == "skipped"
     assert (
         service.metrics.registry.get_sample_value("idsync_runs_total", {"status": "skipped"}) == 1
     )
+    assert service.metrics.registry.get_sample_value("idsync_run_duration_seconds_count") == 0
+
+
+def test_a_known_error_is_one_line_without_traceback(
+    started: list[Service], fake_state: FakeState, logs: LogCapture
+) -> None:
+    """An IdsyncError from the run (state database down) is logged as one line, no traceback."""
+    run = FakeRun(statuses=[StateError])
+    service = _start(started, run, fake_state, seconds=3600)
+    wait_for(lambda: logs.named("scheduler.run_error"))
+    service.shutdown()
+    (event,) = logs.named("scheduler.run_error")
+    assert event["error"] == "run 0 exploded"
+    assert event["error_type"] == "StateError"
+    assert "exception" not in event
+    assert not logs.named("scheduler.run_crashed")
 
 
 def test_stop_interrupts_the_running_run_and_shuts_down_cleanly(
