@@ -183,7 +183,7 @@ def register(app: typer.Typer) -> None:
         from sync.simulator import ClientSpec, Simulator, SimulatorConfig, run_server
 
         if user_agent not in ("required", "optional"):
-            raise typer.BadParameter("must be 'required' or 'optional'", param_hint="--user-agent")
+            raise ConfigError("--user-agent must be 'required' or 'optional'")
         try:
             config = SimulatorConfig(
                 tenant=tenant,
@@ -219,7 +219,8 @@ def register(app: typer.Typer) -> None:
             )
             sim = Simulator(config)
         except (ValueError, OSError) as exc:
-            raise typer.BadParameter(str(exc)) from None
+            # ConfigError, not typer.BadParameter: the entry point maps it to exit code 2.
+            raise ConfigError(f"simulator settings: {exc}") from None
 
         def ready(base_url: str) -> None:
             # The secret is printed on purpose: it is the simulator's own demo credential, chosen

@@ -74,6 +74,8 @@ _PEOPLE_ONE_PARAMS = frozenset({"externalReferences"})
 _REF_LIST_PARAMS = frozenset({"continuationToken"})
 _NO_PARAMS: frozenset[str] = frozenset()
 _TOKEN_FORM = frozenset({"grant_type", "client_id", "client_secret", "scope"})
+# The latency seam: a test may replace it to record the delays instead of waiting them out.
+_sleep = asyncio.sleep
 
 
 class DroppedConnectionError(Exception):
@@ -261,7 +263,7 @@ class ApiApp:
         rng = self.sim.rng
         if faults.latency_ms or faults.latency_jitter_ms:
             delay = faults.latency_ms + rng.random() * faults.latency_jitter_ms
-            await asyncio.sleep(delay / 1000)
+            await _sleep(delay / 1000)
         p429, p500, p503 = faults.fault_rate_429, faults.fault_rate_500, faults.fault_rate_503
         if not (p429 or p500 or p503 or faults.fault_drop_rate):
             return None, False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import socket
 import threading
 import time
@@ -108,9 +109,39 @@ def run_server(
     """Serve ``sim`` until SIGINT/SIGTERM; ``on_ready`` gets the base URL once the port is bound."""
     sock = _bind(host, port)
     server = _server(sim, log_level=log_level)
-    if on_ready is not None:
-        on_ready(_url(host, sock))
+    restore = _quiet_stop_signals()
     try:
+        if on_ready is not None:
+            on_ready(_url(host, sock))
         server.run(sockets=[sock])
+    except _StopRequestedError:
+        pass
     finally:
+        restore()
         sock.close()
+
+
+class _StopRequestedError(Exception):
+    pass
+
+
+def _stop(_signum: int, _frame: object) -> None:
+    raise _StopRequestedError
+
+
+def _quiet_stop_signals() -> Callable[[], None]:
+    """SIGINT/SIGTERM end ``run_server`` normally (exit 0) instead of a re-raised signal.
+
+    uvicorn handles the signals while it serves, then re-raises them once stopped; with these
+    handlers installed underneath, that re-raise (or a signal before uvicorn took over) becomes a
+    clean return.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore

@@ -453,7 +453,8 @@ def parse_people_document(data: object) -> tuple[list[SimPerson], list[tuple[str
     for item in raw_people:
         person = SimPerson.from_api(item)
         people.append(person)
-        ext = item.get("externalReferences") or {}
+        ext = item.get("externalReferences")
+        ext = {} if ext is None else ext
         if not isinstance(ext, dict):
             raise PeopleDocumentError(f"person {person.id}: 'externalReferences' must be an object")
         for name, value in ext.items():
