@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from reconcile_model import DEFAULT_RULES, by_id, emp, person, snapshot
+
 from sync.domain import HRSnapshot, Person, PriorState, Rule, Situation, ValueOwner
 from sync.reconcile._classify import classify
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sync.config import SafetySettings
 from sync.domain import Action, ActionKind, Plan, PriorState, Situation
 from sync.errors import BlockedError, InputGateError, ThresholdError

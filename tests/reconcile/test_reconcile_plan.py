@@ -6,6 +6,7 @@ import random
 
 import pytest
 from reconcile_model import ProtimeModel, by_id, decide, emp, person, snapshot
+
 from sync.config import ReactionSettings
 from sync.domain import (
     ActionKind,
