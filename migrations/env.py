@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from alembic import context
+
 from sync.state._engine import create_state_engine
 from sync.state._migrate import migration_transaction
 from sync.state._models import Base, UTCDateTime
