@@ -111,7 +111,9 @@ class Metrics:
         self.runs.labels(status=result.status.value).inc()
         if result.status is not RunStatus.SKIPPED:
             self.run_duration.observe(max(result.duration_seconds, 0.0))
-        for key, count in result.actions_by_outcome.items():
+        # A dry run's actions were only planned: nothing was written.
+        written = {} if result.dry_run else result.actions_by_outcome
+        for key, count in written.items():
             action, outcome = _split(key)
             if count > 0:
                 self.writes.labels(action=action, outcome=outcome).inc(count)

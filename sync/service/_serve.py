@@ -33,11 +33,10 @@ log = get_logger(__name__)
 
 
 def default_run_fn(**kwargs: Any) -> RunResult:
-    """:func:`sync.reconcile.run`, imported on first use (the engine is not needed to start)."""
-    from sync.reconcile import run  # type: ignore[attr-defined,unused-ignore]
+    """:func:`sync.reconcile.run`, imported on first use (the service starts without the engine)."""
+    from sync.reconcile import run
 
-    result: RunResult = run(**kwargs)
-    return result
+    return run(**kwargs)
 
 
 def register_settings_secrets(settings: Settings) -> None:
@@ -301,8 +300,10 @@ def serve(
     register_settings_secrets(settings)
     service = Service(settings=settings, run_fn=run_fn, stop=stop)
     if run_fn is None:
-        # The real run needs Protime's connection settings: say so now, not at every tick.
+        # The real run needs the Protime connection and the HR source: say so now, exit 2, rather
+        # than fail every tick.
         settings.protime.require()
+        settings.hr.require()
     with _stop_on_signals(service.stop_event):
         try:
             service.start()

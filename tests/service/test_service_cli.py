@@ -42,6 +42,16 @@ def _serve(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
             "IDSYNC_HTTP__PORT",
         ),
         ({"IDSYNC_SCHEDULE__INTERVAL_SECONDS": "60"}, "IDSYNC_PROTIME__CLIENT_SECRET"),
+        (
+            {
+                "IDSYNC_SCHEDULE__INTERVAL_SECONDS": "60",
+                "IDSYNC_PROTIME__BASE_URL": "http://127.0.0.1:9",
+                "IDSYNC_PROTIME__TENANT": "acme",
+                "IDSYNC_PROTIME__CLIENT_ID": "idsync",
+                "IDSYNC_PROTIME__CLIENT_SECRET": "x-secret",
+            },
+            "IDSYNC_HR__TABLE",
+        ),
     ],
 )
 def test_configuration_errors_exit_2_naming_the_variable(

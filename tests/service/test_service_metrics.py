@@ -64,16 +64,19 @@ def test_counts_accumulate_over_runs() -> None:
 
 
 def test_skipped_failed_and_dry_runs_are_not_successes() -> None:
-    """Skipped runs add no duration; failed, blocked and dry runs leave the last-success time alone."""
+    """Skipped runs add no duration; failed, blocked and dry runs are no success; dry runs write nothing."""
     metrics = Metrics(clock=lambda: 999.0)
     metrics.observe_run(_result(RunStatus.SKIPPED, duration_seconds=0.01))
     metrics.observe_run(_result(RunStatus.FAILED))
     metrics.observe_run(_result(RunStatus.BLOCKED))
-    metrics.observe_run(_result(RunStatus.SUCCEEDED, dry_run=True))
+    metrics.observe_run(
+        _result(RunStatus.SUCCEEDED, dry_run=True, actions_by_outcome={"write:planned": 4})
+    )
     assert _value(metrics, "idsync_runs_total", status="skipped") == 1
     assert _value(metrics, "idsync_runs_total", status="blocked") == 1
     assert _value(metrics, "idsync_run_duration_seconds_count") == 3
     assert _value(metrics, "idsync_last_success_timestamp_seconds") == 0
+    assert _value(metrics, "idsync_writes_total", action="write", outcome="planned") is None
 
 
 def test_exception_counts_as_failed_run() -> None:
