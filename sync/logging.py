@@ -28,6 +28,8 @@ import structlog
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
+    from sync.config import Settings
+
 __all__ = [
     "LogFormat",
     "bind_context",
@@ -35,6 +37,7 @@ __all__ = [
     "get_logger",
     "redact_text",
     "register_secret",
+    "register_settings_secrets",
     "unbind_context",
 ]
 
@@ -107,6 +110,23 @@ def register_secret(value: str | None) -> None:
         return
     with _secrets_lock:
         _secrets = _secrets | {value, quote(value, safe=""), quote_plus(value)}
+
+
+def register_settings_secrets(settings: Settings) -> None:
+    """:func:`register_secret` the client secret and the database passwords of ``settings``."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if settings.protime.client_secret is not None:
+        register_secret(settings.protime.client_secret.get_secret_value())
+    urls = [settings.state_url]
+    if settings.hr.url is not None:
+        urls.append(settings.hr.url.get_secret_value())
+    for url in urls:
+        try:
+            register_secret(make_url(url).password)
+        except ArgumentError:
+            continue
 
 
 def redact_text(text: str) -> str:

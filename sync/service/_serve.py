@@ -7,13 +7,10 @@ import signal
 import threading
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from sync import __version__
 from sync.config import redact_url
 from sync.errors import IdsyncError, StateError
-from sync.logging import configure_logging, get_logger, redact_text, register_secret
+from sync.logging import configure_logging, get_logger, redact_text, register_settings_secrets
 from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
 from sync.service._scheduler import Scheduler, build_trigger, timezone_of
@@ -37,18 +34,6 @@ def default_run_fn(**kwargs: Any) -> RunResult:
     from sync.reconcile import run
 
     return run(**kwargs)
-
-
-def register_settings_secrets(settings: Settings) -> None:
-    """Teach the log redaction the secrets of these settings: masked in any line, whatever logs it."""
-    if settings.protime.client_secret is not None:
-        register_secret(settings.protime.client_secret.get_secret_value())
-    urls = [settings.state_url]
-    if settings.hr.url is not None:
-        urls.append(settings.hr.url.get_secret_value())
-    for url in urls:
-        with contextlib.suppress(ArgumentError):
-            register_secret(make_url(url).password)
 
 
 class Service:

@@ -13,12 +13,14 @@ import httpx
 import pytest
 import structlog
 
+from sync.config import Settings
 from sync.logging import (
     bind_context,
     configure_logging,
     get_logger,
     redact_text,
     register_secret,
+    register_settings_secrets,
     unbind_context,
 )
 
@@ -221,3 +223,19 @@ def test_redact_text_masks_each_pattern() -> None:
     }
     for text, expected in cases.items():
         assert redact_text(text) == expected
+
+
+def test_settings_secrets_are_registered(logs: LogCapture) -> None:
+    """The client secret and the database passwords of the settings are masked even as bare words."""
+    settings = Settings(
+        _env_file=None,
+        database_url="postgresql+psycopg://idsync:st4te-Pw-91@db/idsync",
+        hr={"url": "mysql+pymysql://hr:hr-Pw-77x@hr/hr", "table": "employees"},
+        protime={"client_secret": "cs-bare-Word-55"},
+    )
+    register_settings_secrets(settings)
+    get_logger("sync.x").info("words st4te-Pw-91 hr-Pw-77x cs-bare-Word-55")
+    text = logs.getvalue()
+    for secret in ("st4te-Pw-91", "hr-Pw-77x", "cs-bare-Word-55"):
+        assert secret not in text
+    assert "words *** *** ***" in text
