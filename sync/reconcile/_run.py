@@ -28,7 +28,7 @@ from sync.errors import (
 )
 from sync.hr import read_hr, write_back
 from sync.logging import bind_context, get_logger, unbind_context
-from sync.protime import ProtimeClient
+from sync.protime import Backoff, ProtimeClient
 from sync.reconcile._classify import classify
 from sync.reconcile._gates import check_input_gate, check_thresholds
 from sync.reconcile._plan import plan as make_plan
@@ -78,11 +78,14 @@ def run(
     transport: httpx.AsyncBaseTransport | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    backoff: Backoff | None = None,
 ) -> RunResult:
     """Reconcile once. Never raises for a run-level problem: the result carries the status.
 
     Configuration errors (missing Protime settings, schema behind) do raise: they are the
-    caller's to report with exit code 2 before any work.
+    caller's to report with exit code 2 before any work. ``stop`` set while writing ends the run
+    ``interrupted`` after the calls in flight; the rest stays unattempted. ``backoff`` shapes the
+    waits between retries (tests shorten them; ``Retry-After`` stays a floor).
     """
     settings.protime.require()
     settings.hr.require()
@@ -104,6 +107,7 @@ def run(
                     transport=transport,
                     stop=stop,
                     progress=progress,
+                    backoff=backoff,
                     started=started,
                 )
         except LockHeldError as exc:
@@ -134,6 +138,7 @@ def _locked_run(
     transport: httpx.AsyncBaseTransport | None,
     stop: threading.Event | None,
     progress: Callable[[int, int], None] | None,
+    backoff: Backoff | None,
     started: float,
 ) -> RunResult:
     interrupted = store.mark_interrupted_runs()
@@ -163,6 +168,7 @@ def _locked_run(
                 transport=transport,
                 stop=stop,
                 progress=progress,
+                backoff=backoff,
                 started=started,
             )
         )
@@ -218,9 +224,10 @@ async def _pipeline(
     transport: httpx.AsyncBaseTransport | None,
     stop: threading.Event | None,
     progress: Callable[[int, int], None] | None,
+    backoff: Backoff | None,
     started: float,
 ) -> RunResult:
-    async with ProtimeClient(settings.protime, transport=transport) as client:
+    async with ProtimeClient(settings.protime, transport=transport, backoff=backoff) as client:
         try:
             # The HR read and the state read run on worker threads while the event loop pages
             # through Protime: at 100,000 people the three reads overlap instead of adding up.
@@ -264,11 +271,15 @@ async def _pipeline(
                     plan=the_plan,
                 )
             now = datetime.now(UTC)
+            # A full run classifies every key there is, so rows it did not classify (an HR id
+            # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
+            # are stale and go; admins' links and ignores stay. --only runs leave the map be.
             await asyncio.to_thread(
                 store.save_classifications,
                 run_id=run_id,
                 classifications=the_plan.classifications,
                 now=now,
+                prune=not only,
             )
             tally = await _apply(
                 client=client,
@@ -405,6 +416,10 @@ class _Applier:
 
     async def worker(self, queue: Iterator[tuple[int, Action]]) -> None:
         for event_id, action in queue:
+            if self.stop is not None and self.stop.is_set():
+                # Shutdown: finish what is in flight, attempt nothing new. The events not
+                # attempted stay pending until finish_run closes them as skipped.
+                return
             outcome = await self._one(event_id, action)
             if outcome.outcome is not Outcome.SUCCEEDED:
                 self.unsettled.add(action.hr_id)
@@ -447,8 +462,6 @@ class _Applier:
     def _skip_reason(self, action: Action) -> str | None:
         if self.tally.fatal is not None:
             return "run stopped by an earlier fatal error"
-        if self.stop is not None and self.stop.is_set():
-            return "run stopped (shutdown requested)"
         if action.hr_id in self.unsettled:
             return "an earlier step of this record did not succeed"
         if action.depends_on is not None and action.depends_on in self.unsettled:
