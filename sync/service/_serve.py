@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync import __version__
 from sync.config import redact_url
-from sync.errors import IdsyncError, StateError
+from sync.errors import ConfigError, IdsyncError, StateError
 from sync.logging import configure_logging, get_logger, redact_text, register_settings_secrets
 from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
@@ -97,13 +97,19 @@ class Service:
         self._migrate(self._state)
         self._refresh_from_state(seed_last_success=True)
         http = self.settings.http
-        self._http = HealthServer(
-            host=http.host,
-            port=http.port,
-            metrics=self.metrics,
-            liveness=self.liveness_problem,
-            readiness=self.readiness_problem,
-        )
+        try:
+            self._http = HealthServer(
+                host=http.host,
+                port=http.port,
+                metrics=self.metrics,
+                liveness=self.liveness_problem,
+                readiness=self.readiness_problem,
+            )
+        except OSError as exc:
+            raise ConfigError(
+                f"IDSYNC_HTTP__HOST/IDSYNC_HTTP__PORT: cannot listen on {http.host}:{http.port}: "
+                f"{exc.strerror or exc}"
+            ) from None
         self._http.start()
         self._scheduler.start()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,7 @@ import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from service_support import FakeState, LogCapture, make_settings, wait_for
 
+from sync.config import HttpSettings
 from sync.errors import ConfigError, StateError
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Service, serve
@@ -320,3 +322,21 @@ def test_serve_with_no_schedule_fails_before_touching_anything(
     with pytest.raises(ConfigError, match="IDSYNC_SCHEDULE__INTERVAL_SECONDS"):
         serve(settings=settings, run_fn=FakeRun())
     assert not database.exists()
+
+
+def test_a_port_in_use_is_a_config_error(fake_state: FakeState, logs: LogCapture) -> None:
+    """A listener port already taken stops the start with a ConfigError naming the variable."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        service = Service(
+            settings=make_settings(http=HttpSettings(host="127.0.0.1", port=port)),
+            run_fn=FakeRun(),
+            state=fake_state,
+        )
+        try:
+            with pytest.raises(ConfigError, match="IDSYNC_HTTP__PORT"):
+                service.start()
+        finally:
+            assert service.shutdown() is True
