@@ -17,6 +17,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from json.encoder import encode_basestring as _json_string
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -44,9 +45,10 @@ from sync.simulator._world import KNOWN_COLLECTIONS, PEOPLE, PREDEFINED, PutOutc
 from sync.values import name_problem, value_problem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from sync.simulator._config import ClientSpec
+    from sync.simulator._people import SimPerson
     from sync.simulator._simulator import Simulator, Token
 
 _PREFIX = API_PREFIX.encode() + b"/"
@@ -324,7 +326,7 @@ class ApiApp:
                 names.append(name)
         return names or None
 
-    def _renderer(self, names: list[str] | None) -> Callable[[int], bytes]:
+    def _renderer(self, names: list[str] | None) -> Callable[[SimPerson], bytes]:
         """A function giving one person's JSON, with the ``externalReferences`` map when asked.
 
         The hot path of a people page: the person's own JSON is cached by the world, and the map
@@ -334,25 +336,24 @@ class ApiApp:
         person_json = world.person_json
         if names is None:
             return person_json
-        person = world.person
-        # (encoded name + ':', field of the person or None, custom values by person id or None)
-        plan: list[tuple[str, str | None, Mapping[int, str] | None]] = []
+        # (encoded name + ':', how to get that name's value from a person)
+        plan: list[tuple[str, Callable[[SimPerson], str | None]]] = []
         for name in names:
             key = _json_string(name) + ":"
             if name in _PREDEFINED_FIELDS:
-                plan.append((key, _PREDEFINED_FIELDS[name], None))
+                plan.append((key, attrgetter(_PREDEFINED_FIELDS[name])))
             else:
-                plan.append((key, None, world.reference_holders(name)))
+                holders = world.reference_holders(name)
+                plan.append((key, lambda person, h=holders: h.get(person.id)))  # type: ignore[misc]
 
-        def render(pid: int) -> bytes:
-            found = person(pid)
+        def render(person: SimPerson) -> bytes:
             parts = []
-            for key, field, holders in plan:
-                value = getattr(found, field) if field is not None else holders.get(pid)  # type: ignore[union-attr]
+            for key, value_of in plan:
+                value = value_of(person)
                 if value is not None:
                     parts.append(key + _json_string(value))
             refs = ("{" + ",".join(parts) + "}").encode()
-            return person_json(pid)[:-1] + b',"externalReferences":' + refs + b"}"
+            return person_json(person)[:-1] + b',"externalReferences":' + refs + b"}"
 
         return render
 
@@ -388,11 +389,10 @@ class ApiApp:
         size = self.sim.config.page_size
         world = self.sim.world
         if flt is None:
-            ids = world.ids_after(cursor, size)
-            more = bool(ids) and world.has_more_after(ids[-1])
+            people, more = world.page_after(cursor, size)
             render = self._renderer(names)
-            items = [render(pid) for pid in ids]
-            return _page(items, link(ids[-1]) if more else None)
+            items = [render(person) for person in people]
+            return _page(items, link(people[-1].id) if more else None)
         return self._filtered_page(flt, names, cursor, link)
 
     def _filtered_page(
@@ -422,7 +422,7 @@ class ApiApp:
             examined += 1
             last = pid
             if flt.matches(person):
-                items.append(render(pid))
+                items.append(render(person))
         return _page(items, None)
 
     def _people_one(self, reference: str, query: bytes, headers: dict[bytes, bytes]) -> Resp:
@@ -440,7 +440,7 @@ class ApiApp:
         etag = f'W/"{person.change_version}"'.encode()
         if headers.get(b"if-none-match") == etag:
             return Resp(304, headers=[(b"etag", etag)], json=False)
-        return Resp(200, self._renderer(names)(pid), [(b"etag", etag)])
+        return Resp(200, self._renderer(names)(person), [(b"etag", etag)])
 
     # ---- delta ---------------------------------------------------------------------------------
 
@@ -506,19 +506,19 @@ class ApiApp:
         cursor = state.cursor
         render = self._renderer(names)
         if state.mode == 0:
-            ids = world.ids_after(cursor, size)
-            items = [_change(render(pid)) for pid in ids]
-            cursor = ids[-1] if ids else cursor
-            return items, cursor, world.has_more_after(cursor)
+            people, more = world.page_after(cursor, size)
+            items = [_change(render(person)) for person in people]
+            return items, people[-1].id if people else cursor, more
         items = []
         for seq, pid, deleted in world.changes_between(cursor, state.upper):
             if len(items) == size:
                 return items, cursor, True
             cursor = seq
-            if deleted or pid not in world.people:
+            person = None if deleted else world.person(pid)
+            if person is None:
                 items.append(dumps({"changeType": "Delete", "data": {"id": pid}}))
             else:
-                items.append(_change(render(pid)))
+                items.append(_change(render(person)))
         return items, cursor, False
 
     # ---- custom references ---------------------------------------------------------------------

@@ -137,7 +137,7 @@ class World:
         self._by_badge: dict[str, int] = {}
         self._by_employee_number: dict[str, set[int]] = {}
         self._refs: dict[tuple[str, str], _RefTable] = {}
-        self._json: dict[int, bytes] = {}
+        self._json: dict[int, tuple[SimPerson, bytes]] = {}
         self._seq = 0
         # change sequence -> (person id, deleted); only each person's latest change is kept.
         self._log: dict[int, tuple[int, bool]] = {}
@@ -164,27 +164,30 @@ class World:
         """The sequence number of the latest change (delta tokens remember it)."""
         return self._seq
 
-    def person_json(self, pid: int) -> bytes:
-        """The compact API JSON of one person (no references), cached until it changes."""
-        cached = self._json.get(pid)
-        if cached is None:
-            cached = self._people[pid].api_json()
-            self._json[pid] = cached
-        return cached
+    def person_json(self, person: SimPerson) -> bytes:
+        """The compact API JSON of one person (no references), cached until it changes.
 
-    def ids_after(self, after: int, limit: int) -> list[int]:
-        """Up to ``limit`` person ids greater than ``after``, ascending."""
-        start = bisect.bisect_right(self._ids, after)
-        return self._ids[start : start + limit]
+        The cache is keyed on the person object itself, so a reader racing a change never pairs
+        a new person with the old JSON.
+        """
+        cached = self._json.get(person.id)
+        if cached is None or cached[0] is not person:
+            cached = (person, person.api_json())
+            self._json[person.id] = cached
+        return cached[1]
+
+    def page_after(self, after: int, limit: int) -> tuple[list[SimPerson], bool]:
+        """Up to ``limit`` people with ids above ``after`` (ascending), and whether more follow."""
+        with self._lock:
+            start = bisect.bisect_right(self._ids, after)
+            ids = self._ids[start : start + limit]
+            return [self._people[pid] for pid in ids], start + limit < len(self._ids)
 
     def iter_ids_after(self, after: int) -> Iterator[int]:
         """Person ids greater than ``after``, ascending (a snapshot of the id list)."""
         with self._lock:
             ids = self._ids[bisect.bisect_right(self._ids, after) :]
         return iter(ids)
-
-    def has_more_after(self, after: int) -> bool:
-        return bool(self._ids) and self._ids[-1] > after
 
     def by_badge(self, badge: str) -> int | None:
         return self._by_badge.get(badge)
