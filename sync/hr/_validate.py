@@ -58,10 +58,8 @@ def _raw_text(value: object) -> str:
 
 
 def _integral_decimal(value: Decimal) -> bool:
-    if not value.is_finite():
-        return False
-    exponent = value.as_tuple().exponent
-    return isinstance(exponent, int) and exponent >= 0
+    # Exponent 0 is what NUMERIC(p,0) columns return; 1E+999999999 would expand to a huge int.
+    return value.is_finite() and value.as_tuple().exponent == 0
 
 
 def id_text(value: object, *, max_length: int) -> tuple[str | None, str | None]:
@@ -112,7 +110,9 @@ def is_active(value: object) -> bool:
         return True
     if isinstance(value, bool):
         return value
-    if isinstance(value, int | float | Decimal):
+    if isinstance(value, Decimal):
+        return not (value.is_finite() and value.is_zero())  # NaN (even signalling) is not 0
+    if isinstance(value, int | float):
         return bool(value != 0)
     if isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)

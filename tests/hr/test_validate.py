@@ -19,6 +19,8 @@ from sync.hr._validate import SnapshotBuilder, id_text, is_active, optional_text
         (Decimal(42), "42", None),
         (Decimal("4.20"), "4.20", "not a string/integer (Decimal)"),
         (Decimal("NaN"), "NaN", "not a string/integer (Decimal)"),
+        (Decimal("sNaN"), "sNaN", "not a string/integer (Decimal)"),
+        (Decimal("1E+999999999"), "1E+999999999", "not a string/integer (Decimal)"),
         (1.0, "1.0", "not a string/integer (float)"),
         (True, "True", "not a string/integer (bool)"),
         (b"E1", "b'E1'", "not a string/integer (bytes)"),
@@ -81,7 +83,25 @@ def test_false_spellings_put_a_row_out_of_scope(value) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", " ", True, 1, -1, "1", "Y", "yes", "true", "active", "A", b"\x01", object()]
+    "value",
+    [
+        None,
+        "",
+        " ",
+        True,
+        1,
+        -1,
+        "1",
+        "Y",
+        "yes",
+        "true",
+        "active",
+        "A",
+        b"\x01",
+        object(),
+        Decimal("sNaN"),
+        float("nan"),
+    ],
 )
 def test_everything_else_is_active(value) -> None:
     """NULL, blanks and unknown spellings keep the row in scope (an unclear value never orphans)."""
