@@ -12,6 +12,8 @@ migrations never ask which database they talk to:
   :func:`write_transaction`) begins with ``BEGIN IMMEDIATE``: a writer takes the write lock when
   its transaction starts, so two writers queue on ``busy_timeout`` instead of one failing with
   "database is locked" when it upgrades a read lock half-way through.
+  An in-memory SQLite URL gives each thread its own empty database (SQLAlchemy's per-thread pool),
+  so the lock heartbeat and worker threads would not see the schema: use a file, even in tests.
 * **PostgreSQL** — ``pool_pre_ping`` (a replica survives a database restart), a bounded pool,
   connections recycled every 30 minutes, an ``application_name`` for ``pg_stat_activity``.
 * **anything else** — ``pool_pre_ping`` and recycling only.
