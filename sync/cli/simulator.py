@@ -182,6 +182,8 @@ def register(app: typer.Typer) -> None:
         from sync.errors import ConfigError
         from sync.simulator import ClientSpec, Simulator, SimulatorConfig, run_server
 
+        if people_file is not None and not people_file.is_file():
+            raise ConfigError(f"--people-file {people_file}: no such file")
         if user_agent not in ("required", "optional"):
             raise ConfigError("--user-agent must be 'required' or 'optional'")
         try:
