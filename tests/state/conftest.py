@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
+
 from sync.state import StateStore, create_state_engine, upgrade
 
 if TYPE_CHECKING:

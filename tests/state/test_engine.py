@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
+
 from sync.errors import ConfigError
 from sync.state import create_state_engine
 from sync.state._engine import describe_error, write_transaction

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine, insert, select, update
+
 from sync.errors import LockHeldError
 from sync.state import _lock as lock_module
 from sync.state import create_state_engine, run_lock, upgrade

@@ -11,6 +11,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+
 from sync.errors import SchemaNotCurrentError, StateError
 from sync.state import (
     alembic_config,

@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+
 from sync.domain import Action, ActionKind, Classification, Outcome, Rule, Situation
 from sync.errors import StateError, UsageError
 from sync.state import ActionOutcome, RunSummary, StateStore

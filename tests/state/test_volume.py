@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, event
+
 from sync.domain import Classification, Rule, Situation
 
 if TYPE_CHECKING:
