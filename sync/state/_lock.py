@@ -9,11 +9,12 @@ lock goes with it: nothing to expire.
 **SQLite (and any other database)** — a row in ``run_lock`` keyed by the lock name, holding an
 owner token (``host:pid:random``), the time it was taken, a heartbeat and an expiry. Taking the lock
 is one ``BEGIN IMMEDIATE`` transaction: insert the row, or take over a row whose ``expires_at`` is
-in the past (its holder crashed or hung). While the block runs a daemon thread renews the expiry
-every ``ttl / 4`` seconds, so a live holder keeps its lock however long the run takes; a holder
-that stops heartbeating loses it ``ttl`` seconds after the last beat. Leaving the block deletes the
-row (only if we still own it). Should a heartbeat find the row owned by someone else, the lock was
-lost (the process stalled for longer than ``ttl``): that is logged as an error.
+in the past (its holder crashed or hung), or whose holder was a process of this host that no
+longer exists (killed hard: no need to wait for the expiry). While the block runs a daemon thread
+renews the expiry every ``ttl / 4`` seconds, so a live holder keeps its lock however long the run
+takes; a holder that stops heartbeating loses it ``ttl`` seconds after the last beat. Leaving the
+block deletes the row (only if we still own it). Should a heartbeat find the row owned by someone
+else, the lock was lost (the process stalled for longer than ``ttl``): that is logged as an error.
 
 A caller that cannot take the lock gets :class:`~sync.errors.LockHeldError` at once with
 ``timeout=0`` (the default), or after polling for up to ``timeout`` seconds.
@@ -26,6 +27,7 @@ import logging
 import os
 import secrets
 import socket
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -124,6 +126,29 @@ def _owner_token() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def _holder_died_here(owner: str) -> bool:
+    """Whether ``owner`` (``host:pid:random``) was a process of this host that no longer exists.
+
+    A reconcile killed hard (SIGKILL, OOM) leaves its row behind; on the same host its death is
+    certain at once, so the next run need not wait ``ttl``. Our own pid is never called dead (a
+    row of another thread of this process, or of a former process under a reused pid: wait).
+    """
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or sys.platform == "win32":
+        return False
+    pid = int(pid_text)
+    if pid in (0, os.getpid()):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # alive, but not ours to signal
+    return False
+
+
 def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | None:
     """Take the lock row; ``None`` on success, else a description of the current holder."""
     now = datetime.now(UTC)
@@ -145,7 +170,7 @@ def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | Non
             if row is None:
                 conn.execute(insert(table).values(name=name, **values))
                 return None
-            if row.expires_at <= now:
+            if row.expires_at <= now or _holder_died_here(row.owner):
                 taken = conn.execute(
                     update(table)
                     .where(table.c.name == name, table.c.owner == row.owner)
@@ -153,7 +178,8 @@ def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | Non
                 ).rowcount
                 if taken == 1:
                     _log.warning(
-                        "run lock %r taken over from %s, whose lock expired at %s",
+                        "run lock %r taken over from %s, whose lock expired at %s"
+                        " or whose process on this host is gone",
                         name,
                         row.owner,
                         row.expires_at.isoformat(),

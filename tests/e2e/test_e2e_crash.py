@@ -1,0 +1,134 @@
+"""Crash consistency: a reconcile killed mid-apply (SIGKILL) or stopped (SIGTERM's stop event)
+loses nothing; the next run converges and no event stays pending."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+from sqlalchemy import text
+
+from e2e.harness import HRRow, hook, is_put, row_for, sim_config, store_engine, wait_until
+from sync.reconcile import RunStatus
+from sync.simulator import serve_in_thread
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import httpx
+
+    from e2e.harness import Harness
+    from sync.simulator import Simulator
+
+CRASH_PEOPLE = 300
+
+
+def _everyone(sim: Simulator) -> list[HRRow]:
+    return [row_for(p, f"E{i:04d}") for i, p in enumerate(sim.world.people_list())]
+
+
+def _expected(h: Harness) -> dict[str, int]:
+    return {f"E{i:04d}": p.id for i, p in enumerate(h.sim.world.people_list())}
+
+
+def _event_counts(h: Harness) -> dict[str, int]:
+    with h.store() as store, store_engine(store).connect() as conn:
+        rows = conn.execute(text("SELECT outcome, count(*) FROM events GROUP BY outcome"))
+        return {str(outcome): int(n) for outcome, n in rows}
+
+
+def idsync_command() -> list[str]:
+    """The installed console script next to this interpreter (the venv's ``idsync``)."""
+    script = Path(sys.executable).parent / "idsync"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sync"]
+
+
+@pytest.mark.slow
+def test_a_reconcile_killed_mid_apply_converges_on_the_next_run(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    """SIGKILL while writing leaves pending events and a 'running' run; the next run marks it
+    interrupted, closes its events, finishes the writes, and a rerun plans nothing."""
+    h = make_harness(config=sim_config(people=CRASH_PEOPLE, latency_ms=20), rows=_everyone)
+    with serve_in_thread(h.sim) as base_url:
+        h.base_url = base_url
+        env = {**os.environ, **h.env(IDSYNC_PROTIME__CONCURRENCY="2")}
+        with (tmp_path / "reconcile.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [*idsync_command(), "reconcile"], env=env, stdout=log, stderr=log
+            )
+            try:
+                wait_until(
+                    lambda: _event_counts(h).get("succeeded", 0) > 0 or proc.poll() is not None,
+                    timeout=60,
+                    what="the first recorded outcomes",
+                )
+                assert proc.poll() is None, (tmp_path / "reconcile.log").read_text()
+                proc.send_signal(signal.SIGKILL)
+            finally:
+                proc.kill()
+                proc.wait(timeout=30)
+        at_kill = _event_counts(h)
+        assert at_kill.get("pending", 0) > 0
+        assert 0 < len(h.references()) < CRASH_PEOPLE
+        with h.store() as store:
+            (killed,) = store.runs()
+        assert killed.status == "running"
+
+        h.sim.set_faults(latency_ms=0.0)
+        result = h.run()
+        assert result.status is RunStatus.SUCCEEDED, result.message
+        assert h.references() == _expected(h)
+        with h.store() as store:
+            killed_after = store.run(killed.id)
+        assert killed_after is not None
+        assert killed_after.status == "interrupted"
+        assert h.pending_events() == 0
+
+        writes = h.writes()
+        again = h.run()
+        assert again.plan is not None
+        assert again.plan.actions == ()
+        assert h.writes() == writes
+
+
+def test_a_stop_request_ends_the_run_interrupted_and_the_next_run_finishes(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """The service's stop event (SIGTERM) lets calls in flight finish, attempts nothing new, ends
+    the run `interrupted` (exit 1) with its unattempted events closed; the next run converges."""
+    stop = threading.Event()
+    puts: list[str] = []
+
+    def stop_after_five(request: httpx.Request) -> None:
+        if is_put(request):
+            puts.append(request.url.path)
+            if len(puts) == 5:
+                stop.set()
+
+    h = make_harness(
+        config=sim_config(people=60),
+        rows=_everyone,
+        protime={"concurrency": 2},
+        wrap_transport=hook(stop_after_five),
+    )
+    result = h.run(stop=stop)
+    assert result.status is RunStatus.INTERRUPTED
+    assert result.exit_code == 1
+    done = sum(result.actions_by_outcome.values())
+    assert 5 <= done < 60
+    assert len(h.references()) == done
+    assert h.pending_events() == 0
+    assert _event_counts(h).get("skipped", 0) == 60 - done
+
+    h.wrap_transport = None
+    healed = h.run()
+    assert healed.status is RunStatus.SUCCEEDED
+    assert healed.actions_by_outcome == {"write:succeeded": 60 - done}
+    assert h.references() == _expected(h)
