@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sync.config import load_settings
 from sync.domain import Rule
 from sync.errors import ConfigError

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sync.values import FORBIDDEN_CHARACTERS, name_problem, value_problem
 
 

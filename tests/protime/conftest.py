@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import stamina
+
 from protime_fakes import FakeClock, FakeProtime, make_settings
 from sync.protime import Backoff, ProtimeClient
 

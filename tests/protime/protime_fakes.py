@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote
 
 import httpx
+
 from sync.config import ProtimeSettings
 from sync.protime import API_PATH
 

@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+
 from protime_fakes import API_PATH, REFERENCE_PREFIX, SECRET, TOKEN_URL, error_body
 from sync.errors import ProtimeAuthError, ProtimeConnectError, ProtimeError
 from sync.protime import is_retriable

@@ -6,6 +6,7 @@ import asyncio
 
 import httpx
 import pytest
+
 from protime_fakes import API_PATH, REFERENCE_PREFIX, person
 from sync.errors import ProtimeError
 from sync.protime import MalformedAnswerError, is_retriable

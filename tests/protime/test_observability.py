@@ -6,8 +6,9 @@ import asyncio
 
 import httpx
 import pytest
-from protime_fakes import API_PATH, REFERENCE_PREFIX, make_settings, person
 from structlog.testing import capture_logs
+
+from protime_fakes import API_PATH, REFERENCE_PREFIX, make_settings, person
 from sync.errors import ConfigError
 from sync.protime import ProtimeClient, RequestKind
 

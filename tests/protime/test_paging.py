@@ -7,6 +7,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+
 from protime_fakes import API_PATH, person
 from sync.domain import Person
 from sync.protime import MalformedAnswerError

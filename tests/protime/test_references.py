@@ -7,6 +7,7 @@ import json
 
 import httpx
 import pytest
+
 from protime_fakes import REFERENCE_PREFIX, error_body
 from sync.errors import ProtimeError, ReferenceValueError
 from sync.values import FORBIDDEN_CHARACTERS

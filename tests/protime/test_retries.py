@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import stamina
-from protime_fakes import API_PATH, REFERENCE_PREFIX, error_body, person
 from structlog.testing import capture_logs
+
+from protime_fakes import API_PATH, REFERENCE_PREFIX, error_body, person
 from sync.errors import ProtimeConnectError, ProtimeError
 from sync.protime import Backoff, ProtimeClient, is_retriable, parse_retry_after
 

@@ -7,8 +7,9 @@ import logging
 
 import httpx
 import pytest
-from protime_fakes import API_PATH, REFERENCE_PREFIX, SECRET, error_body, person
 from structlog.testing import capture_logs
+
+from protime_fakes import API_PATH, REFERENCE_PREFIX, SECRET, error_body, person
 from sync.errors import ProtimeError
 
 TOKEN_PATH = "/tenants/acme/connect/token"

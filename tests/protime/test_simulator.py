@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import stamina
+
 from sync.config import ProtimeSettings
 from sync.domain import Person
 from sync.errors import ProtimeAuthError, ProtimeError
