@@ -22,26 +22,42 @@ app = typer.Typer(
 )
 
 
+_registered: list[bool] = []
+
+
 def _register() -> None:
     # Each command module adds its commands to `app`; importing them here keeps `import sync.cli`
-    # cheap for callers that only want `main`.
+    # cheap for callers that only want `main`. Once per process: `main` may be called again (tests,
+    # an embedding tool) and typer would otherwise stack a second copy of every command.
+    if _registered:
+        return
     from sync.cli import admin, config, db, demo, inspect, reconcile, serve, simulator
 
     for module in (reconcile, inspect, admin, db, config, serve, simulator, demo):
         module.register(app)
+    _registered.append(True)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the documented code; never a traceback for a known error."""
     _register()
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="idsync", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         exc.show()
         sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
-    except click.Abort:
+    except typer.TyperException as exc:
+        # Typer (0.2x) ships its own copy of click: a bad option, argument or command raises
+        # its UsageError (exit code 2), which is no click.ClickException.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            sys.stderr.write(f"idsync: {exc}\n")
+        sys.exit(exc.exit_code)
+    except (click.Abort, typer.Abort):
         sys.stderr.write("idsync: aborted\n")
         sys.exit(1)
     except IdsyncError as exc:

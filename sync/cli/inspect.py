@@ -23,7 +23,13 @@ from sync.domain import Situation
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
-    from sync.state import EventRow, MappingRow, RunRow
+    from sync.state import EventRow, MappingRow, RunRow, StateStore
+
+# `runs` prints run ids cut to this many characters (a UUID's first group: unique in practice);
+# `runs show` takes any unique prefix of at least _MIN_PREFIX among the latest _PREFIX_SEARCH runs.
+_SHORT_ID = 8
+_MIN_PREFIX = 4
+_PREFIX_SEARCH = 1000
 
 EXPORT_COLUMNS = (
     "hr_id",
@@ -125,16 +131,16 @@ def runs(
 
 
 def run_show(
-    run_id: Annotated[str, typer.Argument(help="The run id (see `idsync runs`).")],
+    run_id: Annotated[
+        str, typer.Argument(help="The run id, or its start as `idsync runs` prints it.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """One run: its summary and its writes."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        found = store.run(run_id)
-        if found is None:
-            raise UsageError(f"no run {run_id!r}")
-        events = store.events_for(run_id=run_id, limit=1000)
+        found = store.run(run_id) or _run_by_prefix(store, run_id)
+        events = store.events_for(run_id=found.id, limit=1000)
     if as_json:
         print_json({"run": found, "events": events})
         return
@@ -146,6 +152,17 @@ def run_show(
         )
     )
     _print_events(events)
+
+
+def _run_by_prefix(store: StateStore, prefix: str) -> RunRow:
+    """The one recent run whose id starts with ``prefix`` (``runs`` prints ids cut short)."""
+    if len(prefix) >= _MIN_PREFIX:
+        matches = [r for r in store.runs(limit=_PREFIX_SEARCH) if r.id.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise UsageError(f"{prefix!r} is the start of {len(matches)} run ids; give more of it")
+    raise UsageError(f"no run {prefix!r} (see `idsync runs`)")
 
 
 def export(
@@ -216,7 +233,7 @@ def _print_runs(recent: list[RunRow], *, title: str) -> None:
             ["run", "trigger", "started", "status", "dry", "seconds", "HR", "Protime", "message"],
             (
                 (
-                    r.id,
+                    r.id[:_SHORT_ID],
                     r.trigger,
                     when(r.started_at),
                     r.status,
