@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sync.cli._common import out
+from sync.cli._common import err, out
 
 if TYPE_CHECKING:
     from sync.simulator import Simulator
@@ -37,7 +37,7 @@ def demo(
     """Run idsync end to end against the simulator and show what it did."""
     from sync.config import HRSettings, ProtimeSettings, Settings
     from sync.logging import configure_logging
-    from sync.reconcile import run
+    from sync.reconcile import RunStatus, run
     from sync.simulator import Simulator, SimulatorConfig, serve_in_thread
     from sync.state import StateStore, create_state_engine, upgrade
 
@@ -87,6 +87,10 @@ def demo(
         out.rule("3. reconcile again: nothing left to do")
         again = run(settings=settings)
         _print(again)
+        planned = len(again.plan.actions) if again.plan is not None else 0
+        converged = again.status is RunStatus.SUCCEEDED and planned == 0
+        if converged:
+            out.print("The second reconcile planned 0 actions: everything that can be linked is.")
 
         out.rule("4. lookups from the state database, both ways")
         store = StateStore(engine)
@@ -102,9 +106,13 @@ def demo(
             for row in store.mapping_by_protime_id(first.protime_id):
                 out.print(f"Protime person {first.protime_id} -> HR id {row.hr_id}")
         engine.dispose()
+    if not converged:
+        # The demo doubles as a smoke test (`make demo`): a second run must converge.
+        err.print(f"[red]the second reconcile planned {planned} action(s): not converged[/red]")
+        raise typer.Exit(1)
     out.print(
-        "\nTry: IDSYNC_DATABASE_URL=sqlite:///demo/state.db idsync status | idsync show E1001 "
-        "| idsync runs | idsync export"
+        f"\nLook around: export IDSYNC_DATABASE_URL=sqlite:///{state_db}\n"
+        "then: idsync status, idsync show E1001, idsync runs, idsync export --format json"
     )
 
 
