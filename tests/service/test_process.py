@@ -301,7 +301,7 @@ def test_sigterm_mid_run_leaves_a_consistent_state_and_the_next_run_converges(
     assert first.terminate() == 0
     assert first.named("service.stop")[0]["clean"] is True
 
-    (cut,) = _runs(state_url)
+    (cut,) = _runs(state_url)  # the one run, cut short
     written = world.references()
     assert 10 <= len(written) < len(world.expected)  # really cut short
     # Consistent: what the state says is linked is exactly what Protime holds, nothing pending.
@@ -320,10 +320,7 @@ def test_sigterm_mid_run_leaves_a_consistent_state_and_the_next_run_converges(
     assert second.terminate() == 0
     assert world.references() == world.expected
     assert _linked_ids(state_url) == set(world.expected)
-    if cut.status != "interrupted":
-        # sync/reconcile/_run.py `_status`: the actions skipped after stop count as done, so a
-        # run cut short ends `partial` instead of `interrupted`. Passes once that is fixed.
-        pytest.xfail(f"a run cut short by SIGTERM is recorded {cut.status!r}, not 'interrupted'")
+    assert cut.status == "interrupted"
 
 
 def _pg_state_url(postgres_url: str, schema: str) -> str:
