@@ -36,10 +36,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sync.domain import Action, ActionKind, Classification, Plan, Rule, Situation, ValueOwner
-from sync.reconcile._classify import DEFAULT_REFERENCE_NAME
+from sync.reconcile._classify import DEFAULT_REFERENCE_NAME, quiet_gc
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from sync.config import ReactionSettings
     from sync.domain import PriorState
@@ -69,47 +69,64 @@ def plan(
     reference_name: str = DEFAULT_REFERENCE_NAME,
 ) -> Plan:
     """Turn classifications into phased actions, each with a human reason."""
-    records: dict[str, Classification] = {}
-    for c in classifications:
-        if c.hr_id in records:
-            raise ValueError(f"two classifications for {c.hr_id!r}")
-        records[c.hr_id] = c
-    planner = _Planner(records, reactions=reactions, name=reference_name)
-    actions = planner.actions()
-    changed: dict[str, Classification] = {}
-
-    if prior.failed and not retry_failed:
-        for hr_id in list(actions):
-            fingerprint = prior.failed.get(hr_id)
-            if fingerprint and any(a.fingerprint == fingerprint for a in actions[hr_id]):
+    with quiet_gc():
+        records: dict[str, Classification] = {}
+        for c in classifications:
+            if c.hr_id in records:
+                raise ValueError(f"two classifications for {c.hr_id!r}")
+            records[c.hr_id] = c
+        planner = _Planner(records, reactions=reactions, name=reference_name)
+        actions = planner.actions()
+        changed = {} if retry_failed else _fail(actions, records=records, failed=prior.failed)
+        excluded: set[str] = set()
+        if only is not None:
+            only = frozenset(only)
+            excluded = {hr_id for hr_id in actions if hr_id not in only}
+            for hr_id in excluded:
                 del actions[hr_id]
-                c = records[hr_id]
-                changed[hr_id] = replace(
-                    c,
-                    situation=Situation.FAILED,
-                    reason=(
-                        f"the last attempt ({fingerprint}) failed permanently; it is tried again"
-                        f" when its inputs change, or with --retry-failed. It was {c.situation}:"
-                        f" {c.reason}"
-                    ),
-                )
-    excluded: set[str] = set()
-    if only is not None:
-        wanted = set(only)
-        excluded = {hr_id for hr_id in actions if hr_id not in wanted}
-        for hr_id in excluded:
-            del actions[hr_id]
-    for hr_id, why in planner.held.items():
-        if only is None or hr_id in only:
-            changed[hr_id] = _held(records[hr_id], why)
-    _propagate_holds(planner, actions=actions, changed=changed, excluded=excluded, only=only)
+        for hr_id, why in planner.held.items():
+            if only is None or hr_id in only:
+                changed[hr_id] = _held(records[hr_id], why)
+        _propagate_holds(planner, actions=actions, changed=changed, excluded=excluded, only=only)
 
-    final = [changed.get(hr_id, records[hr_id]) for hr_id in sorted(records)]
-    ordered = sorted(
-        (a for acts in actions.values() for a in acts),
-        key=lambda a: (a.hr_id, a.phase, a.kind, a.value),
-    )
-    return Plan(classifications=tuple(final), actions=tuple(ordered))
+        keys = sorted(records)
+        final = [changed.get(hr_id, records[hr_id]) for hr_id in keys]
+        ordered: list[Action] = []
+        for hr_id in keys:
+            acts = actions.get(hr_id)
+            if acts:
+                # A record has at most two actions (delete, then write): by phase.
+                ordered.extend(sorted(acts, key=_action_order) if len(acts) > 1 else acts)
+        return Plan(classifications=tuple(final), actions=tuple(ordered))
+
+
+def _fail(
+    actions: dict[str, list[Action]],
+    *,
+    records: dict[str, Classification],
+    failed: Mapping[str, str],
+) -> dict[str, Classification]:
+    """Drop the actions of records whose last attempt failed with the same fingerprint."""
+    changed: dict[str, Classification] = {}
+    for hr_id in [h for h in failed if h in actions]:
+        fingerprint = failed[hr_id]
+        if any(a.fingerprint == fingerprint for a in actions[hr_id]):
+            del actions[hr_id]
+            c = records[hr_id]
+            changed[hr_id] = replace(
+                c,
+                situation=Situation.FAILED,
+                reason=(
+                    f"the last attempt ({fingerprint}) failed permanently; it is tried again"
+                    f" when its inputs change, or with --retry-failed. It was {c.situation}:"
+                    f" {c.reason}"
+                ),
+            )
+    return changed
+
+
+def _action_order(a: Action) -> tuple[int, str, str]:
+    return (a.phase, a.kind, a.value)
 
 
 def _held(c: Classification, why: str) -> Classification:
@@ -156,43 +173,58 @@ class _Planner:
         self.records = records
         self.name = name
         self.reactions = reactions
-        self.writes: dict[str, _Write] = {}
-        for hr_id, c in records.items():
-            if c.protime_id is None:
-                continue
-            if (c.situation is Situation.UNLINKED and reactions.unlinked == "write") or (
-                c.situation is Situation.DRIFTED and reactions.drifted == "repoint"
-            ):
-                self.writes[hr_id] = _Write(c)
         self.held: dict[str, str] = {}
+        self.writes: dict[str, _Write] = {}  # records whose write needs working out
+        # Unlinked with a free person and a new value, and orphans: (record, its person).
+        self.simple: list[tuple[Classification, int]] = []
+        self.orphans: list[tuple[Classification, int]] = []
+        write_unlinked = reactions.unlinked == "write"
+        repoint = reactions.drifted == "repoint"
+        delete_orphans = reactions.orphaned == "delete"
+        for hr_id, c in records.items():
+            situation, person = c.situation, c.protime_id
+            if person is None:
+                continue
+            if situation is Situation.UNLINKED and write_unlinked:
+                if c.protime_value is None and c.held_by is None:
+                    self.simple.append((c, person))
+                else:
+                    self.writes[hr_id] = _Write(c)
+            elif situation is Situation.DRIFTED and repoint:
+                self.writes[hr_id] = _Write(c)
+            elif (
+                situation is Situation.ORPHANED
+                and delete_orphans
+                and c.protime_value_owner in _DELETABLE
+            ):
+                self.orphans.append((c, person))
 
     def actions(self) -> dict[str, list[Action]]:
         for write in self.writes.values():
             self._blocker(write)
         self._break_cycles()
         phases = self._phases()
-        out: dict[str, list[Action]] = defaultdict(list)
+        out: dict[str, list[Action]] = {}
         for hr_id, write in self.writes.items():
             if write.held is None:
-                out[hr_id].extend(self._write_actions(write, phases))
-        if self.reactions.orphaned == "delete":
-            for hr_id, c in self.records.items():
-                if (
-                    c.situation is Situation.ORPHANED
-                    and c.protime_id is not None
-                    and c.protime_value_owner in _DELETABLE
-                ):
-                    out[hr_id].append(
-                        Action(
-                            kind=ActionKind.DELETE,
-                            hr_id=hr_id,
-                            protime_id=c.protime_id,
-                            value=hr_id,
-                            situation=Situation.ORPHANED,
-                            reason=f"delete {self.name} {hr_id} from person {c.protime_id}: {c.reason}",
-                            phase=0,
-                        )
-                    )
+                out[hr_id] = self._write_actions(write, phases)
+        for c, person in self.simple:
+            # Nothing to wait for; phase 2 like every brand-new value, after the moves.
+            out[c.hr_id] = [
+                Action(ActionKind.WRITE, c.hr_id, person, c.hr_id, c.situation, c.reason, 2)
+            ]
+        for c, person in self.orphans:
+            out[c.hr_id] = [
+                Action(
+                    kind=ActionKind.DELETE,
+                    hr_id=c.hr_id,
+                    protime_id=person,
+                    value=c.hr_id,
+                    situation=Situation.ORPHANED,
+                    reason=f"delete {self.name} {c.hr_id} from person {person}: {c.reason}",
+                    phase=0,
+                )
+            ]
         return out
 
     def _blocker(self, write: _Write) -> None:
@@ -226,26 +258,35 @@ class _Planner:
     def _break_cycles(self) -> None:
         """Find cycles of moves (X waits for Y waits for ... X); delete the smallest id first."""
         state: dict[str, int] = {}  # 1: on the current path, 2: done
-        for start in sorted(self.writes):
+        writes = self.writes
+        for start in sorted(h for h, w in writes.items() if w.depends_on is not None):
             path: list[str] = []
             node: str | None = start
             while node is not None and node not in state:
                 state[node] = 1
                 path.append(node)
-                node = self.writes[node].depends_on
+                node = writes[node].depends_on
             if node is not None and state[node] == 1:
                 cycle = path[path.index(node) :]
                 breaker = min(cycle)
-                self.writes[breaker].breaker = True
+                writes[breaker].breaker = True
                 for hr_id in cycle:
-                    if self.writes[hr_id].depends_on == breaker:
-                        self.writes[hr_id].freed_at_zero = True
+                    if writes[hr_id].depends_on == breaker:
+                        writes[hr_id].freed_at_zero = True
             for hr_id in path:
                 state[hr_id] = 2
 
     def _phases(self) -> dict[str, int]:
+        """Phase of every write: one after whatever frees its person, 1 for a move, 2 if new."""
         phases: dict[str, int] = {}
-        for start in self.writes:
+        waiting: list[str] = []
+        for hr_id, write in self.writes.items():
+            base = 1 if write.c.held_by is not None and not write.breaker else 2
+            if write.freed_at_zero or write.depends_on is None:
+                phases[hr_id] = base  # free after phase 0 or already: base >= 1 either way
+            else:
+                waiting.append(hr_id)
+        for start in waiting:
             stack = [start]
             while stack:
                 hr_id = stack[-1]
@@ -253,17 +294,13 @@ class _Planner:
                     stack.pop()
                     continue
                 write = self.writes[hr_id]
-                is_move = write.c.held_by is not None and not write.breaker
-                base = 1 if is_move else 2
-                if write.freed_at_zero:
-                    phases[hr_id] = max(base, 1)
-                elif write.depends_on is None:
-                    phases[hr_id] = base
-                elif write.depends_on in phases:
-                    phases[hr_id] = max(base, phases[write.depends_on] + 1)
-                else:
-                    stack.append(write.depends_on)
+                before = write.depends_on
+                assert before is not None  # cycles are broken: every chain ends
+                if before not in phases:
+                    stack.append(before)
                     continue
+                base = 1 if write.c.held_by is not None and not write.breaker else 2
+                phases[hr_id] = max(base, phases[before] + 1)
                 stack.pop()
         return phases
 
