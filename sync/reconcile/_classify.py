@@ -283,7 +283,9 @@ def classify(
 
 def _classify_invalid_and_ignored(world: _World, out: dict[str, Classification]) -> None:
     for key, reason in world.invalid_reasons.items():
-        held_by = world.holder(key) or world.holder(key.strip())
+        held_by = world.holder(key)
+        if held_by is None:
+            held_by = world.holder(key.strip())
         if key in world.ignored:
             out[key] = Classification(
                 hr_id=key,

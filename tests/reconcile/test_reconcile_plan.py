@@ -377,3 +377,24 @@ def test_summarize_counts_every_situation():
     counts = summarize(the_plan)
     assert set(counts) == {s.value for s in Situation}
     assert counts == {s.value: 0 for s in Situation} | {"linked": 1, "failed": 1, "invalid": 1}
+
+
+def test_the_core_leaves_the_garbage_collector_as_it_found_it():
+    """classify and plan pause the cyclic GC while they run and restore its state, on or off."""
+    import gc
+
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            decide(snapshot(emp("X", "E1")), [person(1, None, "E1")], rules=EN)
+            assert gc.isenabled() is state
+            with pytest.raises(ValueError, match="two classifications"):
+                plan(
+                    classifications=[Classification("X", S.LINKED), Classification("X", S.LINKED)],
+                    reactions=ReactionSettings(),
+                    prior=PriorState(),
+                )
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
