@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 import unicodedata
 from dataclasses import dataclass, fields
 from datetime import date
+from json.encoder import encode_basestring as _json_string
 from typing import Any
 
 _FIRST_NAMES = (
@@ -101,8 +101,19 @@ class SimPerson:
         )
 
     def api_json(self) -> bytes:
-        """The compact JSON of :meth:`to_api`, cached by the world per change."""
-        return json.dumps(self.to_api(), separators=(",", ":"), ensure_ascii=False).encode()
+        """The compact JSON of :meth:`to_api`, cached by the world per change.
+
+        Written out by hand (C string escaping per field): the first full read of 100,000 people
+        builds every one of these, and this is about twice as fast as ``json.dumps``.
+        """
+        return (
+            f'{{"id":{self.id},"changeVersion":{self.change_version},'
+            f'"firstName":{_text(self.first_name)},"lastName":{_text(self.last_name)},'
+            f'"email":{_text(self.email)},"employeeNumber":{_text(self.employee_number)},'
+            f'"badgeNumber":{_text(self.badge_number)},'
+            f'"inServiceDate":{_text(self.in_service_date)},'
+            f'"outOfServiceDate":{_text(self.out_of_service_date)}}}'
+        ).encode()
 
     @classmethod
     def from_api(cls, data: object) -> SimPerson:
@@ -134,6 +145,10 @@ class SimPerson:
     def field_names() -> tuple[str, ...]:
         """Attribute names a caller may set (everything but the world-assigned change version)."""
         return tuple(f.name for f in fields(SimPerson) if f.name != "change_version")
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else _json_string(value)
 
 
 def _ascii(text: str) -> str:

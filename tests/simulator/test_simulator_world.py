@@ -269,3 +269,14 @@ def test_filter_uses_indexes_where_it_can():
     assert parse_filter("id eq 3 or lastName eq 'B'").candidates(world) is None
     quoted = parse_filter("lastName eq 'O''Brien'")
     assert quoted.matches(SimPerson(1, "A", "O'Brien"))
+
+
+def test_hand_written_person_json_equals_json_dumps():
+    """SimPerson.api_json gives exactly the bytes json.dumps gives, odd characters included."""
+    people = [
+        *generate_people(300, seed=9),
+        SimPerson(5, 'Zoë "Q"\\', "O'Brien\u2028\x01", None, None, "7", "2020-01-01", None, 3),
+    ]
+    for person in people:
+        expected = json.dumps(person.to_api(), separators=(",", ":"), ensure_ascii=False)
+        assert person.api_json() == expected.encode()
