@@ -222,28 +222,60 @@ def _admin_key(hr_id: str) -> str:
     return hr_id
 
 
-def _classified_values(classifications: Sequence[Classification]) -> dict[str, tuple[Any, ...]]:
-    """HR id -> the ``_CLASSIFIED`` values, first classification per id, unkeyable ones left out."""
-    incoming: dict[str, tuple[Any, ...]] = {}
+def _values(c: Classification) -> tuple[Any, ...]:
+    """The ``_CLASSIFIED`` column values of one classification, in that order."""
+    return (
+        c.protime_id,
+        c.situation.value,
+        c.rule.value if c.rule is not None else None,
+        c.evidence,
+        c.reason,
+        c.protime_value,
+        _candidates_text(c.candidates) if c.candidates else None,
+    )
+
+
+def _keyed(classifications: Sequence[Classification]) -> dict[str, Classification]:
+    """HR id -> its first classification, unkeyable ones left out (logged)."""
+    incoming: dict[str, Classification] = {}
     unkeyable = 0
     for c in classifications:
         if not c.hr_id or len(c.hr_id) > KEY_LENGTH:
             unkeyable += 1
         elif c.hr_id not in incoming:
-            incoming[c.hr_id] = (
-                c.protime_id,
-                c.situation.value,
-                c.rule.value if c.rule is not None else None,
-                c.evidence,
-                c.reason,
-                c.protime_value,
-                _candidates_text(c.candidates) if c.candidates else None,
-            )
+            incoming[c.hr_id] = c
     if unkeyable:
         _log.warning(
             "%d classification(s) have no usable HR id to key a row; not stored", unkeyable
         )
     return incoming
+
+
+def _compare(
+    loaded: Iterable[tuple[Any, ...]], incoming: dict[str, Classification]
+) -> tuple[list[str], set[str], list[str], set[str]]:
+    """Stored rows ``(hr_id, *_CLASSIFIED, manual, ignored)`` against this run's classifications.
+
+    Returns the ids whose classified values changed, the ids that have a row, the ids with a row
+    but no classification, and those of them an admin linked or ignored.
+    """
+    width = 1 + len(_CLASSIFIED)
+    changed: list[str] = []
+    known: set[str] = set()
+    unseen: list[str] = []
+    pinned: set[str] = set()
+    for row in loaded:
+        hr_id = row[0]
+        c = incoming.get(hr_id)
+        if c is None:
+            unseen.append(hr_id)
+            if row[width] or row[width + 1]:
+                pinned.add(hr_id)
+            continue
+        known.add(hr_id)
+        if _values(c) != row[1:width]:
+            changed.append(hr_id)
+    return changed, known, unseen, pinned
 
 
 def _after_outcome(
@@ -467,22 +499,17 @@ class StateStore:
         A classification whose ``hr_id`` is empty or longer than 255 characters cannot key a row
         and is left out (logged); when ``hr_id`` repeats, the first classification wins.
         """
-        incoming = _classified_values(classifications)
+        incoming = _keyed(classifications)
         with write_transaction(self._engine) as conn:
-            width = 1 + len(_CLASSIFIED)
+            # Stored rows are streamed and compared one by one against the classification of
+            # their id: at 100,000 rows, holding them all (and a values tuple per
+            # classification) cost tens of MB at the run's memory peak, and most of the time
+            # went to the garbage collector walking those tuples.
             loaded = conn.execute(
                 select(_M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored)
             ).tuples()
-            existing: dict[str, tuple[Any, ...]] = {}
-            pinned: set[str] = set()
-            for row in loaded:
-                existing[row[0]] = row[1:width]
-                if row[width] or row[width + 1]:
-                    pinned.add(row[0])
-
-            changed = [k for k, v in incoming.items() if k in existing and existing[k] != v]
-            new = [k for k in incoming if k not in existing]
-            unseen = [k for k in existing if k not in incoming]
+            changed, known, unseen, pinned = _compare(loaded, incoming)
+            new = [k for k in incoming if k not in known]
             if prune:
                 doomed = [k for k in unseen if k not in pinned]
                 for chunk in _chunks(doomed):
@@ -494,7 +521,7 @@ class StateStore:
                 # The usual case: (nearly) every row was classified, one statement marks them all.
                 conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(verified))
             else:
-                seen = [k for k in incoming if k in existing]
+                seen = [k for k in incoming if k in known]
                 for chunk in _chunks(seen):
                     conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(verified))
             if changed:
@@ -504,7 +531,10 @@ class StateStore:
                     .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
                     .values(last_changed_at=now),
                     [
-                        {"k_hr_id": k, **dict(zip(_BOUND_CLASSIFIED, incoming[k], strict=True))}
+                        {
+                            "k_hr_id": k,
+                            **dict(zip(_BOUND_CLASSIFIED, _values(incoming[k]), strict=True)),
+                        }
                         for k in changed
                     ],
                 )
@@ -514,7 +544,7 @@ class StateStore:
                     [
                         {
                             **_new_mapping(k, now=now, situation=Situation.UNMATCHED, reason=""),
-                            **dict(zip(_CLASSIFIED, incoming[k], strict=True)),
+                            **dict(zip(_CLASSIFIED, _values(incoming[k]), strict=True)),
                             "last_verified_at": now,
                             "last_run_id": run_id,
                         }
