@@ -41,6 +41,13 @@ CLIENT_SECRET = "svc-" + secrets.token_urlsafe(18)
 SLOW = 60.0  # deadline for anything a process does (start, several runs, stop)
 
 
+def _clean_env(*, installed: bool) -> dict[str, str]:
+    """This process's environment without IDSYNC_ settings; for an installed idsync also without
+    PYTHONPATH, which could point back at a source tree."""
+    drop = ("IDSYNC_", "PYTHONPATH") if installed else ("IDSYNC_",)
+    return {k: v for k, v in os.environ.items() if not k.startswith(drop)}
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -115,7 +122,7 @@ class Serve:
     ) -> None:
         self.port = _free_port()
         self.log_path = workdir / f"serve-{self.port}.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
+        env = _clean_env(installed=command is not None)
         env.update(
             {
                 "IDSYNC_DATABASE_URL": state_url,
@@ -409,6 +416,7 @@ def test_the_wheel_installed_in_a_fresh_venv_upgrades_and_serves(
     where = subprocess.run(
         [str(python), "-c", "import sync; print(sync.__file__)"],
         cwd=workdir,
+        env=_clean_env(installed=True),
         capture_output=True,
         text=True,
         check=True,
@@ -417,7 +425,7 @@ def test_the_wheel_installed_in_a_fresh_venv_upgrades_and_serves(
 
     world, base_url = world_factory(people=10)
     state_url = f"sqlite:///{tmp_path / 'state.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IDSYNC_")}
+    env = _clean_env(installed=True)
     upgrade = subprocess.run(
         [str(venv / "bin" / "idsync"), "db", "upgrade"],
         cwd=workdir,
