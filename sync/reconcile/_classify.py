@@ -337,15 +337,9 @@ class _Matcher:
         for hr_id in sorted(self.manual):
             if self.manual[hr_id] in world.persons:
                 self.claimed.setdefault(self.manual[hr_id], hr_id)
-        self.rules = [
-            (
-                rule,
-                _HR_KEYS[rule],
-                world.holders if rule is Rule.REFERENCE else _index(world.ordered_persons, rule),
-            )
-            for rule in dict.fromkeys(rules)
-            if rule in _HR_KEYS
-        ]
+        self.rules = [(rule, _HR_KEYS[rule]) for rule in dict.fromkeys(rules) if rule in _HR_KEYS]
+        # Built on first use: when everyone is linked, only the reference index is ever needed.
+        self.indices: dict[Rule, dict[str, list[int]]] = {Rule.REFERENCE: world.holders}
         self.claims: dict[int, list[_Claim]] = defaultdict(list)
 
     def match(self, hr_id: str) -> Classification | None:
@@ -364,14 +358,19 @@ class _Matcher:
             )
         if hr_id in self.manual:
             return self._manual(hr_id)
-        employee = world.employees[hr_id]
-        claimed = self.claimed
+        return self._by_rules(world.employees[hr_id])
+
+    def _by_rules(self, employee: HREmployee) -> Classification | None:
+        world, hr_id, claimed = self.world, employee.hr_id, self.claimed
         tried: list[tuple[Rule, str | None, int | None]] = []  # worded only if unmatched
-        for rule, hr_key, index in self.rules:
+        for rule, hr_key in self.rules:
             key = hr_key(employee)
             if key is None:
                 tried.append((rule, None, None))
                 continue
+            index = self.indices.get(rule)
+            if index is None:
+                index = self.indices[rule] = _index(world.ordered_persons, rule)
             candidates = index.get(key)
             if candidates and claimed:
                 left_out = [c for c in candidates if c in claimed]
