@@ -262,6 +262,11 @@ def configure_logging(
             ):
                 existing.disabled = False
         logging.captureWarnings(capture=True)
+        # The Protime client logs each retry itself (call, reason, wait); stamina's own hooks
+        # would add a second warning per retry and count into the global Prometheus registry.
+        import stamina.instrumentation
+
+        stamina.instrumentation.set_on_retry_hooks([])
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sync.config import Settings, load_settings
-from sync.logging import configure_logging
+from sync.logging import configure_logging, register_settings_secrets
 from sync.state import StateStore, check_schema, create_state_engine
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:
     if quiet_on_tty and sys.stderr.isatty() and level == "INFO":
         level = "WARNING"
     configure_logging(level=level, fmt=settings.log.format)
+    register_settings_secrets(settings)
     return settings
 
 
