@@ -72,7 +72,7 @@ def write_hr(path: Path, rows: Iterable[HRRow]) -> None:
         # which is what a corpus of odd ids needs.
         conn.execute(
             "CREATE TABLE employees (row_id INTEGER PRIMARY KEY, employee_id, "
-            "employee_number TEXT, badge TEXT, email TEXT, active INTEGER)"
+            "employee_number TEXT, badge TEXT, email TEXT, active INTEGER, protime_id INTEGER)"
         )
         conn.executemany(
             "INSERT INTO employees (employee_id, employee_number, badge, email, active)"
@@ -103,6 +103,7 @@ class Harness:
     state_url: str
     base_url: str | None = None
     protime: dict[str, Any] = field(default_factory=dict)  # ProtimeSettings overrides
+    hr: dict[str, Any] = field(default_factory=dict)  # HRSettings overrides
     reactions: dict[str, Any] = field(default_factory=dict)
     safety: dict[str, Any] = field(default_factory=dict)
     backoff: Backoff | None = FAST_BACKOFF
@@ -139,6 +140,7 @@ class Harness:
                 badge_number_column="badge",
                 email_column="email",
                 active_column="active",
+                **self.hr,
             ),
             protime=ProtimeSettings(**protime),
             reactions=ReactionSettings(**self.reactions),

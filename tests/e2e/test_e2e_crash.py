@@ -51,11 +51,14 @@ def idsync_command() -> list[str]:
 
 @pytest.mark.slow
 def test_a_reconcile_killed_mid_apply_converges_on_the_next_run(
-    make_harness: Callable[..., Harness], tmp_path: Path
+    make_harness: Callable[..., Harness], tmp_path: Path, state_url: str
 ) -> None:
-    """SIGKILL while writing leaves pending events and a 'running' run; the next run marks it
-    interrupted, closes its events, finishes the writes, and a rerun plans nothing."""
-    h = make_harness(config=sim_config(people=CRASH_PEOPLE, latency_ms=20), rows=_everyone)
+    """SIGKILL while writing leaves pending events and a 'running' run; the next run (no wait for
+    the lock) marks it interrupted, closes its events, finishes the writes, and a rerun plans
+    nothing."""
+    h = make_harness(
+        config=sim_config(people=CRASH_PEOPLE, latency_ms=20), rows=_everyone, state_url=state_url
+    )
     with serve_in_thread(h.sim) as base_url:
         h.base_url = base_url
         env = {**os.environ, **h.env(IDSYNC_PROTIME__CONCURRENCY="2")}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import pytest
 
 from e2e.harness import CLIENT_ID, CLIENT_SECRET, HRRow, hook, is_put, row_for, sim_config
 from sync.reconcile import RunStatus
-from sync.simulator import PEOPLE_READ, ClientSpec
+from sync.simulator import PEOPLE_READ, ClientSpec, serve_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,8 +59,12 @@ def test_a_429_storm_is_waited_out(make_harness: Callable[..., Harness]) -> None
     _assert_converged(h)
 
 
-def test_5xx_and_dropped_connections_are_retried(make_harness: Callable[..., Harness]) -> None:
-    """500s, 503s and connections dropped after the answer was sent end in a fully linked world."""
+@pytest.mark.parametrize("over", ["in-process", pytest.param("http", marks=pytest.mark.slow)])
+def test_5xx_and_dropped_connections_are_retried(
+    make_harness: Callable[..., Harness], over: str
+) -> None:
+    """500s, 503s and connections dropped after the answer was sent (in-process, or a real
+    socket cut by the server) end in a fully linked world."""
     config = sim_config(
         people=COUNT,
         fault_rate_500=0.15,
@@ -69,12 +74,16 @@ def test_5xx_and_dropped_connections_are_retried(make_harness: Callable[..., Har
         retry_after_seconds=0.005,
     )
     h = make_harness(config=config, rows=_everyone, protime={"retry_attempts": 25})
-    result = h.run()
-    assert result.status is RunStatus.SUCCEEDED, result.message
-    for status in (500, 503, 0):  # 0: the simulator dropped the connection
-        assert h.sim.counters.count(status=status) > 0, status
-    h.sim.set_faults(fault_rate_500=0.0, fault_rate_503=0.0, fault_drop_rate=0.0)
-    _assert_converged(h)
+    with contextlib.ExitStack() as stack:
+        if over == "http":
+            h.base_url = stack.enter_context(serve_in_thread(h.sim))
+        result = h.run()
+        assert result.status is RunStatus.SUCCEEDED, result.message
+        for status in (500, 503, 0):  # 0: the simulator dropped the connection
+            assert h.sim.counters.count(status=status) > 0, status
+        assert result.api_requests.get("put_reference:error", 0) > 0  # drops seen as no answer
+        h.sim.set_faults(fault_rate_500=0.0, fault_rate_503=0.0, fault_drop_rate=0.0)
+        _assert_converged(h)
 
 
 def test_writes_that_run_out_of_retries_end_partial_and_the_next_run_converges(

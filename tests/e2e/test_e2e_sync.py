@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
@@ -220,3 +221,32 @@ def test_a_permanent_failure_is_retried_when_its_inputs_change(
         assert row is not None
         assert row.failed_fingerprint is not None
         assert str(people[2].id) in row.failed_fingerprint
+
+
+def _hr_protime_ids(h: Harness) -> dict[str, int | None]:
+    with sqlite3.connect(h.hr_path) as conn:
+        found = dict(conn.execute("SELECT employee_id, protime_id FROM employees"))
+    conn.close()
+    return found
+
+
+def test_write_back_stores_protime_ids_in_the_hr_table(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """With write-back configured, a real run (not a dry run) puts each linked employee's Protime
+    id into the HR column; employees without a person keep NULL."""
+
+    def rows(sim: Simulator) -> list[HRRow]:
+        return [*_everyone(sim), HRRow("U1", employee_number="NO-SUCH-NUMBER")]
+
+    h = make_harness(
+        rows=rows, hr={"writeback_table": "employees", "writeback_column": "protime_id"}
+    )
+    assert h.run(dry_run=True).status is RunStatus.SUCCEEDED
+    assert set(_hr_protime_ids(h).values()) == {None}
+
+    assert h.run().status is RunStatus.SUCCEEDED
+    assert _hr_protime_ids(h) == {**_expected(h), "U1": None}
+    again = h.run()
+    assert again.plan is not None
+    assert again.plan.actions == ()
