@@ -135,13 +135,14 @@ def _print(result: RunResult) -> None:
                     ),
                 )
             )
-    out.print(
-        table(
-            "Situations",
-            ["situation", "count"],
-            ((s.value, result.counts_by_situation.get(s.value, 0)) for s in Situation),
+    if result.counts_by_situation:  # none when the run stopped before classifying
+        out.print(
+            table(
+                "Situations",
+                ["situation", "count"],
+                ((s.value, result.counts_by_situation.get(s.value, 0)) for s in Situation),
+            )
         )
-    )
     if result.actions_by_outcome:
         out.print(
             table(

@@ -246,15 +246,30 @@ async def _pipeline(
                 hr, prior = await asyncio.gather(hr_read, prior_read)
             log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
             log.info("run.protime_read", people=len(people))
-            the_plan = _decide(
-                settings=settings,
-                hr=hr,
-                people=people,
-                prior=prior,
-                force=force,
-                only=only,
-                retry_failed=retry_failed,
-            )
+            try:
+                the_plan = _decide(
+                    settings=settings,
+                    hr=hr,
+                    people=people,
+                    prior=prior,
+                    force=force,
+                    only=only,
+                    retry_failed=retry_failed,
+                )
+            except BlockedError as exc:
+                # Blocked before any write; the snapshot sizes go with it, for the operator (and
+                # the runs table) to see what the gate saw.
+                return RunResult(
+                    run_id=run_id,
+                    status=RunStatus.BLOCKED,
+                    dry_run=dry_run,
+                    duration_seconds=time.monotonic() - started,
+                    api_requests=_requests(client),
+                    retries=client.stats.retries,
+                    hr_count=len(hr.employees),
+                    protime_count=len(people),
+                    message=str(exc),
+                )
             counts = summarize(the_plan)
             if dry_run:
                 return RunResult(

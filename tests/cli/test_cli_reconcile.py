@@ -154,6 +154,8 @@ def test_an_emptied_hr_table_is_blocked_with_exit_3(
     assert blocked.code == 3
     assert "blocked before any write" in blocked.stderr
     assert "blocked" in blocked.stdout
+    assert f"HR 0, Protime {COUNT + 10}" in blocked.stdout
+    assert "Situations" not in blocked.stdout  # nothing was classified: no table of zeros
     assert h.writes() == writes
     assert idsync("reconcile", "--force", env=h.env()).code == 0
 

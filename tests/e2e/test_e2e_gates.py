@@ -47,6 +47,9 @@ def test_an_emptied_hr_table_blocks_and_force_goes_through(
         run_row = store.run(blocked.run_id or "")
     assert run_row is not None
     assert run_row.status == "blocked"
+    # What the gate saw is kept with the run.
+    assert (blocked.hr_count, blocked.protime_count) == (0, len(h.sim.world.people_list()))
+    assert (run_row.hr_count, run_row.protime_count) == (0, len(h.sim.world.people_list()))
 
     forced = h.run(force=True)
     assert forced.status is RunStatus.SUCCEEDED, forced.message
