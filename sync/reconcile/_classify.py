@@ -275,8 +275,8 @@ def classify(
         world = _World(hr=hr, people=people, prior=prior, reference_name=reference_name)
         out: dict[str, Classification] = {}
         _classify_invalid_and_ignored(world, out)
-        claims = _match(world, prior=prior, rules=rules, out=out)
-        targets = _resolve(world, claims=claims, out=out)
+        matcher = _match(world, prior=prior, rules=rules, out=out)
+        targets = _resolve(world, claims=matcher.claims, contested=matcher.contested, out=out)
         _classify_orphans(world, targets=targets, out=out)
         return [out[key] for key in sorted(out)]
 
@@ -315,15 +315,15 @@ def _match(
     prior: PriorState,
     rules: Sequence[Rule],
     out: dict[str, Classification],
-) -> dict[int, list[_Claim]]:
-    """Run the rules for every in-scope employee; returns person -> the employees that claim it."""
+) -> _Matcher:
+    """Run the rules for every in-scope employee; the matcher holds who claims which person."""
     matcher = _Matcher(world, prior=prior, rules=rules)
     match = matcher.match
     for hr_id in world.in_scope:
         found = match(hr_id)
         if found is not None:
             out[hr_id] = found
-    return matcher.claims
+    return matcher
 
 
 class _Matcher:
@@ -340,7 +340,8 @@ class _Matcher:
         self.rules = [(rule, _HR_KEYS[rule]) for rule in dict.fromkeys(rules) if rule in _HR_KEYS]
         # Built on first use: when everyone is linked, only the reference index is ever needed.
         self.indices: dict[Rule, dict[str, list[int]]] = {Rule.REFERENCE: world.holders}
-        self.claims: dict[int, list[_Claim]] = defaultdict(list)
+        self.claims: dict[int, _Claim] = {}  # person -> the first employee that claims it
+        self.contested: dict[int, list[_Claim]] = {}  # person -> every claim, when several
 
     def match(self, hr_id: str) -> Classification | None:
         """A classification for an employee that did not resolve; ``None`` after a claim."""
@@ -383,7 +384,7 @@ class _Matcher:
                 tried.append((rule, key, None))
                 continue
             if len(candidates) == 1:
-                self.claims[candidates[0]].append((hr_id, rule, f"{rule}={key}"))
+                self._claim(candidates[0], (hr_id, rule, f"{rule}={key}"))
                 return None
             return Classification(
                 hr_id=hr_id,
@@ -418,11 +419,16 @@ class _Matcher:
                 words.append(f"{rule} {key}: no person")
         return "; ".join(words or ["no rules configured"])
 
+    def _claim(self, person_id: int, claim: _Claim) -> None:
+        first = self.claims.setdefault(person_id, claim)
+        if first is not claim:
+            self.contested.setdefault(person_id, [first]).append(claim)
+
     def _manual(self, hr_id: str) -> Classification | None:
         person_id = self.manual[hr_id]
         evidence = f"manual link to {person_id}"
         if person_id in self.world.persons:
-            self.claims[person_id].append((hr_id, Rule.MANUAL, evidence))
+            self._claim(person_id, (hr_id, Rule.MANUAL, evidence))
             return None
         return Classification(
             hr_id=hr_id,
@@ -438,17 +444,20 @@ class _Matcher:
 
 
 def _resolve(
-    world: _World, *, claims: Mapping[int, list[_Claim]], out: dict[str, Classification]
+    world: _World,
+    *,
+    claims: Mapping[int, _Claim],
+    contested: Mapping[int, list[_Claim]],
+    out: dict[str, Classification],
 ) -> set[int]:
     """Turn unique claims into linked/unlinked/drifted; returns the persons resolved to."""
     targets: set[int] = set()
     persons = world.persons
-    for person_id, person_claims in claims.items():
-        if len(person_claims) == 1:
-            hr_id, rule, evidence = person_claims[0]
+    for person_id, (hr_id, rule, evidence) in claims.items():
+        if person_id not in contested:
             targets.add(person_id)
             out[hr_id] = _resolved(world, hr_id, rule, evidence, persons[person_id])
-            continue
+    for person_id, person_claims in contested.items():
         ordered = sorted(person_claims)
         who = ", ".join(f"{hr_id} ({evidence.replace('=', ' ')})" for hr_id, _, evidence in ordered)
         for hr_id, rule, evidence in ordered:
