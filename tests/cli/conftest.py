@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -13,7 +14,6 @@ from sync.simulator import Simulator, serve_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 
 @pytest.fixture(autouse=True)
@@ -64,3 +64,11 @@ def idsync() -> Callable[..., CliResult]:
         return run_idsync(args, env)
 
     return call
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that serve the simulator over a real socket are `slow` (they stay in the default run)."""
+    here = Path(__file__).parent
+    for item in items:
+        if "served" in getattr(item, "fixturenames", ()) and here in item.path.parents:
+            item.add_marker(pytest.mark.slow)

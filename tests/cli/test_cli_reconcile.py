@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from typing import TYPE_CHECKING
 
 from cli_support import COUNT, everyone
@@ -199,9 +200,12 @@ def test_protime_unreachable_exits_1_with_the_reason(
 ) -> None:
     """Protime not answering at all (nothing listens) fails the run: exit 1, one line why."""
     h = served()
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        nowhere = f"http://127.0.0.1:{probe.getsockname()[1]}"
     env = h.env(
-        IDSYNC_PROTIME__BASE_URL="http://127.0.0.1:9",
-        IDSYNC_PROTIME__TOKEN_URL="http://127.0.0.1:9/tenants/acme/connect/token",
+        IDSYNC_PROTIME__BASE_URL=nowhere,
+        IDSYNC_PROTIME__TOKEN_URL=f"{nowhere}/tenants/acme/connect/token",
         IDSYNC_PROTIME__RETRY_ATTEMPTS="1",
     )
     result = idsync("reconcile", env=env)
