@@ -347,13 +347,17 @@ def _decide(
             prior=prior,
             safety=settings.safety,
         )
-    classifications = classify(hr=hr, people=people, prior=prior, rules=settings.match.rules)
+    name = settings.protime.reference_name
+    classifications = classify(
+        hr=hr, people=people, prior=prior, rules=settings.match.rules, reference_name=name
+    )
     the_plan = make_plan(
         classifications=classifications,
         reactions=settings.reactions,
         prior=prior,
         retry_failed=retry_failed,
         only=set(only) if only else None,
+        reference_name=name,
     )
     if not force:
         check_thresholds(plan=the_plan, safety=settings.safety)
