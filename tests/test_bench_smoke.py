@@ -1,0 +1,55 @@
+"""The reconcile benchmark still runs end to end (``--quick`` with tiny N); no timing is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "benchmarks" / "reconcile_bench.py"
+SCENARIOS = {
+    "initial_rate_limited",
+    "initial_unlimited",
+    "steady_small",
+    "steady_large",
+    "change_large",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_quick_benchmark_completes_and_reports_every_scenario(tmp_path: Path) -> None:
+    """`reconcile_bench.py --quick` with tiny N exits 0 and writes a result for every scenario."""
+    out = tmp_path / "result.json"
+    tiny = ["--small", "40", "--large", "80", "--naive-sample", "5", "--naive-latency-sample", "3"]
+    command = [
+        sys.executable,
+        str(SCRIPT),
+        "--quick",
+        *tiny,
+        "--postgres",
+        "off",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert {s["name"] for s in result["scenarios"]} == SCENARIOS
+    assert all(s["runs"] == 1 for s in result["scenarios"])
+    assert {"naive_40", "naive_80", "pages_40", "pages_80"} <= set(result["baselines"])
+    change = next(s for s in result["scenarios"] if s["name"] == "change_large")
+    # The one outcome the script checks that is not a timing: the change round wrote its changes.
+    assert change["all_runs"][0]["writes"] == change["extra"]["expected_writes"][0]
+    assert "scenario" in done.stdout  # the printed table
