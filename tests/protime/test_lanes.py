@@ -1,0 +1,53 @@
+"""Over real HTTP the client sends API calls on `concurrency` single-connection lanes."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sync.config import ProtimeSettings
+from sync.protime import ProtimeClient
+from sync.simulator import ClientSpec, Simulator, SimulatorConfig, serve_in_thread
+
+SECRET = "lane-secret-1234"
+
+
+def test_calls_share_at_most_concurrency_lanes_which_close_with_the_client() -> None:
+    """40 concurrent writes with concurrency 3 all land, on at most 3 lane clients, closed at the end."""
+    sim = Simulator(
+        SimulatorConfig(tenant="acme", people=40, seed=7, clients=(ClientSpec("idsync", SECRET),))
+    )
+    people = sim.world.people_list()
+    in_flight = 0
+    most = 0
+
+    async def scenario(base_url: str) -> ProtimeClient:
+        settings = ProtimeSettings(
+            base_url=base_url,
+            tenant="acme",
+            token_url=base_url + sim.token_path,
+            client_id="idsync",
+            client_secret=SECRET,
+            concurrency=3,
+            rate_limit_per_second=0,
+        )
+
+        async def write(pid: int) -> None:
+            nonlocal in_flight, most
+            in_flight += 1
+            most = max(most, in_flight)
+            try:
+                await client.put_reference(value=f"H{pid}", protime_id=pid)
+            finally:
+                in_flight -= 1
+
+        async with ProtimeClient(settings) as client:
+            await asyncio.gather(*(write(p.id) for p in people))
+            assert 1 <= len(client._lane_clients) <= 3
+        return client
+
+    with serve_in_thread(sim) as base_url:
+        client = asyncio.run(scenario(base_url))
+    assert sim.world.references("HRMID") == {f"H{p.id}": p.id for p in people}
+    assert most == len(people)  # every write was waiting at once; the lanes did the bounding
+    assert all(lane.is_closed for lane in client._lane_clients)
+    assert sim.world.counters.count("references.put") == len(people)
