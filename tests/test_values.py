@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from sync.values import FORBIDDEN_CHARACTERS, name_problem, value_problem
+from sync.values import FORBIDDEN_CHARACTERS, _explain, name_problem, value_problem
 
 
 @pytest.mark.parametrize("ch", sorted(FORBIDDEN_CHARACTERS))
@@ -46,3 +48,16 @@ def test_dot_segments_are_refused() -> None:
     """'.' and '..' would be folded away in a URL path, so they cannot be values."""
     assert value_problem(".") is not None
     assert value_problem("..") is not None
+
+
+@settings(max_examples=3000)
+@given(
+    st.one_of(
+        st.text(),
+        st.text(alphabet=st.sampled_from("E1 ./\\?#%&*:<>\x00\x1f\x7f\x9f\xa0\u2028é")),
+    ),
+    st.integers(min_value=1, max_value=12),
+)
+def test_fast_path_agrees_with_every_rule(value: str, max_length: int) -> None:
+    """The one-regex fast path accepts exactly the values the full rules accept."""
+    assert value_problem(value, max_length=max_length) == _explain(value, max_length=max_length)
