@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -12,6 +14,9 @@ from sync.cli._common import err, jsonable, out, print_json, settings_and_loggin
 from sync.domain import Situation
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
     from sync.reconcile import RunResult
 
 _PLAN_ROWS_ON_SCREEN = 50
@@ -60,6 +65,8 @@ def register(app: typer.Typer) -> None:
                 bar.update(task, completed=done, total=total)
 
             bar.start()
+        stop = threading.Event()
+        restore = _stop_on_ctrl_c(stop)
         try:
             result = run(
                 settings=settings,
@@ -68,9 +75,11 @@ def register(app: typer.Typer) -> None:
                 force=force,
                 only=tuple(only or ()),
                 retry_failed=retry_failed,
+                stop=stop,
                 progress=progress_cb,
             )
         finally:
+            restore()
             if bar is not None:
                 bar.stop()
         if as_json:
@@ -78,6 +87,30 @@ def register(app: typer.Typer) -> None:
         else:
             _print(result)
         raise typer.Exit(result.exit_code)
+
+
+def _stop_on_ctrl_c(stop: threading.Event) -> Callable[[], None]:
+    """First Ctrl-C: finish the calls in flight, record them, end `interrupted`. Second: abort.
+
+    Returns the function that puts the previous SIGINT handler back. Signals can only be set
+    from the main thread; elsewhere (an embedding caller) Ctrl-C keeps its default meaning.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        err.print("stopping after the calls in flight; Ctrl-C again to abort at once")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+
+    def restore() -> None:
+        signal.signal(signal.SIGINT, previous)
+
+    return restore
 
 
 def _as_dict(result: RunResult) -> dict[str, object]:

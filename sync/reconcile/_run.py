@@ -188,6 +188,19 @@ def _locked_run(
             duration_seconds=time.monotonic() - started,
             message=str(exc),
         )
+    except KeyboardInterrupt:
+        # A second Ctrl-C (the first only sets `stop`): close the run now rather than leave it
+        # `running` until the next run finds it.
+        result = RunResult(
+            run_id=run_id,
+            status=RunStatus.INTERRUPTED,
+            dry_run=dry_run,
+            duration_seconds=time.monotonic() - started,
+            message="interrupted (Ctrl-C)",
+        )
+        store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
+        unbind_context("run_id")
+        raise
     except Exception as exc:
         # Unknown failures are recorded by type and message only; our own messages never carry
         # secrets, and a stack trace goes to the log at error level for the operator.
@@ -285,6 +298,22 @@ async def _pipeline(
                     protime_count=len(people),
                     plan=the_plan,
                 )
+            if stop is not None and stop.is_set() and the_plan.actions:
+                # Asked to stop while reading: leave before the first write, map untouched.
+                # (With nothing to write the run simply finishes: it is as good as done.)
+                return RunResult(
+                    run_id=run_id,
+                    status=RunStatus.INTERRUPTED,
+                    dry_run=False,
+                    duration_seconds=time.monotonic() - started,
+                    counts_by_situation=counts,
+                    api_requests=_requests(client),
+                    retries=client.stats.retries,
+                    hr_count=len(hr.employees),
+                    protime_count=len(people),
+                    plan=the_plan,
+                    message="stopped before writing (shutdown requested)",
+                )
             now = datetime.now(UTC)
             # A full run classifies every key there is, so rows it did not classify (an HR id
             # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
@@ -312,6 +341,13 @@ async def _pipeline(
     if settings.hr.writeback_enabled:
         await asyncio.to_thread(_write_back, settings=settings, store=store)
     status = _status(tally=tally, stop=stop, total=len(the_plan.actions))
+    message = tally.fatal or ""
+    if status is RunStatus.INTERRUPTED:
+        left = len(the_plan.actions) - tally.done
+        message = (
+            f"stopped on request: {left} of {len(the_plan.actions)} action(s) not attempted;"
+            " the next run does them"
+        )
     return RunResult(
         run_id=run_id,
         status=status,
@@ -324,7 +360,7 @@ async def _pipeline(
         hr_count=len(hr.employees),
         protime_count=len(people),
         plan=the_plan,
-        message=tally.fatal or "",
+        message=message,
     )
 
 

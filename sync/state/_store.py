@@ -407,7 +407,9 @@ class StateStore:
             for chunk in _chunks(stale):
                 conn.execute(
                     update(_RUNS)
-                    .where(_R.id.in_(chunk))
+                    # Checked again here: a run refused the lock is `running` for a moment before
+                    # it records `skipped`; if it finished since the select, it stays as it ended.
+                    .where(_R.id.in_(chunk), _R.status == RunStatus.RUNNING.value)
                     .values(
                         status=RunStatus.INTERRUPTED.value,
                         finished_at=now,

@@ -135,3 +135,70 @@ def test_a_stop_request_ends_the_run_interrupted_and_the_next_run_finishes(
     assert healed.status is RunStatus.SUCCEEDED
     assert healed.actions_by_outcome == {"write:succeeded": 60 - done}
     assert h.references() == _expected(h)
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_cli_reconcile_cleanly(
+    make_harness: Callable[..., Harness], tmp_path: Path
+) -> None:
+    """Ctrl-C (SIGINT) lets the calls in flight finish, records them, ends the run `interrupted`
+    at once with exit 1 and no traceback; the next run does the rest."""
+    h = make_harness(config=sim_config(people=CRASH_PEOPLE, latency_ms=20), rows=_everyone)
+    with serve_in_thread(h.sim) as base_url:
+        h.base_url = base_url
+        env = {**os.environ, **h.env(IDSYNC_PROTIME__CONCURRENCY="2")}
+        proc = subprocess.Popen(
+            [*idsync_command(), "reconcile"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_until(
+                lambda: _event_counts(h).get("succeeded", 0) > 0 or proc.poll() is not None,
+                timeout=60,
+                what="the first recorded outcomes",
+            )
+            proc.send_signal(signal.SIGINT)
+            stdout, stderr = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+        assert proc.returncode == 1, stderr[-2000:]
+        assert "stopping after the calls in flight" in stderr
+        assert "Traceback" not in stdout + stderr
+        with h.store() as store:
+            (stopped,) = store.runs()
+        assert stopped.status == "interrupted"
+        assert stopped.error is not None
+        assert "not attempted" in stopped.error
+        assert h.pending_events() == 0
+        written = len(h.references())
+        assert _event_counts(h)["succeeded"] == written
+
+        h.sim.set_faults(latency_ms=0.0)
+        rest = h.run()
+        assert rest.status is RunStatus.SUCCEEDED
+        assert rest.actions_by_outcome == {"write:succeeded": CRASH_PEOPLE - written}
+        assert h.references() == _expected(h)
+
+
+def test_a_stop_before_writing_leaves_everything_untouched(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """A stop requested while reading ends the run `interrupted` before its first write; with
+    nothing to write, the run is simply done."""
+    stop = threading.Event()
+    stop.set()
+    h = make_harness(config=sim_config(people=20), rows=_everyone)
+    result = h.run(stop=stop)
+    assert result.status is RunStatus.INTERRUPTED
+    assert "before writing" in result.message
+    assert h.writes() == 0
+    with h.store() as store:
+        assert list(store.iter_mappings()) == []
+    assert h.pending_events() == 0
+
+    assert h.run().status is RunStatus.SUCCEEDED
+    assert h.run(stop=stop).status is RunStatus.SUCCEEDED  # nothing left to write: just done
