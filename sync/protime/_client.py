@@ -208,10 +208,15 @@ class ProtimeClient:
             ),
             "follow_redirects": False,  # a redirect must not carry our token to another place
         }
-        self._transport = transport
+        # One CA bundle load for the token client and every lane (each client would load its
+        # own, 50 ms or more each). A given transport brings its own TLS, or none.
+        self._ssl_context: ssl.SSLContext | None = (
+            httpx.create_ssl_context() if transport is None else None
+        )
         # The token requests, and every request when a transport is given (it has no pool).
         self._http = httpx.AsyncClient(
             transport=transport,
+            verify=self._ssl_context or True,
             limits=httpx.Limits(
                 max_connections=settings.concurrency + 1,  # +1: the token request
                 max_keepalive_connections=settings.concurrency + 1,
@@ -230,7 +235,6 @@ class ProtimeClient:
         for _ in range(settings.concurrency):
             self._lanes.put_nowait(None)
         self._lane_clients: list[httpx.AsyncClient] = []
-        self._ssl_context: ssl.SSLContext | None = None
         rate = settings.rate_limit_per_second
         # AsyncLimiter(b, b / rate) paces at `rate` per second with bursts of at most b requests.
         # A burst as large as the rate would fire a second's worth of calls at once into
@@ -476,11 +480,8 @@ class ProtimeClient:
             self._lanes.put_nowait(lane)
 
     def _new_lane(self) -> httpx.AsyncClient:
-        if self._transport is not None:
-            return self._http
         if self._ssl_context is None:
-            # One CA bundle load for all lanes (each client would load its own, ~50 ms each).
-            self._ssl_context = httpx.create_ssl_context()
+            return self._http
         lane = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
             verify=self._ssl_context,
