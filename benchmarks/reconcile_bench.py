@@ -100,6 +100,7 @@ SCENARIOS = (
     "steady_small",
     "steady_large",
     "change_large",
+    "steady_large_latency",
     "naive",
 )
 
@@ -848,11 +849,19 @@ class Bench:
 
     # ---- 2. steady state (and 3. the 1 % change, and 4. the naive baseline, at the large N)
 
-    def steady(self, *, n: int, runs: int, large: bool) -> None:
-        """Steady state at ``n`` (and, at the large N, the 1 % change on the same state)."""
+    def steady(self, *, n: int, runs: int, large: bool, latency_ms: float = 0.0) -> None:
+        """Steady state at ``n`` (and, at the large N, the 1 % change on the same state).
+
+        With ``latency_ms`` only the steady state runs (``steady_large_latency``): the same
+        comparison with the simulator alone when every page takes as long as in the initial sync.
+        """
         o = self.o
         name = "steady_large" if large else "steady_small"
-        with SimulatorProcess(people=n, page_size=o.page_size, workdir=self.workdir) as sim:
+        if latency_ms:
+            name = "steady_large_latency"
+        with SimulatorProcess(
+            people=n, page_size=o.page_size, workdir=self.workdir, latency_ms=latency_ms
+        ) as sim:
             employees = employees_for(sim.people())
             hr = self.workdir / f"hr-{name}.db"
             write_hr(hr, employees)
@@ -864,9 +873,11 @@ class Bench:
                 "seconds": statistics.median(p["seconds"] for p in pages),
                 "all_seconds": [p["seconds"] for p in pages],
             }
-            self.baselines[f"pages_{n}"] = baseline
+            self.baselines[f"pages_{n}" + (f"_latency_{latency_ms:g}ms" if latency_ms else "")] = (
+                baseline
+            )
             self.log(f"simulator alone: {baseline['pages']} pages in {baseline['seconds']:.2f}s")
-            if self.want("naive"):
+            if self.want("naive") and not latency_ms:
                 sample = employees[: o.naive_sample]
                 self.log(f"naive baseline on {len(sample)} of {n} employees")
                 naive = naive_baseline(sim, sample)
@@ -874,10 +885,10 @@ class Bench:
                 naive["extrapolated_seconds_for_n"] = naive["seconds_per_employee"] * n
                 naive["extrapolated"] = len(sample) < n
                 self.baselines[f"naive_{n}"] = naive
-            change = large and self.want("change_large")
+            change = large and self.want("change_large") and not latency_ms
             if not (self.want(name) or change):
                 return
-            for state in self.states:
+            for state in self.states if not latency_ms else ["sqlite"]:
                 with state_db(state, workdir=self.workdir, name=name, postgres=o.postgres) as db:
                     env = idsync_env(sim=sim, db=db, hr_path=hr, workdir=self.workdir, **_UNLIMITED)
                     adopt = run_idsync(env, sim=sim, workdir=self.workdir, label=f"{name}-adopt")
@@ -918,7 +929,12 @@ class Bench:
         o = self.o
         scenario = Scenario(
             name=name,
-            title="steady state, nothing changed",
+            title="steady state, nothing changed"
+            + (
+                f", {sim.description['latency_ms']:g} ms latency"
+                if sim.description["latency_ms"]
+                else ""
+            ),
             n=n,
             state=state,
             settings=_UNLIMITED,
@@ -1066,10 +1082,18 @@ class Bench:
             self.steady(n=o.small, runs=o.runs, large=False)
         if self.want("steady_large") or self.want("change_large") or self.want("naive"):
             self.steady(n=o.large, runs=o.large_runs, large=True)
+        if self.want("steady_large_latency"):
+            self.steady(n=o.large, runs=o.large_runs, large=True, latency_ms=o.latency_ms)
+        self._judge_across()
+
+    def _judge_across(self) -> None:
+        """The targets that compare scenarios with the naive baseline, and the large-N limits."""
+        o = self.o
         for n in (o.small, o.large):
             naive = self.baselines.get(f"naive_{n}")
             for s in self.scenarios:
-                if s.name.startswith("steady") and s.n == n and naive and s.state == "sqlite":
+                steady = s.name in ("steady_small", "steady_large")
+                if steady and s.n == n and naive and s.state == "sqlite":
                     wall = s.median(lambda r: r.wall_seconds) or math.inf
                     speedup = naive["extrapolated_seconds_for_n"] / wall
                     s.extra["speedup_vs_naive"] = speedup

@@ -17,6 +17,7 @@ SCENARIOS = {
     "steady_small",
     "steady_large",
     "change_large",
+    "steady_large_latency",
 }
 
 
@@ -48,7 +49,9 @@ def test_quick_benchmark_completes_and_reports_every_scenario(tmp_path: Path) ->
     result = json.loads(out.read_text())
     assert {s["name"] for s in result["scenarios"]} == SCENARIOS
     assert all(s["runs"] == 1 for s in result["scenarios"])
-    assert {"naive_40", "naive_80", "pages_40", "pages_80"} <= set(result["baselines"])
+    assert {"naive_40", "naive_80", "pages_40", "pages_80", "pages_80_latency_20ms"} <= set(
+        result["baselines"]
+    )
     change = next(s for s in result["scenarios"] if s["name"] == "change_large")
     # The one outcome the script checks that is not a timing: the change round wrote its changes.
     assert change["all_runs"][0]["writes"] == change["extra"]["expected_writes"][0]
