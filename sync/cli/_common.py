@@ -20,8 +20,12 @@ from sync.state import StateStore, check_schema, create_state_engine
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# Off a terminal rich would assume 80 columns and cut ids and times in tables: pipes get room.
+_PIPE_WIDTH = 200
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+err = Console(
+    stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else _PIPE_WIDTH
+)
 
 
 def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:

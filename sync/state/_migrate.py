@@ -23,9 +23,8 @@ from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, inspect, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import SchemaNotCurrentError, StateError
@@ -78,8 +77,15 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; ``None`` for a database idsync never migrated."""
+    # Read alembic_version directly: a MigrationContext logs two INFO lines ("Context impl ...")
+    # on every command that merely checks the schema.
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    if len(versions) > 1:
+        raise StateError(f"the state database has several schema heads: {', '.join(versions)}")
+    return versions[0] if versions else None
 
 
 def check_schema(engine: Engine) -> None:

@@ -267,7 +267,9 @@ def test_serve_migrates_runs_and_returns_0_on_sigterm(
     run = FakeRun(block_until_stop=True)
 
     def send_sigterm() -> None:
-        run.entered.wait(10)
+        # Generous: on a loaded 2-core machine the first tick can take a while to start; a
+        # signal before the run starts would prove nothing about stopping mid-run.
+        run.entered.wait(120)
         os.kill(os.getpid(), signal.SIGTERM)
 
     killer = threading.Thread(target=send_sigterm, daemon=True)
