@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import pytest
+
+from db_support import fresh_postgres_schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 POSTGRES_URL = os.environ.get(
@@ -39,3 +46,18 @@ def postgres_url() -> str:
 def mariadb_url() -> str:
     """A reachable MariaDB URL (database `test`), or skip/fail as above."""
     return _server_url(MARIADB_URL, "MariaDB")
+
+
+@pytest.fixture
+def pg_schema_url(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL URL whose search_path is a fresh, empty schema (dropped after the test)."""
+    with fresh_postgres_schema(postgres_url) as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty state database URL: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.db'}"
+    return str(request.getfixturevalue("pg_schema_url"))
