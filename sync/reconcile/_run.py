@@ -71,6 +71,56 @@ class _Tally:
     done: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """One run as its caller asked for it, and when it started."""
+
+    settings: Settings
+    trigger: str
+    dry_run: bool
+    force: bool
+    only: tuple[str, ...]
+    retry_failed: bool
+    transport: httpx.AsyncBaseTransport | None
+    stop: threading.Event | None
+    progress: Callable[[int, int], None] | None
+    backoff: Backoff | None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def result(
+        self,
+        run_id: str | None,
+        status: RunStatus,
+        *,
+        message: str = "",
+        client: ProtimeClient | None = None,
+        hr: HRSnapshot | None = None,
+        people: Sequence[Person] | None = None,
+        plan: Plan | None = None,
+        counts: dict[str, int] | None = None,
+        actions: dict[str, int] | None = None,
+    ) -> RunResult:
+        """The result of this job so far: whatever figures the run got to before it ended."""
+        return RunResult(
+            run_id=run_id,
+            status=status,
+            dry_run=self.dry_run,
+            duration_seconds=time.monotonic() - self.started,
+            counts_by_situation=counts or {},
+            actions_by_outcome=actions or {},
+            api_requests=_requests(client) if client is not None else {},
+            retries=client.stats.retries if client is not None else 0,
+            hr_count=len(hr.employees) if hr is not None else 0,
+            protime_count=len(people) if people is not None else 0,
+            plan=plan,
+            message=message,
+        )
+
+
 def run(
     *,
     settings: Settings,
@@ -93,37 +143,29 @@ def run(
     """
     settings.protime.require()
     settings.hr.require()
-    started = time.monotonic()
+    job = _Job(
+        settings=settings,
+        trigger=trigger,
+        dry_run=dry_run,
+        force=force,
+        only=tuple(only),
+        retry_failed=retry_failed,
+        transport=transport,
+        stop=stop,
+        progress=progress,
+        backoff=backoff,
+    )
     engine = create_state_engine(settings.state_url)
     try:
         check_schema(engine)
         store = StateStore(engine)
         try:
             with run_lock(engine, timeout=settings.lock_timeout_seconds), _rare_collections():
-                return _locked_run(
-                    settings=settings,
-                    store=store,
-                    trigger=trigger,
-                    dry_run=dry_run,
-                    force=force,
-                    only=tuple(only),
-                    retry_failed=retry_failed,
-                    transport=transport,
-                    stop=stop,
-                    progress=progress,
-                    backoff=backoff,
-                    started=started,
-                )
+                return _locked_run(job, store)
         except LockHeldError as exc:
             log.warning("run.skipped_locked", trigger=trigger, reason=str(exc))
             run_id = store.start_run(trigger=trigger, dry_run=dry_run, forced=force, only=only)
-            result = RunResult(
-                run_id=run_id,
-                status=RunStatus.SKIPPED,
-                dry_run=dry_run,
-                duration_seconds=time.monotonic() - started,
-                message=f"skipped: locked ({exc})",
-            )
+            result = job.result(run_id, RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
             store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
             return result
     finally:
@@ -147,78 +189,33 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _locked_run(
-    *,
-    settings: Settings,
-    store: StateStore,
-    trigger: str,
-    dry_run: bool,
-    force: bool,
-    only: tuple[str, ...],
-    retry_failed: bool,
-    transport: httpx.AsyncBaseTransport | None,
-    stop: threading.Event | None,
-    progress: Callable[[int, int], None] | None,
-    backoff: Backoff | None,
-    started: float,
-) -> RunResult:
+def _locked_run(job: _Job, store: StateStore) -> RunResult:
     interrupted = store.mark_interrupted_runs()
     if interrupted:
         log.warning("run.found_interrupted", runs=interrupted)
-    run_id = store.start_run(trigger=trigger, dry_run=dry_run, forced=force, only=only)
+    run_id = store.start_run(
+        trigger=job.trigger, dry_run=job.dry_run, forced=job.force, only=job.only
+    )
     bind_context(run_id=run_id)
     log.info(
         "run.start",
-        trigger=trigger,
-        dry_run=dry_run,
-        force=force,
-        only=len(only),
+        trigger=job.trigger,
+        dry_run=job.dry_run,
+        force=job.force,
+        only=len(job.only),
         host=socket.gethostname(),
         pid=os.getpid(),
     )
     try:
-        result = asyncio.run(
-            _pipeline(
-                settings=settings,
-                store=store,
-                run_id=run_id,
-                dry_run=dry_run,
-                force=force,
-                only=only,
-                retry_failed=retry_failed,
-                transport=transport,
-                stop=stop,
-                progress=progress,
-                backoff=backoff,
-                started=started,
-            )
-        )
+        result = asyncio.run(_pipeline(job, store, run_id))
     except BlockedError as exc:
-        result = RunResult(
-            run_id=run_id,
-            status=RunStatus.BLOCKED,
-            dry_run=dry_run,
-            duration_seconds=time.monotonic() - started,
-            message=str(exc),
-        )
+        result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except IdsyncError as exc:
-        result = RunResult(
-            run_id=run_id,
-            status=RunStatus.FAILED,
-            dry_run=dry_run,
-            duration_seconds=time.monotonic() - started,
-            message=str(exc),
-        )
+        result = job.result(run_id, RunStatus.FAILED, message=str(exc))
     except KeyboardInterrupt:
         # A second Ctrl-C (the first only sets `stop`): close the run now rather than leave it
         # `running` until the next run finds it.
-        result = RunResult(
-            run_id=run_id,
-            status=RunStatus.INTERRUPTED,
-            dry_run=dry_run,
-            duration_seconds=time.monotonic() - started,
-            message="interrupted (Ctrl-C)",
-        )
+        result = job.result(run_id, RunStatus.INTERRUPTED, message="interrupted (Ctrl-C)")
         store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
         unbind_context("run_id")
         raise
@@ -226,13 +223,8 @@ def _locked_run(
         # Unknown failures are recorded by type and message only; our own messages never carry
         # secrets, and a stack trace goes to the log at error level for the operator.
         log.exception("run.crashed")
-        result = RunResult(
-            run_id=run_id,
-            status=RunStatus.FAILED,
-            dry_run=dry_run,
-            duration_seconds=time.monotonic() - started,
-            message=f"unexpected error: {type(exc).__name__}: {exc}",
-        )
+        message = f"unexpected error: {type(exc).__name__}: {exc}"
+        result = job.result(run_id, RunStatus.FAILED, message=message)
     store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
     log.info(
         "run.finish",
@@ -246,22 +238,11 @@ def _locked_run(
     return result
 
 
-async def _pipeline(
-    *,
-    settings: Settings,
-    store: StateStore,
-    run_id: str,
-    dry_run: bool,
-    force: bool,
-    only: tuple[str, ...],
-    retry_failed: bool,
-    transport: httpx.AsyncBaseTransport | None,
-    stop: threading.Event | None,
-    progress: Callable[[int, int], None] | None,
-    backoff: Backoff | None,
-    started: float,
-) -> RunResult:
-    async with ProtimeClient(settings.protime, transport=transport, backoff=backoff) as client:
+async def _pipeline(job: _Job, store: StateStore, run_id: str) -> RunResult:
+    settings = job.settings
+    async with ProtimeClient(
+        settings.protime, transport=job.transport, backoff=job.backoff
+    ) as client:
         try:
             # The HR read and the state read run on worker threads while the event loop pages
             # through Protime: at 100,000 people the three reads overlap instead of adding up.
@@ -281,61 +262,39 @@ async def _pipeline(
             log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
             log.info("run.protime_read", people=len(people))
             try:
-                the_plan = _decide(
-                    settings=settings,
-                    hr=hr,
-                    people=people,
-                    prior=prior,
-                    force=force,
-                    only=only,
-                    retry_failed=retry_failed,
-                )
+                the_plan = _decide(job, hr=hr, people=people, prior=prior)
             except BlockedError as exc:
                 # Blocked before any write; the snapshot sizes go with it, for the operator (and
                 # the runs table) to see what the gate saw.
-                return RunResult(
-                    run_id=run_id,
-                    status=RunStatus.BLOCKED,
-                    dry_run=dry_run,
-                    duration_seconds=time.monotonic() - started,
-                    api_requests=_requests(client),
-                    retries=client.stats.retries,
-                    hr_count=len(hr.employees),
-                    protime_count=len(people),
-                    message=str(exc),
+                return job.result(
+                    run_id, RunStatus.BLOCKED, message=str(exc), client=client, hr=hr, people=people
                 )
             counts = summarize(the_plan)
-            if dry_run:
-                return RunResult(
-                    run_id=run_id,
-                    status=RunStatus.SUCCEEDED,
-                    dry_run=True,
-                    duration_seconds=time.monotonic() - started,
-                    counts_by_situation=counts,
-                    actions_by_outcome=dict(Counter(f"{a.kind}:planned" for a in the_plan.actions)),
-                    api_requests=_requests(client),
-                    retries=client.stats.retries,
-                    hr_count=len(hr.employees),
-                    protime_count=len(people),
+            if job.dry_run:
+                planned = dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
+                return job.result(
+                    run_id,
+                    RunStatus.SUCCEEDED,
                     plan=the_plan,
+                    counts=counts,
+                    actions=planned,
+                    client=client,
+                    hr=hr,
+                    people=people,
                 )
-            if stop is not None and stop.is_set() and the_plan.actions:
+            if job.stopping and the_plan.actions:
                 # Asked to stop while reading: leave before the first write, map untouched.
                 # (With nothing to write the run simply finishes: it is as good as done.)
-                return RunResult(
-                    run_id=run_id,
-                    status=RunStatus.INTERRUPTED,
-                    dry_run=False,
-                    duration_seconds=time.monotonic() - started,
-                    counts_by_situation=counts,
-                    api_requests=_requests(client),
-                    retries=client.stats.retries,
-                    hr_count=len(hr.employees),
-                    protime_count=len(people),
-                    plan=the_plan,
+                return job.result(
+                    run_id,
+                    RunStatus.INTERRUPTED,
                     message="stopped before writing (shutdown requested)",
+                    plan=the_plan,
+                    counts=counts,
+                    client=client,
+                    hr=hr,
+                    people=people,
                 )
-            now = datetime.now(UTC)
             # A full run classifies every key there is, so rows it did not classify (an HR id
             # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
             # are stale and go; admins' links and ignores stay. --only runs leave the map be.
@@ -343,8 +302,8 @@ async def _pipeline(
                 store.save_classifications,
                 run_id=run_id,
                 classifications=the_plan.classifications,
-                now=now,
-                prune=not only,
+                now=datetime.now(UTC),
+                prune=not job.only,
             )
             tally = await _apply(
                 client=client,
@@ -352,16 +311,14 @@ async def _pipeline(
                 run_id=run_id,
                 actions=the_plan.actions,
                 concurrency=settings.protime.concurrency,
-                stop=stop,
-                progress=progress,
+                stop=job.stop,
+                progress=job.progress,
             )
         finally:
-            api_requests = _requests(client)
-            retries = client.stats.retries
             unbind_context("hr_id")
     if settings.hr.writeback_enabled:
         await asyncio.to_thread(_write_back, settings=settings, store=store)
-    status = _status(tally=tally, stop=stop, total=len(the_plan.actions))
+    status = _status(tally=tally, stop=job.stop, total=len(the_plan.actions))
     message = tally.fatal or ""
     if status is RunStatus.INTERRUPTED:
         left = len(the_plan.actions) - tally.done
@@ -369,35 +326,24 @@ async def _pipeline(
             f"stopped on request: {left} of {len(the_plan.actions)} action(s) not attempted;"
             " the next run does them"
         )
-    return RunResult(
-        run_id=run_id,
-        status=status,
-        dry_run=False,
-        duration_seconds=time.monotonic() - started,
-        counts_by_situation=counts,
-        actions_by_outcome=dict(tally.outcomes),
-        api_requests=api_requests,
-        retries=retries,
-        hr_count=len(hr.employees),
-        protime_count=len(people),
-        plan=the_plan,
+    return job.result(
+        run_id,
+        status,
         message=message,
+        plan=the_plan,
+        counts=counts,
+        actions=dict(tally.outcomes),
+        client=client,
+        hr=hr,
+        people=people,
     )
 
 
-def _decide(
-    *,
-    settings: Settings,
-    hr: HRSnapshot,
-    people: Sequence[Person],
-    prior: PriorState,
-    force: bool,
-    only: tuple[str, ...],
-    retry_failed: bool,
-) -> Plan:
+def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: PriorState) -> Plan:
     """The pure part: gate, classify, plan, thresholds. No I/O, timed for the run log."""
+    settings = job.settings
     cpu = time.process_time()
-    if not force:
+    if not job.force:
         check_input_gate(
             hr_count=len(hr.employees),
             protime_count=len(people),
@@ -412,11 +358,11 @@ def _decide(
         classifications=classifications,
         reactions=settings.reactions,
         prior=prior,
-        retry_failed=retry_failed,
-        only=set(only) if only else None,
+        retry_failed=job.retry_failed,
+        only=set(job.only) if job.only else None,
         reference_name=name,
     )
-    if not force:
+    if not job.force:
         check_thresholds(plan=the_plan, safety=settings.safety)
     log.info(
         "run.planned",
