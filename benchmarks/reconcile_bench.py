@@ -83,6 +83,7 @@ class Options:
     rate_limit: float
     rate_burst: int
     concurrency: int  # IDSYNC_PROTIME__CONCURRENCY of the initial sync
+    concurrency_sweep: tuple[int, ...]  # extra single runs of the unlimited initial sync
     page_size: int
     change_share: float
     naive_sample: int
@@ -117,7 +118,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--latency-ms", type=float, default=20.0, help="initial sync latency")
     parser.add_argument("--rate-limit", type=float, default=200.0, help="requests/s")
     parser.add_argument("--rate-burst", type=int, default=20, help="simulator bucket size")
-    parser.add_argument("--concurrency", type=int, default=16, help="idsync concurrency")
+    parser.add_argument("--concurrency", type=int, default=8, help="idsync concurrency")
+    parser.add_argument(
+        "--concurrency-sweep",
+        default="",
+        help="comma-separated concurrencies: one unlimited initial sync run each (sweep_c<C>)",
+    )
     parser.add_argument("--page-size", type=int, default=100, help="simulator page size")
     parser.add_argument("--change-share", type=float, default=0.01, help="share changed")
     parser.add_argument("--naive-sample", type=int, help="employees the naive script handles")
@@ -153,6 +159,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         rate_limit=args.rate_limit,
         rate_burst=args.rate_burst,
         concurrency=args.concurrency,
+        concurrency_sweep=tuple(int(c) for c in args.concurrency_sweep.split(",") if c.strip()),
         page_size=args.page_size,
         change_share=args.change_share,
         naive_sample=min(args.naive_sample or (50 if quick else 2_000), small),
@@ -609,6 +616,26 @@ def pages_baseline(sim: SimulatorProcess) -> dict[str, float]:
     return {"pages": pages, "seconds": seconds, "pages_per_second": pages / seconds}
 
 
+def roundtrip_baseline(sim: SimulatorProcess, pids: Sequence[int]) -> dict[str, float]:
+    """The round trip of one small API request to the simulator alone: sequential GETs of a
+    person with ``http.client`` on one keep-alive connection; the added latency plus whatever
+    the simulator, the loopback and the lightest client add to it."""
+    with httpx.Client(base_url=sim.base_url, headers={"User-Agent": USER_AGENT}) as client:
+        token = _token(client)
+    parsed = urlsplit(sim.base_url)
+    conn = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port, timeout=60)
+    headers = {"User-Agent": USER_AGENT, "Authorization": f"Bearer {token}"}
+    times: list[float] = []
+    for pid in pids:
+        started = time.perf_counter()
+        conn.request("GET", f"{API}/people/{pid}", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        times.append(time.perf_counter() - started)
+    conn.close()
+    return {"requests": len(times), "median_seconds": statistics.median(times)}
+
+
 def naive_baseline(sim: SimulatorProcess, employees: Sequence[Employee]) -> dict[str, Any]:
     """The script a user would write without idsync: per employee, look up, then PUT. No state."""
     headers = {"User-Agent": USER_AGENT}
@@ -735,6 +762,7 @@ class Bench:
         self.baselines: dict[str, Any] = {}
         self.checks: list[dict[str, Any]] = []
         self.states = ["sqlite"] + (["postgresql"] if options.postgres else [])
+        self.rtt = 0.0  # seconds: one request's round trip to the current simulator, alone
 
     def want(self, name: str) -> bool:
         return name in self.o.scenarios
@@ -779,17 +807,25 @@ class Bench:
             employees = employees_for(sim.people())
             hr = self.workdir / f"hr-{name}.db"
             write_hr(hr, employees)
+            rtt = roundtrip_baseline(sim, [e.protime_id for e in employees[:200]])
+            self.rtt = rtt["median_seconds"]
+            self.baselines[f"roundtrip_{o.latency_ms:g}ms{'_limited' if limited else ''}"] = rtt
+            self.log(f"one request round trip, simulator alone: {1000 * self.rtt:.2f} ms")
             states = (self.states if not limited else ["sqlite"]) if self.want(name) else []
-            for state in states:
+            runs = [(state, o.concurrency, name, o.runs) for state in states]
+            if not limited:
+                runs += [("sqlite", c, f"sweep_c{c}", 1) for c in o.concurrency_sweep]
+            for state, concurrency, label, count in runs:
                 settings = {
-                    "protime__concurrency": o.concurrency,
+                    "protime__concurrency": concurrency,
                     "protime__rate_limit_per_second": rate,
                 }
                 scenario = Scenario(
-                    name=name,
+                    name=label,
                     title=(
                         f"initial sync, {o.latency_ms:g} ms latency, "
                         + (f"rate limit {rate:g}/s" if limited else "no rate limit")
+                        + f", concurrency {concurrency}"
                     ),
                     n=o.small,
                     state=state,
@@ -797,7 +833,7 @@ class Bench:
                     simulator=sim.description,
                 )
                 self.scenarios.append(scenario)
-                for index in range(o.runs):
+                for index in range(count):
                     sim.clear_references()
                     with state_db(
                         state, workdir=self.workdir, name=f"{name}-{index}", postgres=o.postgres
@@ -806,7 +842,7 @@ class Bench:
                             sim=sim, db=db, hr_path=hr, workdir=self.workdir, **settings
                         )
                         self._run(scenario, env, sim)
-                        if o.profile and not limited and index == 0 and state == "sqlite":
+                        if o.profile and label == "initial_unlimited" and index == 0:
                             sim.clear_references()
                             with state_db(
                                 state, workdir=self.workdir, name="profile", postgres=o.postgres
@@ -815,7 +851,7 @@ class Bench:
                                     sim=sim, db=pdb, hr_path=hr, workdir=self.workdir, **settings
                                 )
                                 self._profile(name, penv, sim)
-                self._judge_initial(scenario, rate=rate)
+                self._judge_initial(scenario, rate=rate, concurrency=concurrency)
             if not limited and self.want("naive"):
                 sample = employees[: o.naive_latency_sample]
                 self.log(f"naive baseline at {o.latency_ms:g} ms latency on {len(sample)}")
@@ -824,17 +860,21 @@ class Bench:
                 naive["n"] = o.small
                 self.baselines[f"naive_latency_{o.small}"] = naive
 
-    def _judge_initial(self, scenario: Scenario, *, rate: float) -> None:
+    def _judge_initial(self, scenario: Scenario, *, rate: float, concurrency: int) -> None:
         o = self.o
-        ceiling = o.concurrency / (o.latency_ms / 1000) if o.latency_ms else math.inf
+        ceiling = concurrency / (o.latency_ms / 1000) if o.latency_ms else math.inf
+        # The same with the measured round trip of one request instead of the added latency.
+        measured = concurrency / self.rtt if self.rtt else math.inf
         if rate:
             ceiling = min(rate, ceiling)
+            measured = min(rate, measured)
         run_rate = scenario.median(_apply_rate) or 0.0
         whole = scenario.median(lambda r: r.requests_per_second) or 0.0
         failed = sum(
             n for r in scenario.runs for k, n in r.actions.items() if not k.endswith(":succeeded")
         )
         scenario.extra["ceiling_requests_per_second"] = ceiling
+        scenario.extra["ceiling_with_measured_round_trip"] = measured
         scenario.extra["failed_records"] = failed
         scenario.extra["http_429"] = sum(
             n for r in scenario.runs for k, n in r.api_requests.items() if k.endswith(":429")
@@ -843,8 +883,9 @@ class Bench:
             f"{scenario.name}[{scenario.state}] throughput",
             run_rate >= 0.9 * ceiling and failed == 0,
             f"{run_rate:.0f} writes/s in the apply phase ({whole:.0f} requests/s over the "
-            f"whole process) vs 90% of {ceiling:.0f}/s = {0.9 * ceiling:.0f}/s; "
-            f"{failed} failed records",
+            f"whole process) vs 90% of {ceiling:.0f}/s = {0.9 * ceiling:.0f}/s "
+            f"({run_rate / ceiling:.0%}; {run_rate / measured:.0%} of {measured:.0f}/s with the "
+            f"measured round trip); {failed} failed records",
         )
 
     # ---- 2. steady state (and 3. the 1 % change, and 4. the naive baseline, at the large N)
@@ -1076,7 +1117,7 @@ class Bench:
         o = self.o
         if self.want("initial_rate_limited"):
             self.initial(limited=True)
-        if self.want("initial_unlimited") or self.want("naive"):
+        if self.want("initial_unlimited") or self.want("naive") or o.concurrency_sweep:
             self.initial(limited=False)
         if self.want("steady_small") or self.want("naive"):
             self.steady(n=o.small, runs=o.runs, large=False)
@@ -1195,6 +1236,12 @@ def table(results: dict[str, Any]) -> str:
                     "-",
                     _calls(b["requests"]) + " (sample)",
                 )
+            )
+        elif key.startswith("roundtrip"):
+            rows.append(
+                (key, "-", "-", str(b["requests"]), f"{1000 * b['median_seconds']:.2f} ms")
+                + ("-",) * 6
+                + ("median round trip of one GET, simulator alone",)
             )
         else:
             rows.append(
