@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
+_STREAM_ROWS = 5000  # rows fetched at a time when a whole table is compared
 _GOOD_RUN = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 
 _MAPPINGS = MAPPINGS
@@ -506,9 +507,12 @@ class StateStore:
             # Stored rows are streamed and compared one by one against the classification of
             # their id: at 100,000 rows, holding them all (and a values tuple per
             # classification) cost tens of MB at the run's memory peak, and most of the time
-            # went to the garbage collector walking those tuples.
+            # went to the garbage collector walking those tuples. ``yield_per`` makes PostgreSQL
+            # stream them too (a server-side cursor) instead of buffering all in the driver.
             loaded = conn.execute(
-                select(_M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored)
+                select(
+                    _M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored
+                ).execution_options(yield_per=_STREAM_ROWS)
             ).tuples()
             changed, known, unseen, pinned = _compare(loaded, incoming)
             new = [k for k in incoming if k not in known]
