@@ -443,6 +443,7 @@ class Run:
     writes: int  # reference PUTs and DELETEs idsync sent (all statuses)
     reads: int  # people pages idsync read (all statuses)
     requests: int  # every API request idsync sent, token included
+    protime_people: int  # persons the run read
 
     @property
     def requests_per_second(self) -> float:
@@ -495,7 +496,7 @@ def run_idsync(
     command = [IDSYNC, "reconcile", "--json"]
     if profile_to is not None:
         command = [
-            sys.executable, "-m", "pyinstrument", "--renderer", "text", "--show-all",
+            sys.executable, "-m", "pyinstrument", "--renderer", "text", "--no-color",
             "--outfile", str(profile_to), "-m", "sync", "reconcile", "--json",
         ]  # fmt: skip
     with out_path.open("wb") as out, err_path.open("wb") as err:
@@ -534,6 +535,7 @@ def run_idsync(
         writes=sum(n for k, n in api.items() if k.startswith(("put_", "delete_"))),
         reads=sum(n for k, n in api.items() if k.startswith("people:")),
         requests=sum(api.values()),
+        protime_people=int(result.get("protime_people") or 0),
     )
 
 
@@ -929,9 +931,16 @@ class Bench:
             change = large and self.want("change_large") and not latency_ms
             if not (self.want(name) or change):
                 return
-            for state in self.states if not latency_ms else ["sqlite"]:
-                with state_db(state, workdir=self.workdir, name=name, postgres=o.postgres) as db:
+            # Every state database sees the same N in its steady runs: the 1 % change rounds,
+            # which add and remove people, come after all of them.
+            dbs: dict[str, tuple[StateDB, dict[str, str]]] = {}
+            with contextlib.ExitStack() as stack:
+                for state in self.states if not latency_ms else ["sqlite"]:
+                    db = stack.enter_context(
+                        state_db(state, workdir=self.workdir, name=name, postgres=o.postgres)
+                    )
                     env = idsync_env(sim=sim, db=db, hr_path=hr, workdir=self.workdir, **_UNLIMITED)
+                    dbs[state] = (db, env)
                     adopt = run_idsync(env, sim=sim, workdir=self.workdir, label=f"{name}-adopt")
                     self.log(
                         f"{name} [{state}] adoption run: {adopt.status} {adopt.writes} writes, "
@@ -950,10 +959,10 @@ class Bench:
                             baseline=baseline,
                             adopt=adopt,
                         )
-                    if change:
-                        self._change(
-                            n=n, runs=runs, state=state, sim=sim, db=db, hr=hr, employees=employees
-                        )
+                for state, (db, _) in dbs.items() if change else ():
+                    self._change(
+                        n=n, runs=runs, state=state, sim=sim, db=db, hr=hr, employees=employees
+                    )
 
     def _steady_state(
         self,
@@ -987,7 +996,8 @@ class Bench:
             self._run(scenario, env, sim)
         if o.profile and name == "steady_large" and state == "sqlite":
             self._profile(name, env, sim)
-        limit_reads = math.ceil(n / o.page_size) + 2
+        people = max((r.protime_people for r in scenario.runs), default=n)
+        limit_reads = math.ceil(people / o.page_size) + 2
         wall = scenario.median(lambda r: r.wall_seconds) or 0.0
         run_s = scenario.median(lambda r: r.run_seconds) or 0.0
         writes = max((r.writes for r in scenario.runs), default=0)
