@@ -66,6 +66,7 @@ _log = logging.getLogger(__name__)
 
 _CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
 _STREAM_ROWS = 5000  # rows fetched at a time when a whole table is compared
+_WRITE_BATCH = 5000  # rows per executemany when many are inserted or updated at once
 _GOOD_RUN = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 
 _MAPPINGS = MAPPINGS
@@ -530,21 +531,26 @@ class StateStore:
                 seen = [k for k in incoming if k in known]
                 for chunk in _chunks(seen):
                     conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(verified))
-            if changed:
+            # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
+            # that is already linked) cost 100 MB at the run's memory peak.
+            changes = (
+                update(_MAPPINGS)
+                .where(_M.hr_id == bindparam("k_hr_id"))
+                .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
+                .values(last_changed_at=now)
+            )
+            for chunk in _chunks(changed, _WRITE_BATCH):
                 conn.execute(
-                    update(_MAPPINGS)
-                    .where(_M.hr_id == bindparam("k_hr_id"))
-                    .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
-                    .values(last_changed_at=now),
+                    changes,
                     [
                         {
                             "k_hr_id": k,
                             **dict(zip(_BOUND_CLASSIFIED, _values(incoming[k]), strict=True)),
                         }
-                        for k in changed
+                        for k in chunk
                     ],
                 )
-            if new:
+            for chunk in _chunks(new, _WRITE_BATCH):
                 conn.execute(
                     insert(_MAPPINGS),
                     [
@@ -554,7 +560,7 @@ class StateStore:
                             "last_verified_at": now,
                             "last_run_id": run_id,
                         }
-                        for k in new
+                        for k in chunk
                     ],
                 )
 
