@@ -584,35 +584,40 @@ class StateStore:
                     select(_M.hr_id, _M.protime_id, _M.protime_value).where(_M.hr_id.in_(chunk))
                 ):
                     known[hr_id] = (protime_id, protime_value)
-            params = []
-            for a in actions:
-                if a.kind is ActionKind.DELETE:
-                    previous: str | None = a.value
-                else:
-                    protime_id, protime_value = known.get(a.hr_id, (None, None))
-                    previous = protime_value if protime_id == a.protime_id else None
-                params.append(
-                    {
-                        "run_id": run_id,
-                        "hr_id": a.hr_id,
-                        "protime_id": a.protime_id,
-                        "action": a.kind.value,
-                        "situation": a.situation.value,
-                        "value": a.value,
-                        "previous_value": previous,
-                        "reason": a.reason,
-                        "outcome": Outcome.PENDING.value,
-                        "http_status": None,
-                        "error": None,
-                        "attempts": 0,
-                        "created_at": now,
-                        "completed_at": None,
-                    }
+            ids: list[int] = []
+            # In batches, like the classifications: 100,000 event dicts at once would cost about
+            # 100 MB in a first run that writes to every person.
+            for batch in _chunks(actions, _WRITE_BATCH):
+                params = []
+                for a in batch:
+                    if a.kind is ActionKind.DELETE:
+                        previous: str | None = a.value
+                    else:
+                        protime_id, protime_value = known.get(a.hr_id, (None, None))
+                        previous = protime_value if protime_id == a.protime_id else None
+                    params.append(
+                        {
+                            "run_id": run_id,
+                            "hr_id": a.hr_id,
+                            "protime_id": a.protime_id,
+                            "action": a.kind.value,
+                            "situation": a.situation.value,
+                            "value": a.value,
+                            "previous_value": previous,
+                            "reason": a.reason,
+                            "outcome": Outcome.PENDING.value,
+                            "http_status": None,
+                            "error": None,
+                            "attempts": 0,
+                            "created_at": now,
+                            "completed_at": None,
+                        }
+                    )
+                result = conn.execute(
+                    insert(_EVENTS).returning(_E.id, sort_by_parameter_order=True), params
                 )
-            result = conn.execute(
-                insert(_EVENTS).returning(_E.id, sort_by_parameter_order=True), params
-            )
-            return [int(i) for i in result.scalars()]
+                ids.extend(int(i) for i in result.scalars())
+            return ids
 
     def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None:
         """Close the events of a batch of completed actions and update their mapping rows.
