@@ -844,7 +844,12 @@ class Bench:
                             sim=sim, db=db, hr_path=hr, workdir=self.workdir, **settings
                         )
                         self._run(scenario, env, sim)
-                        if o.profile and label == "initial_unlimited" and index == 0:
+                        if (
+                            o.profile
+                            and label == "initial_unlimited"
+                            and index == 0
+                            and state == "sqlite"
+                        ):
                             sim.clear_references()
                             with state_db(
                                 state, workdir=self.workdir, name="profile", postgres=o.postgres
