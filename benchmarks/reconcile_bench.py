@@ -1206,7 +1206,8 @@ def _calls(requests: dict[str, int]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(by_kind.items()))
 
 
-def table(results: dict[str, Any]) -> str:
+def table(results: dict[str, Any], *, markdown: bool = False) -> str:
+    """The figures and the target checks, aligned for a terminal or as a Markdown table."""
     head = (
         "scenario", "state", "N", "runs", "wall s", "run s", "req/s", "writes/s apply",
         "RSS MB", "plan CPU s", "sim CPU", "API calls (median run, by kind)",
@@ -1275,18 +1276,21 @@ def table(results: dict[str, Any]) -> str:
                     f"people pages={b['pages']} (simulator alone)",
                 )
             )
+    checks = [
+        f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['detail']}" for c in results["checks"]
+    ]
+    note = "* extrapolated linearly from the sample to N"
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        lines.extend("| " + " | ".join(r) + " |" for r in rows)
+        return "\n".join([*lines, "", note, "", *(f"- {c}" for c in checks)])
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)
     ]
     lines = [" | ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     lines.append("-+-".join("-" * w for w in widths))
     lines.extend(" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
-    lines.append("* extrapolated linearly from the sample to N")
-    lines.append("")
-    lines.extend(
-        f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['detail']}" for c in results["checks"]
-    )
-    return "\n".join(lines)
+    return "\n".join([*lines, note, "", *checks])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1318,8 +1322,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "checks": bench.checks,
     }
     options.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    options.out.with_suffix(".md").write_text(table(results, markdown=True) + "\n")
     print(table(results))
-    print(f"\nresults: {options.out}")
+    print(f"\nresults: {options.out} (and the table in Markdown: {options.out.with_suffix('.md')})")
     return 0
 
 
