@@ -11,7 +11,8 @@ by ``IDSYNC_*`` variables. What is measured per run:
 
 * wall time of the idsync process (start to exit, Python start-up included) and the run's own
   ``duration_seconds``;
-* peak RSS and CPU time of the idsync process (``os.wait4`` on that one child);
+* peak RSS and CPU time of the idsync process (``os.wait4`` in a small launcher process, so that
+  this script's own memory does not count: a forked child's peak RSS starts at its parent's);
 * planning CPU time (the ``planning_cpu_seconds`` field of the ``run.planned`` log event);
 * API calls by kind as idsync counted them (``api_requests`` of ``--json``) and as the simulator
   answered them (``/_sim/counters``), and the simulator's CPU time during the run (``/proc``), which
@@ -480,6 +481,29 @@ def idsync_env(
     return env
 
 
+# idsync is started by this small launcher, not by the benchmark itself: a child's peak RSS
+# (ru_maxrss) starts at what its parent held when it was forked, and this script holds a few
+# hundred MB of people by the end. The launcher is a fresh interpreter of about 10 MB; it times
+# and waits for idsync and writes idsync's own figures to the file named first.
+_LAUNCHER = """
+import json, os, sys, time
+out, command = sys.argv[1], sys.argv[2:]
+started_at, started = time.time(), time.perf_counter()
+pid = os.posix_spawn(command[0], command, os.environ)
+_, status, usage = os.wait4(pid, 0)
+figures = {
+    "wall_seconds": time.perf_counter() - started,
+    "started_at": started_at,
+    "ended_at": time.time(),
+    "exit_code": os.waitstatus_to_exitcode(status),
+    "max_rss_kb": usage.ru_maxrss,
+    "cpu_seconds": usage.ru_utime + usage.ru_stime,
+}
+with open(out, "w") as f:
+    json.dump(figures, f)
+"""
+
+
 def run_idsync(
     env: dict[str, str],
     *,
@@ -488,7 +512,7 @@ def run_idsync(
     label: str,
     profile_to: Path | None = None,
 ) -> Run:
-    """``idsync reconcile --json`` as a child process; its own rusage via ``os.wait4``."""
+    """``idsync reconcile --json`` as a separate process; its own rusage via ``os.wait4``."""
     sim.reset_counters()
     sim_cpu = sim.cpu_seconds()
     stamp = time.monotonic_ns()
@@ -499,30 +523,43 @@ def run_idsync(
             sys.executable, "-m", "pyinstrument", "--renderer", "text", "--no-color",
             "--outfile", str(profile_to), "-m", "sync", "reconcile", "--json",
         ]  # fmt: skip
+    figures_path = workdir / f"{label}-{stamp}.rusage"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        started_at = time.time()
-        started = time.perf_counter()
-        proc = subprocess.Popen(command, stdout=out, stderr=err, env=env, cwd=workdir)
-        _, wait_status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - started
-        ended_at = time.time()
-    proc.returncode = os.waitstatus_to_exitcode(wait_status)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _LAUNCHER,
+                str(figures_path),
+                shutil.which(command[0]) or command[0],
+                *command[1:],
+            ],
+            stdout=out,
+            stderr=err,
+            env=env,
+            cwd=workdir,
+            check=False,
+        )
+    figures = json.loads(figures_path.read_text())
+    exit_code = int(figures["exit_code"])
     sim_cpu_after = sim.cpu_seconds()
     stdout = out_path.read_text()
     try:
         result = json.loads(stdout)
     except ValueError:
         tail = err_path.read_text()[-3000:]
-        raise RuntimeError(f"{label}: no JSON result (exit {proc.returncode}): {tail}") from None
-    planning, phases = _log_figures(err_path, started_at=started_at, ended_at=ended_at)
+        raise RuntimeError(f"{label}: no JSON result (exit {exit_code}): {tail}") from None
+    planning, phases = _log_figures(
+        err_path, started_at=figures["started_at"], ended_at=figures["ended_at"]
+    )
     api = {str(k): int(v) for k, v in result.get("api_requests", {}).items()}
     return Run(
-        exit_code=proc.returncode,
+        exit_code=exit_code,
         status=result["status"],
-        wall_seconds=wall,
+        wall_seconds=figures["wall_seconds"],
         run_seconds=float(result["duration_seconds"]),
-        max_rss_mb=usage.ru_maxrss / 1024,
-        cpu_seconds=usage.ru_utime + usage.ru_stime,
+        max_rss_mb=figures["max_rss_kb"] / 1024,
+        cpu_seconds=figures["cpu_seconds"],
         planning_cpu_seconds=planning,
         phases=phases,
         actions=result.get("actions", {}),
