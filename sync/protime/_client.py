@@ -165,6 +165,7 @@ class ProtimeClient:
     ``transport`` replaces the network (the simulator's in-process transport, or
     ``httpx.MockTransport`` in tests). ``clock`` (monotonic seconds) decides token expiry and the
     retry budget. ``backoff`` shapes the waits between tries (a ``Retry-After`` is a floor under it).
+    ``read_email=False`` leaves ``Person.email`` empty: only the ``email`` matching rule needs it.
     """
 
     def __init__(
@@ -176,6 +177,7 @@ class ProtimeClient:
         on_request: Callable[[RequestEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
+        read_email: bool = True,
     ) -> None:
         settings.require()
         problem = name_problem(settings.reference_name)
@@ -194,6 +196,7 @@ class ProtimeClient:
         self._client_id = settings.client_id
         self._secret = settings.client_secret.get_secret_value()
         self._on_request = on_request
+        self._read_email = read_email
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._issued: deque[str] = deque(maxlen=4)  # recent tokens, scrubbed from any message
@@ -299,7 +302,9 @@ class ProtimeClient:
             try:
                 payload = decode_json(response.content, what="people page", status=200)
                 people, next_link = parse_people_page(
-                    payload, reference_name=self._settings.reference_name
+                    payload,
+                    reference_name=self._settings.reference_name,
+                    with_email=self._read_email,
                 )
             except MalformedAnswerError as exc:
                 raise MalformedAnswerError(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sync.domain import Action, ActionKind, Outcome, Plan
+from sync.domain import Action, ActionKind, Outcome, Plan, Rule
 from sync.errors import (
     BlockedError,
     IdsyncError,
@@ -243,7 +243,10 @@ def _locked_run(job: _Job, store: StateStore) -> RunResult:
 async def _pipeline(job: _Job, store: StateStore, run_id: str) -> RunResult:
     settings = job.settings
     async with ProtimeClient(
-        settings.protime, transport=job.transport, backoff=job.backoff
+        settings.protime,
+        transport=job.transport,
+        backoff=job.backoff,
+        read_email=Rule.EMAIL in settings.match.rules,
     ) as client:
         try:
             # The HR read and the state read run on worker threads while the event loop pages
