@@ -30,7 +30,7 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from sync.domain import Rule
+from sync.domain import Normalizer, Rule
 from sync.errors import ConfigError
 
 ENV_PREFIX = "IDSYNC_"
@@ -173,6 +173,69 @@ class MatchSettings(_Section):
                 raise ValueError("lists a rule twice")
             return tuple(names)
         return value
+
+    # Rule name (or "*" for every rule) -> normalizers in order. Written as
+    # `trim,strip_leading_zeros` (every rule) or `employee_number=strip_leading_zeros,alnum_only;
+    # badge_number=casefold` (per rule); `*=...` next to per-rule entries sets the rest.
+    normalize: Annotated[dict[str, tuple[Normalizer, ...]], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("normalize", mode="before")
+    @classmethod
+    def _parse_normalize(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return _parse_normalize(value)
+        return value
+
+    @field_validator("normalize")
+    @classmethod
+    def _check_normalize(
+        cls, value: dict[str, tuple[Normalizer, ...]]
+    ) -> dict[str, tuple[Normalizer, ...]]:
+        allowed = {r.value for r in Rule if r is not Rule.MANUAL}
+        unknown = sorted(k for k in value if k != "*" and k not in allowed)
+        if unknown:
+            raise ValueError(
+                f"unknown rule(s) {', '.join(unknown)}; choose from {', '.join(sorted(allowed))}"
+                " or * for every rule"
+            )
+        for rule, steps in value.items():
+            if len(set(steps)) != len(steps):
+                raise ValueError(f"lists a normalizer twice for {rule}")
+        return value
+
+    def normalizers(self) -> dict[Rule, tuple[Normalizer, ...]]:
+        """Each configured rule's normalizers, in order (rules without any are left out)."""
+        every = self.normalize.get("*", ())
+        out: dict[Rule, tuple[Normalizer, ...]] = {}
+        for rule in self.rules:
+            steps = self.normalize.get(rule.value, every)
+            if steps:
+                out[rule] = steps
+        return out
+
+
+def _parse_normalize(text: str) -> dict[str, tuple[str, ...]]:
+    """``trim,casefold`` or ``employee_number=strip_leading_zeros;*=trim`` -> rule -> steps."""
+    allowed = {n.value for n in Normalizer}
+    parsed: dict[str, tuple[str, ...]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        rule, sep, names_text = part.partition("=")
+        if not sep:
+            rule, names_text = "*", part
+        rule = rule.strip()
+        names = tuple(n.strip() for n in names_text.split(",") if n.strip())
+        unknown = [n for n in names if n not in allowed]
+        if unknown:
+            raise ValueError(
+                f"unknown normalizer(s) {', '.join(unknown)}; choose from"
+                f" {', '.join(n.value for n in Normalizer)}"
+            )
+        if rule in parsed:
+            raise ValueError(f"gives the normalizers for {rule} twice")
+        parsed[rule] = names
+    return parsed
 
 
 class ReactionSettings(_Section):

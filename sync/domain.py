@@ -35,6 +35,15 @@ class Rule(StrEnum):
     MANUAL = "manual"
 
 
+class Normalizer(StrEnum):
+    """One step of ``IDSYNC_MATCH__NORMALIZE``: applied to both sides' keys when comparing only."""
+
+    TRIM = "trim"  # surrounding white space
+    CASEFOLD = "casefold"  # case-insensitive (str.casefold: also ß = ss)
+    STRIP_LEADING_ZEROS = "strip_leading_zeros"  # 00123 = 123; "000" keeps one "0"
+    ALNUM_ONLY = "alnum_only"  # only letters and digits: B-0042 = B 0042 = B0042
+
+
 class ActionKind(StrEnum):
     """What a planned action does to Protime."""
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sync.config import load_settings
-from sync.domain import Rule
+from sync.domain import Normalizer, Rule
 from sync.errors import ConfigError
 
 
@@ -40,3 +40,54 @@ def test_missing_protime_connection_named(monkeypatch: pytest.MonkeyPatch) -> No
         load_settings().protime.require()
     assert "IDSYNC_PROTIME__CLIENT_SECRET" in str(info.value)
     assert "IDSYNC_PROTIME__TENANT" not in str(info.value)
+
+
+def test_normalize_for_every_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain list in IDSYNC_MATCH__NORMALIZE applies, in its order, to every configured rule."""
+    monkeypatch.setenv("IDSYNC_MATCH__RULES", "reference,employee_number")
+    monkeypatch.setenv("IDSYNC_MATCH__NORMALIZE", " strip_leading_zeros , trim ")
+    steps = (Normalizer.STRIP_LEADING_ZEROS, Normalizer.TRIM)
+    assert load_settings().match.normalizers() == {
+        Rule.REFERENCE: steps,
+        Rule.EMPLOYEE_NUMBER: steps,
+    }
+
+
+def test_normalize_per_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rule=steps` entries set one rule; `*=` the others; an empty entry switches a rule off."""
+    monkeypatch.setenv("IDSYNC_MATCH__RULES", "reference,employee_number,badge_number,email")
+    monkeypatch.setenv(
+        "IDSYNC_MATCH__NORMALIZE",
+        "employee_number=strip_leading_zeros,alnum_only; *=casefold; reference=",
+    )
+    assert load_settings().match.normalizers() == {
+        Rule.EMPLOYEE_NUMBER: (Normalizer.STRIP_LEADING_ZEROS, Normalizer.ALNUM_ONLY),
+        Rule.BADGE_NUMBER: (Normalizer.CASEFOLD,),
+        Rule.EMAIL: (Normalizer.CASEFOLD,),
+    }
+
+
+def test_normalize_unset_is_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without IDSYNC_MATCH__NORMALIZE no rule normalizes anything."""
+    monkeypatch.delenv("IDSYNC_MATCH__NORMALIZE", raising=False)
+    assert load_settings().match.normalizers() == {}
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("trim,upper", "unknown normalizer(s) upper"),
+        ("shoe_size=trim", "unknown rule(s) shoe_size"),
+        ("trim,trim", "lists a normalizer twice"),
+        ("email=trim;email=casefold", "gives the normalizers for email twice"),
+    ],
+)
+def test_bad_normalize_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch, value: str, words: str
+) -> None:
+    """A wrong IDSYNC_MATCH__NORMALIZE names the variable and the problem."""
+    monkeypatch.setenv("IDSYNC_MATCH__NORMALIZE", value)
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    assert "IDSYNC_MATCH__NORMALIZE" in str(info.value)
+    assert words in str(info.value)

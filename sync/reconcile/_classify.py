@@ -11,6 +11,11 @@ Decisions (each one is tested in ``tests/reconcile/``):
   ``employee_number`` and ``badge_number`` exactly after trimming surrounding white space;
   ``email`` trimmed and case-insensitive. An empty HR field yields nothing and the next rule is
   tried.
+* Normalizers configured for a rule (``IDSYNC_MATCH__NORMALIZE``) apply to both sides' keys on
+  top of that, for comparing only: the value written is always the HR id as HR has it, and
+  "linked" still means the person holds exactly that id. Keys that become equal only after
+  normalization are candidates like any others (two of them: ``disputed``), and reasons show the
+  normalized key next to the raw one.
 * Rules run in the configured order. The first rule with exactly one candidate resolves the
   employee. A rule with two or more candidates makes it ``disputed`` and stops there: later
   rules are not tried, because a later unique match would be a guess among people the earlier,
@@ -58,9 +63,12 @@ from sync.domain import (
     Situation,
     ValueOwner,
 )
+from sync.reconcile._normalize import describe, normalizer
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+
+    from sync.domain import Normalizer
 
 DEFAULT_REFERENCE_NAME = "HRMID"
 
@@ -114,10 +122,13 @@ _PERSON_FIELDS = {
 }
 
 
-def _index(persons: Iterable[Person], rule: Rule) -> dict[str, list[int]]:
+def _index(
+    persons: Iterable[Person], rule: Rule, norm: Callable[[str], str | None] | None = None
+) -> dict[str, list[int]]:
     """Rule key -> person ids, ascending (persons arrive sorted by id).
 
     Inlined normalisation: this loop runs once per rule over every person (100,000+).
+    ``norm`` is the rule's configured normalizer, applied after the rule's own trimming.
     """
     index: dict[str, list[int]] = {}
     read = attrgetter(_PERSON_FIELDS[rule])
@@ -132,6 +143,10 @@ def _index(persons: Iterable[Person], rule: Rule) -> dict[str, list[int]]:
                 continue
             if fold:
                 value = value.casefold()
+        if norm is not None:
+            value = norm(value)
+            if value is None:
+                continue
         ids = index.get(value)
         if ids is None:
             index[value] = [person.id]
@@ -146,6 +161,15 @@ def _ids(ids: Iterable[int]) -> str:
 
 # One unique match: (hr_id, rule, evidence). A tuple, not a dataclass: 100,000 are made per run.
 _Claim = tuple[str, Rule, str]
+# One rule tried without a match: (rule, HR key, normalized key, person left out) for the reason.
+_Tried = tuple[Rule, str | None, str | None, int | None]
+
+
+def _shown(raw: str, key: str | None) -> str:
+    """A key as reasons print it: the normalized key next to the raw one when they differ."""
+    if key is None:
+        return f"{raw!r} [nothing left after normalization]"
+    return raw if key == raw else f"{raw} [normalized {key}]"
 
 
 def _invalid_key(row: InvalidHRRow) -> str:
@@ -269,13 +293,18 @@ def classify(
     prior: PriorState,
     rules: Sequence[Rule],
     reference_name: str = DEFAULT_REFERENCE_NAME,
+    normalize: Mapping[Rule, Sequence[Normalizer]] | None = None,
 ) -> list[Classification]:
-    """One classification per HR id (valid, invalid or ignored) and per orphaned value, by key."""
+    """One classification per HR id (valid, invalid or ignored) and per orphaned value, by key.
+
+    ``normalize`` gives each rule's normalizers (``IDSYNC_MATCH__NORMALIZE``); a rule not in it
+    compares keys as ``docs/matching.md`` says, without normalization.
+    """
     with quiet_gc():
         world = _World(hr=hr, people=people, prior=prior, reference_name=reference_name)
         out: dict[str, Classification] = {}
         _classify_invalid_and_ignored(world, out)
-        matcher = _match(world, prior=prior, rules=rules, out=out)
+        matcher = _match(world, prior=prior, rules=rules, normalize=normalize or {}, out=out)
         targets = _resolve(world, claims=matcher.claims, contested=matcher.contested, out=out)
         _classify_orphans(world, targets=targets, out=out)
         return [out[key] for key in sorted(out)]
@@ -314,10 +343,11 @@ def _match(
     *,
     prior: PriorState,
     rules: Sequence[Rule],
+    normalize: Mapping[Rule, Sequence[Normalizer]],
     out: dict[str, Classification],
 ) -> _Matcher:
     """Run the rules for every in-scope employee; the matcher holds who claims which person."""
-    matcher = _Matcher(world, prior=prior, rules=rules)
+    matcher = _Matcher(world, prior=prior, rules=rules, normalize=normalize)
     match = matcher.match
     for hr_id in world.in_scope:
         found = match(hr_id)
@@ -329,7 +359,14 @@ def _match(
 class _Matcher:
     """Runs the rules for one employee at a time; unique matches go to ``claims``."""
 
-    def __init__(self, world: _World, *, prior: PriorState, rules: Sequence[Rule]) -> None:
+    def __init__(
+        self,
+        world: _World,
+        *,
+        prior: PriorState,
+        rules: Sequence[Rule],
+        normalize: Mapping[Rule, Sequence[Normalizer]],
+    ) -> None:
         self.world = world
         self.manual = {h: p for h, p in prior.manual_links.items() if h in world.in_scope}
         # A manually linked person -> the (first) id linking it: no candidate for anyone else.
@@ -337,9 +374,18 @@ class _Matcher:
         for hr_id in sorted(self.manual):
             if self.manual[hr_id] in world.persons:
                 self.claimed.setdefault(self.manual[hr_id], hr_id)
-        self.rules = [(rule, _HR_KEYS[rule]) for rule in dict.fromkeys(rules) if rule in _HR_KEYS]
+        self.rules = [
+            (rule, _HR_KEYS[rule], normalizer(normalize.get(rule, ())))
+            for rule in dict.fromkeys(rules)
+            if rule in _HR_KEYS
+        ]
+        self.steps = {rule: tuple(steps) for rule, steps in normalize.items() if steps}
         # Built on first use: when everyone is linked, only the reference index is ever needed.
-        self.indices: dict[Rule, dict[str, list[int]]] = {Rule.REFERENCE: world.holders}
+        # A normalized reference rule gets its own index: ``holders`` stays exact for everything
+        # else (who holds which value, orphans, what may be deleted).
+        self.indices: dict[Rule, dict[str, list[int]]] = {}
+        if Rule.REFERENCE not in self.steps:
+            self.indices[Rule.REFERENCE] = world.holders
         self.claims: dict[int, _Claim] = {}  # person -> the first employee that claims it
         self.contested: dict[int, list[_Claim]] = {}  # person -> every claim, when several
 
@@ -363,36 +409,42 @@ class _Matcher:
 
     def _by_rules(self, employee: HREmployee) -> Classification | None:
         world, hr_id, claimed = self.world, employee.hr_id, self.claimed
-        tried: list[tuple[Rule, str | None, int | None]] = []  # worded only if unmatched
-        for rule, hr_key in self.rules:
-            key = hr_key(employee)
+        tried: list[_Tried] = []  # worded only if unmatched
+        for rule, hr_key, norm in self.rules:
+            raw = hr_key(employee)
+            if raw is None:
+                tried.append((rule, None, None, None))
+                continue
+            key = raw if norm is None else norm(raw)
             if key is None:
-                tried.append((rule, None, None))
+                tried.append((rule, raw, None, None))
                 continue
             index = self.indices.get(rule)
             if index is None:
-                index = self.indices[rule] = _index(world.ordered_persons, rule)
+                index = self.indices[rule] = _index(world.ordered_persons, rule, norm)
             candidates = index.get(key)
             if candidates and claimed:
                 left_out = [c for c in candidates if c in claimed]
                 if left_out:
                     candidates = [c for c in candidates if c not in claimed]
                     if not candidates:
-                        tried.append((rule, key, left_out[0]))
+                        tried.append((rule, raw, key, left_out[0]))
                         continue
             if not candidates:
-                tried.append((rule, key, None))
+                tried.append((rule, raw, key, None))
                 continue
+            shown = raw if key == raw else _shown(raw, key)
             if len(candidates) == 1:
-                self._claim(candidates[0], (hr_id, rule, f"{rule}={key}"))
+                self._claim(candidates[0], (hr_id, rule, f"{rule}={shown}"))
                 return None
             return Classification(
                 hr_id=hr_id,
                 situation=Situation.DISPUTED,
                 rule=rule,
-                evidence=f"{rule}={key}",
+                evidence=f"{rule}={shown}",
                 reason=(
-                    f"{rule} {key} matches {len(candidates)} persons ({_ids(candidates)});"
+                    f"{rule} {shown} matches {len(candidates)} persons"
+                    f" ({self._candidates(rule, key, candidates)});"
                     f" never guessed: link it by hand (idsync link {hr_id} PROTIME_ID)"
                 ),
                 candidates=tuple(candidates),
@@ -405,18 +457,29 @@ class _Matcher:
             held_by=world.holder(hr_id),
         )
 
-    def _tried(self, tried: list[tuple[Rule, str | None, int | None]]) -> str:
+    def _candidates(self, rule: Rule, key: str, candidates: Sequence[int]) -> str:
+        """The candidates; with normalizers, what each one holds and the key they share."""
+        steps = self.steps.get(rule)
+        if not steps:
+            return _ids(candidates)
+        read = attrgetter(_PERSON_FIELDS[rule])
+        held = ", ".join(f"{c} has {read(self.world.persons[c])}" for c in candidates)
+        return f"{held}; all equal to the normalized key {key} ({describe(steps)})"
+
+    def _tried(self, tried: list[_Tried]) -> str:
         words = []
-        for rule, key, left_out in tried:
-            if key is None:
+        for rule, raw, key, left_out in tried:
+            if raw is None:
                 words.append(f"{rule} empty in HR")
-            elif left_out is not None:
+                continue
+            shown = _shown(raw, key)
+            if left_out is not None:
                 words.append(
-                    f"{rule} {key}: person {left_out} left out"
+                    f"{rule} {shown}: person {left_out} left out"
                     f" (an admin linked it to {self.claimed[left_out]})"
                 )
             else:
-                words.append(f"{rule} {key}: no person")
+                words.append(f"{rule} {shown}: no person")
         return "; ".join(words or ["no rules configured"])
 
     def _claim(self, person_id: int, claim: _Claim) -> None:

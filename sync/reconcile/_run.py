@@ -357,7 +357,12 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
         )
     name = settings.protime.reference_name
     classifications = classify(
-        hr=hr, people=people, prior=prior, rules=settings.match.rules, reference_name=name
+        hr=hr,
+        people=people,
+        prior=prior,
+        rules=settings.match.rules,
+        reference_name=name,
+        normalize=settings.match.normalizers(),
     )
     the_plan = make_plan(
         classifications=classifications,
