@@ -1,7 +1,8 @@
 # idsync: `idsync serve` in a container (docs/operations.md).
 #
-# Stage 1 builds the wheel and installs it, with its runtime dependencies only, into a virtual
-# environment that has no pip. Stage 2 copies that environment onto a clean slim base: no build
+# Stage 1 installs the locked runtime dependencies (requirements.lock, hashed), then builds the
+# wheel and installs it without resolving anything, into a virtual environment that has no pip.
+# The simulator's starlette/uvicorn are an extra the image does not install. Stage 2 copies that environment onto a clean slim base: no build
 # tools, no source tree, no dev dependencies. Migrations travel inside the wheel.
 
 ARG PYTHON_IMAGE=python:3.11-slim
@@ -12,14 +13,34 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 RUN python -m pip install "build==1.2.2.post1"
-COPY pyproject.toml README.md alembic.ini ./
+# Dependency layer: the runtime dependencies exactly as requirements.lock pins and hashes them
+# (`make lock` rewrites it from pyproject.toml). It changes only when the lock does, so an edit to
+# the code rebuilds the app layer below and nothing else.
+COPY requirements.lock ./
+RUN python -m venv --without-pip /opt/idsync \
+    && python -m pip --python /opt/idsync/bin/python install --require-hashes --no-deps \
+       -r requirements.lock
+# App layer: idsync itself, without resolving anything (--no-deps): the lock above is the whole
+# dependency set, and a missing pin fails the `pip check` here rather than at run time.
+COPY pyproject.toml README.md LICENSE alembic.ini ./
 COPY sync/ sync/
 COPY migrations/ migrations/
 RUN python -m build --wheel --outdir /dist \
-    && python -m venv --without-pip /opt/idsync \
-    && python -m pip --python /opt/idsync/bin/python install /dist/*.whl
+    && python -m pip --python /opt/idsync/bin/python install --no-deps /dist/*.whl \
+    && python -m pip --python /opt/idsync/bin/python check
 
 FROM ${PYTHON_IMAGE}
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+ARG CREATED=unknown
+LABEL org.opencontainers.image.title="idsync" \
+      org.opencontainers.image.description="Keeps Protime people addressable by HR employee ids through custom external references." \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.vendor="idsync" \
+      org.opencontainers.image.documentation="README.md, docs/operations.md"
 # ca-certificates follows Debian's security updates: a pinned version would freeze stale roots and
 # break the build as soon as the archive drops it, hence unpinned (hadolint DL3008).
 # hadolint ignore=DL3008

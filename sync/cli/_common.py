@@ -54,6 +54,24 @@ def open_store(settings: Settings, *, check: bool = True) -> Iterator[StateStore
         engine.dispose()
 
 
+def require_simulator(command: str) -> None:
+    """Exit 2 with the install hint when the `simulator` extra (starlette, uvicorn) is missing.
+
+    The production image installs the runtime dependencies only; the simulator is for the demo,
+    the tests and benchmarks.
+    """
+    import importlib.util
+
+    from sync.errors import UsageError
+
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(
+            f"`idsync {command}` needs the simulator extra ({', '.join(missing)} not installed):"
+            " pip install 'protime-idsync[simulator]'"
+        )
+
+
 def jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         return {k: jsonable(v) for k, v in asdict(value).items()}

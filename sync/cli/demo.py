@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sync.cli._common import err, out
+from sync.cli._common import err, out, require_simulator
 
 if TYPE_CHECKING:
     from sync.simulator import Simulator
@@ -35,6 +35,7 @@ def demo(
     people: Annotated[int, typer.Option("--people", min=20, help="Simulated people.")] = 40,
 ) -> None:
     """Run idsync end to end against the simulator and show what it did."""
+    require_simulator("demo")
     from sync.config import HRSettings, ProtimeSettings, Settings
     from sync.logging import configure_logging
     from sync.reconcile import RunStatus, run

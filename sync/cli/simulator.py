@@ -179,7 +179,10 @@ def register(app: typer.Typer) -> None:
         Test-only admin surface (no token): /_sim/people, /_sim/references, /_sim/counters,
         /_sim/faults, /_sim/reset, /_sim/state, /_sim/expire-tokens, /_sim/clock.
         """
+        from sync.cli._common import require_simulator
         from sync.errors import ConfigError
+
+        require_simulator("simulator")
         from sync.simulator import ClientSpec, Simulator, SimulatorConfig, run_server
 
         if people_file is not None and not people_file.is_file():
