@@ -4,15 +4,35 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest bench bench-simulator clean
+.PHONY: install demo test lint typecheck pytest tools lock bench bench-simulator clean
+
+# promtool (checks deploy/prometheus/alerts.yml) comes from Debian's `prometheus` package, unpacked
+# into .tools/ rather than installed: the package's maintainer scripts would start a Prometheus
+# server, and a test needs only the one binary. tests/deploy finds it there.
+TOOLS := .tools
+PROMTOOL := $(TOOLS)/usr/bin/promtool
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,simulator]'
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(PROMTOOL):
+	mkdir -p $(TOOLS)/deb
+	cd $(TOOLS)/deb && { apt-get download prometheus || { apt-get update && apt-get download prometheus; }; }
+	dpkg-deb -x $$(ls $(TOOLS)/deb/prometheus_*.deb | head -n 1) $(TOOLS)
+	$(PROMTOOL) --version
+
+tools: $(PROMTOOL)
+
+# requirements.lock: the runtime dependencies (no extras) pinned with their hashes, which the
+# Dockerfile installs with --require-hashes. Rewrite it after changing `dependencies`.
+lock: install
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes \
+		--no-header --annotation-style line --quiet -o requirements.lock
 
 demo: install
 	$(VENV)/bin/idsync demo
@@ -28,7 +48,7 @@ typecheck: install
 pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: tools lint typecheck pytest
 
 bench-simulator: install
 	$(PY) benchmarks/simulator_bench.py
@@ -37,4 +57,4 @@ bench: install
 	$(PY) benchmarks/reconcile_bench.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build dist
+	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache build dist

@@ -2,28 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel
-
-from sync.config import ENV_PREFIX, Settings
+from settings_support import settings_variables
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _variables(model: type[BaseModel], prefix: str) -> list[str]:
-    names: list[str] = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names += _variables(annotation, f"{prefix}{name.upper()}__")
-        else:
-            names.append(prefix + name.upper())
-    return names
 
 
 def test_readme_lists_every_setting() -> None:
     """Every IDSYNC_ variable the settings accept has a row in the README's table."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    variables = _variables(Settings, ENV_PREFIX)
+    variables = settings_variables()
     assert len(variables) > 40
     missing = [v for v in variables if f"`{v}`" not in readme]
     assert missing == []
