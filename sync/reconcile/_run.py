@@ -20,55 +20,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sync.domain import Action, ActionKind, Outcome, Plan, Rule
-from sync.errors import (
-    BlockedError,
-    IdsyncError,
-    LockHeldError,
-    ProtimeAuthError,
-    ProtimeError,
-)
-from sync.hr import read_hr, write_back
+from sync.domain import Plan, Rule
+from sync.errors import BlockedError, IdsyncError, LockHeldError
 from sync.logging import bind_context, get_logger, unbind_context
-from sync.protime import Backoff, ProtimeClient
+from sync.protime import ProtimeClient
+from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._classify import classify
 from sync.reconcile._gates import check_input_gate, check_thresholds
 from sync.reconcile._plan import plan as make_plan
 from sync.reconcile._plan import summarize
+from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._result import RunResult, RunStatus
-from sync.state import (
-    ActionOutcome,
-    RunSummary,
-    StateStore,
-    check_schema,
-    create_state_engine,
-    run_lock,
-)
+from sync.state import RunSummary, StateStore
 
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable, Iterator, Sequence
 
-    import httpx
-
     from sync.config import Settings
     from sync.domain import HRSnapshot, Person, PriorState
+    from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
 
 log = get_logger(__name__)
 
 # Container allocations between two young-generation collections during a run (default 700).
 _GC_THRESHOLD = 10_000
-# Outcomes are flushed to the state database in batches this large, or this often, whichever
-# comes first: per-outcome commits would cap a 10,000-write initial sync at the disk's fsync rate.
-_FLUSH_EVERY = 200
-_FLUSH_SECONDS = 0.5
-
-
-@dataclass(slots=True)
-class _Tally:
-    outcomes: Counter[str] = field(default_factory=Counter)
-    fatal: str | None = None
-    done: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,10 +57,8 @@ class _Job:
     force: bool
     only: tuple[str, ...]
     retry_failed: bool
-    transport: httpx.AsyncBaseTransport | None
     stop: threading.Event | None
     progress: Callable[[int, int], None] | None
-    backoff: Backoff | None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -97,7 +71,7 @@ class _Job:
         status: RunStatus,
         *,
         message: str = "",
-        client: ProtimeClient | None = None,
+        client: ProtimeAPI | None = None,
         hr: HRSnapshot | None = None,
         people: Sequence[Person] | None = None,
         plan: Plan | None = None,
@@ -129,20 +103,20 @@ def run(
     force: bool = False,
     only: Sequence[str] = (),
     retry_failed: bool = False,
-    transport: httpx.AsyncBaseTransport | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
-    backoff: Backoff | None = None,
+    hr: HRSource | None = None,
+    state: RunState | None = None,
+    protime: ProtimeAPI | None = None,
 ) -> RunResult:
     """Reconcile once. Never raises for a run-level problem: the result carries the status.
 
     Configuration errors (missing Protime settings, schema behind) do raise: they are the
     caller's to report with exit code 2 before any work. ``stop`` set while writing ends the run
-    ``interrupted`` after the calls in flight; the rest stays unattempted. ``backoff`` shapes the
-    waits between retries (tests shorten them; ``Retry-After`` stays a floor).
+    ``interrupted`` after the calls in flight; the rest stays unattempted. ``hr``, ``state`` and
+    ``protime`` are the run's ports (see ``_ports``), built from ``settings`` when not given; a
+    given ``protime`` client is used for this one run and closed with it.
     """
-    settings.protime.require()
-    settings.hr.require()
     job = _Job(
         settings=settings,
         trigger=trigger,
@@ -150,26 +124,50 @@ def run(
         force=force,
         only=tuple(only),
         retry_failed=retry_failed,
-        transport=transport,
         stop=stop,
         progress=progress,
-        backoff=backoff,
     )
-    engine = create_state_engine(settings.state_url)
-    try:
-        check_schema(engine)
-        store = StateStore(engine)
+    with _ports(settings, hr=hr, state=state, protime=protime) as ports:
         try:
-            with run_lock(engine, timeout=settings.lock_timeout_seconds), _rare_collections():
-                return _locked_run(job, store)
+            with ports.state.lock(timeout=settings.lock_timeout_seconds), _rare_collections():
+                return _locked_run(job, ports)
         except LockHeldError as exc:
             log.warning("run.skipped_locked", trigger=trigger, reason=str(exc))
+            store = ports.state
             run_id = store.start_run(trigger=trigger, dry_run=dry_run, forced=force, only=only)
             result = job.result(run_id, RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
             store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
             return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Ports:
+    hr: HRSource
+    state: RunState
+    protime: ProtimeAPI
+
+
+@contextmanager
+def _ports(
+    settings: Settings,
+    *,
+    hr: HRSource | None,
+    state: RunState | None,
+    protime: ProtimeAPI | None,
+) -> Iterator[_Ports]:
+    """The given ports, and the settings' defaults for the others (closed afterwards)."""
+    if protime is None:
+        settings.protime.require()
+    source = hr if hr is not None else SettingsHRSource(settings)
+    store = state if state is not None else StateStore.open(settings.state_url)
+    try:
+        client = protime
+        if client is None:
+            client = ProtimeClient(settings.protime, read_email=Rule.EMAIL in settings.match.rules)
+        yield _Ports(hr=source, state=store, protime=client)
     finally:
-        engine.dispose()
+        if state is None:
+            store.close()
 
 
 @contextmanager
@@ -191,7 +189,8 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _locked_run(job: _Job, store: StateStore) -> RunResult:
+def _locked_run(job: _Job, ports: _Ports) -> RunResult:
+    store = ports.state
     interrupted = store.mark_interrupted_runs()
     if interrupted:
         log.warning("run.found_interrupted", runs=interrupted)
@@ -209,7 +208,7 @@ def _locked_run(job: _Job, store: StateStore) -> RunResult:
         pid=os.getpid(),
     )
     try:
-        result = asyncio.run(_pipeline(job, store, run_id))
+        result = asyncio.run(_pipeline(job, ports, run_id))
     except BlockedError as exc:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except IdsyncError as exc:
@@ -240,25 +239,14 @@ def _locked_run(job: _Job, store: StateStore) -> RunResult:
     return result
 
 
-async def _pipeline(job: _Job, store: StateStore, run_id: str) -> RunResult:
+async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
     settings = job.settings
-    async with ProtimeClient(
-        settings.protime,
-        transport=job.transport,
-        backoff=job.backoff,
-        read_email=Rule.EMAIL in settings.match.rules,
-    ) as client:
+    store = ports.state
+    async with ports.protime as client:
         try:
             # The HR read and the state read run on worker threads while the event loop pages
             # through Protime: at 100,000 people the three reads overlap instead of adding up.
-            hr_read = asyncio.create_task(
-                asyncio.to_thread(
-                    read_hr,
-                    settings=settings.hr,
-                    url=settings.hr_url,
-                    max_value_length=settings.protime.max_value_length,
-                )
-            )
+            hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read))
             prior_read = asyncio.create_task(asyncio.to_thread(store.load_prior))
             try:
                 people = await client.read_people()
@@ -310,7 +298,7 @@ async def _pipeline(job: _Job, store: StateStore, run_id: str) -> RunResult:
                 now=datetime.now(UTC),
                 prune=not job.only,
             )
-            tally = await _apply(
+            tally = await apply_actions(
                 client=client,
                 store=store,
                 run_id=run_id,
@@ -321,8 +309,8 @@ async def _pipeline(job: _Job, store: StateStore, run_id: str) -> RunResult:
             )
         finally:
             unbind_context("hr_id")
-    if settings.hr.writeback_enabled:
-        await asyncio.to_thread(_write_back, settings=settings, store=store)
+    if ports.hr.writeback_enabled:
+        await asyncio.to_thread(_write_back, hr=ports.hr, store=store)
     status = _status(tally=tally, stop=job.stop, total=len(the_plan.actions))
     message = tally.fatal or ""
     if status is RunStatus.INTERRUPTED:
@@ -382,7 +370,7 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
     return the_plan
 
 
-def _status(*, tally: _Tally, stop: threading.Event | None, total: int) -> RunStatus:
+def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
     if tally.fatal is not None:
         return RunStatus.FAILED
     if stop is not None and stop.is_set() and tally.done < total:
@@ -391,180 +379,17 @@ def _status(*, tally: _Tally, stop: threading.Event | None, total: int) -> RunSt
     return RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
 
 
-async def _apply(
-    *,
-    client: ProtimeClient,
-    store: StateStore,
-    run_id: str,
-    actions: Sequence[Action],
-    concurrency: int,
-    stop: threading.Event | None,
-    progress: Callable[[int, int], None] | None,
-) -> _Tally:
-    """Run the actions phase by phase, concurrently within a phase, recording each outcome."""
-    if not actions:
-        return _Tally()
-    event_ids = await asyncio.to_thread(store.record_pending, run_id=run_id, actions=actions)
-    applier = _Applier(client=client, recorder=_Recorder(store), stop=stop, progress=progress)
-    applier.total = len(actions)
-    by_phase: dict[int, list[tuple[int, Action]]] = {}
-    for event_id, action in zip(event_ids, actions, strict=True):
-        by_phase.setdefault(action.phase, []).append((event_id, action))
-    try:
-        for phase in sorted(by_phase):
-            queue = iter(by_phase[phase])
-            async with asyncio.TaskGroup() as group:
-                for _ in range(min(concurrency, len(by_phase[phase]))):
-                    group.create_task(applier.worker(queue))
-    finally:
-        await applier.recorder.close()
-    return applier.tally
-
-
-class _Applier:
-    """Workers that take actions from a shared iterator, call Protime and record outcomes.
-
-    A phase of 100,000 actions costs ``concurrency`` coroutines, not 100,000 tasks, and a stop
-    request is seen before each new call.
-    """
-
-    def __init__(
-        self,
-        *,
-        client: ProtimeClient,
-        recorder: _Recorder,
-        stop: threading.Event | None,
-        progress: Callable[[int, int], None] | None,
-    ) -> None:
-        self.client = client
-        self.recorder = recorder
-        self.stop = stop
-        self.progress = progress
-        self.tally = _Tally()
-        self.total = 0
-        # Records whose step did not succeed: their later steps, and the actions that depend on
-        # them (a person they were to free), are skipped instead of failing or clobbering.
-        self.unsettled: set[str] = set()
-
-    async def worker(self, queue: Iterator[tuple[int, Action]]) -> None:
-        for event_id, action in queue:
-            if self.stop is not None and self.stop.is_set():
-                # Shutdown: finish what is in flight, attempt nothing new. The events not
-                # attempted stay pending until finish_run closes them as skipped.
-                return
-            outcome = await self._one(event_id, action)
-            if outcome.outcome is not Outcome.SUCCEEDED:
-                self.unsettled.add(action.hr_id)
-            self.tally.outcomes[f"{action.kind}:{outcome.outcome}"] += 1
-            self.tally.done += 1
-            await self.recorder.add(outcome)
-            if self.progress is not None:
-                self.progress(self.tally.done, self.total)
-
-    async def _one(self, event_id: int, action: Action) -> ActionOutcome:
-        skip_reason = self._skip_reason(action)
-        if skip_reason is not None:
-            return ActionOutcome(
-                event_id=event_id, action=action, outcome=Outcome.SKIPPED, error=skip_reason
-            )
-        bind_context(hr_id=action.hr_id)
-        try:
-            outcome = await _call(client=self.client, event_id=event_id, action=action)
-        except ProtimeAuthError as exc:
-            # Credentials or scopes are wrong for every call alike: stop instead of failing
-            # thousands of records one by one.
-            self.tally.fatal = str(exc)
-            return ActionOutcome(
-                event_id=event_id,
-                action=action,
-                outcome=Outcome.RETRIABLE,
-                http_status=exc.status,
-                error=str(exc),
-            )
-        if outcome.outcome is not Outcome.SUCCEEDED:
-            log.warning(
-                "write.not_done",
-                action=str(action.kind),
-                outcome=str(outcome.outcome),
-                status=outcome.http_status,
-                error=outcome.error,
-            )
-        return outcome
-
-    def _skip_reason(self, action: Action) -> str | None:
-        if self.tally.fatal is not None:
-            return "run stopped by an earlier fatal error"
-        if action.hr_id in self.unsettled:
-            return "an earlier step of this record did not succeed"
-        if action.depends_on is not None and action.depends_on in self.unsettled:
-            return f"waits for {action.depends_on}, whose step did not succeed"
-        return None
-
-
-async def _call(*, client: ProtimeClient, event_id: int, action: Action) -> ActionOutcome:
-    """One API call; maps its result to an outcome. Auth failures propagate (fatal)."""
-    try:
-        if action.kind is ActionKind.WRITE:
-            created = await client.put_reference(value=action.value, protime_id=action.protime_id)
-            status = 201 if created else 200
-        else:
-            existed = await client.delete_reference(value=action.value)
-            status = 204 if existed else 404
-    except ProtimeAuthError:
-        raise
-    except ProtimeError as exc:
-        # 409 means Protime's view moved under us (the person already holds another value):
-        # a later run re-reads and re-plans, so it is never a permanent failure.
-        retriable = exc.retriable or exc.status == 409  # noqa: PLR2004 - HTTP 409 Conflict
-        return ActionOutcome(
-            event_id=event_id,
-            action=action,
-            outcome=Outcome.RETRIABLE if retriable else Outcome.FAILED,
-            http_status=exc.status,
-            error=str(exc),
-        )
-    return ActionOutcome(
-        event_id=event_id, action=action, outcome=Outcome.SUCCEEDED, http_status=status
-    )
-
-
-class _Recorder:
-    """Buffers outcomes and writes them in batches on a worker thread, in completion order."""
-
-    def __init__(self, store: StateStore) -> None:
-        self._store = store
-        self._buffer: list[ActionOutcome] = []
-        self._last_flush = time.monotonic()
-        self._lock = asyncio.Lock()
-
-    async def add(self, outcome: ActionOutcome) -> None:
-        self._buffer.append(outcome)
-        due = time.monotonic() - self._last_flush >= _FLUSH_SECONDS
-        if len(self._buffer) >= _FLUSH_EVERY or due:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        async with self._lock:
-            batch, self._buffer = self._buffer, []
-            self._last_flush = time.monotonic()
-            if batch:
-                await asyncio.to_thread(self._store.record_outcomes, batch)
-
-    async def close(self) -> None:
-        await self._flush()
-
-
-def _write_back(*, settings: Settings, store: StateStore) -> None:
+def _write_back(*, hr: HRSource, store: RunState) -> None:
     pairs = {
         row.hr_id: row.protime_id
         for row in store.iter_mappings()
         if row.situation == "linked" and row.protime_id is not None
     }
-    changed = write_back(settings=settings.hr, url=settings.hr_url, pairs=pairs)
+    changed = hr.write_back(pairs)
     log.info("run.write_back", rows_changed=changed)
 
 
-def _requests(client: ProtimeClient) -> dict[str, int]:
+def _requests(client: ProtimeAPI) -> dict[str, int]:
     return {f"{kind}:{status or 'error'}": n for (kind, status), n in client.stats.requests.items()}
 
 

@@ -1,7 +1,8 @@
 """One engine factory per dialect for the state database, in the style of Prefect's database layer.
 
-Everything dialect-specific about *connections* lives here, so the store, the lock and the
-migrations never ask which database they talk to:
+Every dialect branch of the state layer lives in this module — the engine factories, the kind of
+run lock (:func:`uses_advisory_locks`) and the migration transaction — so the store, the lock and
+the migrations never ask which database they talk to:
 
 * **SQLite** — every connection gets ``busy_timeout`` (set first, so the other pragmas wait for a
   busy file instead of failing), ``journal_mode=WAL`` (readers never block the writer),
@@ -21,14 +22,15 @@ migrations never ask which database they talk to:
 
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
-from sync.errors import ConfigError
+from sync.errors import ConfigError, StateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -144,3 +146,52 @@ def describe_error(exc: BaseException, *, url: URL | str | None = None) -> str:
     if password:
         line = line.replace(str(password), "***")
     return line
+
+
+# ---------------------------------------------------------------- dialect-specific behaviour
+# The only places outside the engine factories that differ per dialect: the run lock's kind and
+# the migration transaction. Callers ask these functions, never the dialect's name.
+
+MIGRATION_LOCK_NAME = "migrate"
+
+
+def uses_advisory_locks(engine: Engine) -> bool:
+    """Whether the run lock is a server advisory lock (PostgreSQL) rather than a lease row."""
+    return engine.dialect.name == "postgresql"
+
+
+def advisory_key(conn: Connection, name: str) -> int:
+    """The signed 64-bit PostgreSQL advisory lock key for ``name`` in the connection's schema."""
+    schema = conn.execute(select(func.current_schema())).scalar_one()
+    digest = hashlib.blake2b(f"idsync:{schema}:{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+@contextmanager
+def migration_transaction(conn: Connection) -> Iterator[Connection]:
+    """One transaction for a whole migration, exclusive against other migrating processes."""
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        # Batch migrations rebuild tables; SQLite only lets foreign keys be switched off outside
+        # a transaction, hence the raw driver connection (autocommit under the begin recipe).
+        raw = conn.connection.driver_connection
+        if raw is None:  # pragma: no cover - a closed connection
+            raise StateError("the state database connection is closed")
+        raw.execute("PRAGMA foreign_keys = OFF")
+        try:
+            writer = immediate(conn)
+            with writer.begin():
+                yield writer
+                problems = writer.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if problems:
+                    raise StateError(f"migration broke foreign keys: {problems[:5]}")
+        finally:
+            raw.execute("PRAGMA foreign_keys = ON")
+    elif dialect == "postgresql":
+        with conn.begin():
+            key = advisory_key(conn, MIGRATION_LOCK_NAME)
+            conn.execute(select(func.pg_advisory_xact_lock(key)))
+            yield conn
+    else:
+        with conn.begin():
+            yield conn

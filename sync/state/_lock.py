@@ -22,7 +22,6 @@ A caller that cannot take the lock gets :class:`~sync.errors.LockHeldError` at o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import secrets
@@ -34,11 +33,16 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sync.errors import LockHeldError, StateError
-from sync.state._engine import describe_error, write_transaction
+from sync.state._engine import (
+    advisory_key,
+    describe_error,
+    uses_advisory_locks,
+    write_transaction,
+)
 from sync.state._models import RUN_LOCK, RunLockRecord
 
 if TYPE_CHECKING:
@@ -48,13 +52,6 @@ DEFAULT_LOCK_TTL_SECONDS = 60.0
 _POLL_FIRST = 0.05
 _POLL_MAX = 1.0
 _log = logging.getLogger(__name__)
-
-
-def advisory_key(conn: Connection, name: str) -> int:
-    """The signed 64-bit PostgreSQL advisory lock key for ``name`` in the connection's schema."""
-    schema = conn.execute(select(func.current_schema())).scalar_one()
-    digest = hashlib.blake2b(f"idsync:{schema}:{name}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
 
 
 @contextmanager
@@ -72,7 +69,7 @@ def run_lock(
     """
     if not 0 < len(name) <= 64:  # noqa: PLR2004 - the width of run_lock.name
         raise ValueError("lock name must be 1-64 characters")
-    if engine.dialect.name == "postgresql":
+    if uses_advisory_locks(engine):
         with _advisory_lock(engine, name=name, timeout=timeout):
             yield
     else:

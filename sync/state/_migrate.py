@@ -16,26 +16,19 @@ a lock serialises callers too, since Alembic's ``context`` is process-global.
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, func, inspect, select, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import SchemaNotCurrentError, StateError
-from sync.state._engine import describe_error, immediate
-from sync.state._lock import advisory_key
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from sync.state._engine import describe_error, migration_transaction
 
 _PROCESS_LOCK = threading.Lock()
-_MIGRATION_LOCK_NAME = "migrate"
 
 
 def migrations_dir(package_dir: Path | None = None) -> Path:
@@ -122,36 +115,6 @@ def check_schema(engine: Engine) -> None:
         f"the state database schema is at revision {current}, the code expects {head}: "
         "run `idsync db upgrade`"
     )
-
-
-@contextmanager
-def migration_transaction(conn: Connection) -> Iterator[Connection]:
-    """One transaction for a whole migration, exclusive against other migrating processes."""
-    dialect = conn.dialect.name
-    if dialect == "sqlite":
-        # Batch migrations rebuild tables; SQLite only lets foreign keys be switched off outside
-        # a transaction, hence the raw driver connection (autocommit under the begin recipe).
-        raw = conn.connection.driver_connection
-        if raw is None:  # pragma: no cover - a closed connection
-            raise StateError("the state database connection is closed")
-        raw.execute("PRAGMA foreign_keys = OFF")
-        try:
-            writer = immediate(conn)
-            with writer.begin():
-                yield writer
-                problems = writer.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                if problems:
-                    raise StateError(f"migration broke foreign keys: {problems[:5]}")
-        finally:
-            raw.execute("PRAGMA foreign_keys = ON")
-    elif dialect == "postgresql":
-        with conn.begin():
-            key = advisory_key(conn, _MIGRATION_LOCK_NAME)
-            conn.execute(select(func.pg_advisory_xact_lock(key)))
-            yield conn
-    else:
-        with conn.begin():
-            yield conn
 
 
 def upgrade(engine: Engine) -> None:

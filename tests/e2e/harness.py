@@ -28,7 +28,8 @@ from sync.config import (
     SafetySettings,
     Settings,
 )
-from sync.protime import Backoff
+from sync.domain import Rule
+from sync.protime import Backoff, ProtimeClient
 from sync.reconcile import run
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig
 from sync.state import StateStore, create_state_engine, upgrade
@@ -177,14 +178,24 @@ class Harness:
     def set_hr(self, rows: Iterable[HRRow]) -> None:
         write_hr(self.hr_path, rows)
 
-    def run(self, **kwargs: Any) -> RunResult:
-        """One reconcile in-process, against the simulator (in-process transport or HTTP)."""
+    def client(self, settings: Settings | None = None) -> ProtimeClient:
+        """A Protime client for one run, on the simulator (in-process transport or HTTP)."""
+        settings = settings or self.settings
         transport = None
         if self.base_url is None:
             transport = self.sim.transport()
             if self.wrap_transport is not None:
                 transport = self.wrap_transport(transport)
-        return run(settings=self.settings, transport=transport, backoff=self.backoff, **kwargs)
+        return ProtimeClient(
+            settings.protime,
+            transport=transport,
+            backoff=self.backoff,
+            read_email=Rule.EMAIL in settings.match.rules,
+        )
+
+    def run(self, **kwargs: Any) -> RunResult:
+        """One reconcile in-process, against the simulator (in-process transport or HTTP)."""
+        return run(settings=self.settings, protime=self.client(), **kwargs)
 
     @contextmanager
     def store(self) -> Iterator[StateStore]:

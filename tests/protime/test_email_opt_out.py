@@ -68,6 +68,6 @@ def test_a_run_with_the_email_rule_matches_by_email(tmp_path: Path) -> None:
     migrate(state_url)
     harness = Harness(sim=sim, hr_path=hr_path, state_url=state_url)
     settings = harness.settings.model_copy(update={"match": MatchSettings(rules=(Rule.EMAIL,))})
-    result = run(settings=settings, transport=sim.transport(), backoff=harness.backoff)
+    result = run(settings=settings, protime=harness.client(settings))
     assert result.actions_by_outcome == {"write:succeeded": len(people)}
     assert harness.references() == {f"H{i}": p.id for i, p in enumerate(people)}

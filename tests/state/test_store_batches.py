@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sync.domain import Action, ActionKind, Classification, Rule, Situation
-from sync.state._store import _WRITE_BATCH
+from sync.state._base import _WRITE_BATCH
 
 if TYPE_CHECKING:
     from sync.state import StateStore

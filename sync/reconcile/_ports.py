@@ -1,0 +1,120 @@
+"""The pipeline's seams: what a run needs from HR, from the state database and from Protime.
+
+:func:`sync.reconcile.run` (and ``plan``, ``apply_plan``, ``rollback``) take each of these as a
+port, built from the settings when the caller passes none. Tests drive the whole pipeline with an
+in-memory HR source, a store on a throw-away database and a client on the simulator's transport,
+without files or environment variables. The defaults are the real things:
+:class:`SettingsHRSource`, :meth:`sync.state.StateStore.open` and :class:`sync.protime.ProtimeClient`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol, Self
+
+from sync.hr import read_hr, write_back
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
+    from datetime import datetime
+    from types import TracebackType
+
+    from sync.config import Settings
+    from sync.domain import Action, Classification, HRSnapshot, Person, PriorState
+    from sync.protime import ClientStats
+    from sync.state import ActionOutcome, MappingRow, RunSummary
+
+
+class HRSource(Protocol):
+    """Where the employees come from, and where Protime ids go back to (write-back)."""
+
+    @property
+    def writeback_enabled(self) -> bool:
+        """Whether :meth:`write_back` is configured."""
+
+    def read(self) -> HRSnapshot:
+        """One read of every employee, each row validated."""
+
+    def write_back(self, pairs: Mapping[str, int]) -> int:
+        """Store HR id -> Protime id; returns how many rows changed."""
+
+
+class ProtimeAPI(Protocol):
+    """The calls a run makes to Protime (one instance per run: it is closed at the end)."""
+
+    @property
+    def stats(self) -> ClientStats:
+        """Requests by kind and status, and retries, for the run's figures."""
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def read_people(self) -> list[Person]:
+        """Every person with the references idsync reads."""
+
+    async def put_reference(self, *, value: str, protime_id: int) -> bool:
+        """Point ``value`` at the person; True when it was created."""
+
+    async def delete_reference(self, *, value: str) -> bool:
+        """Remove ``value``; True when it existed."""
+
+
+class RunState(Protocol):
+    """The state database as a run uses it (:class:`sync.state.StateStore` is the real one)."""
+
+    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[None]:
+        """The run lock; raises :class:`~sync.errors.LockHeldError` when another run holds it."""
+
+    def close(self) -> None:
+        """Release what the store opened itself."""
+
+    def mark_interrupted_runs(self, *, except_run_id: str | None = None) -> int: ...
+
+    def start_run(
+        self, *, trigger: str, dry_run: bool, forced: bool, only: Sequence[str] = ()
+    ) -> str: ...
+
+    def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
+
+    def load_prior(self) -> PriorState: ...
+
+    def save_classifications(
+        self,
+        *,
+        run_id: str,
+        classifications: Sequence[Classification],
+        now: datetime,
+        prune: bool = False,
+    ) -> None: ...
+
+    def record_pending(self, *, run_id: str, actions: Sequence[Action]) -> list[int]: ...
+
+    def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None: ...
+
+    def iter_mappings(self) -> Iterator[MappingRow]: ...
+
+
+class SettingsHRSource:
+    """The HR database the settings name (``IDSYNC_HR__*``)."""
+
+    def __init__(self, settings: Settings) -> None:
+        settings.hr.require()
+        self._settings = settings
+
+    @property
+    def writeback_enabled(self) -> bool:
+        return self._settings.hr.writeback_enabled
+
+    def read(self) -> HRSnapshot:
+        s = self._settings
+        return read_hr(settings=s.hr, url=s.hr_url, max_value_length=s.protime.max_value_length)
+
+    def write_back(self, pairs: Mapping[str, int]) -> int:
+        s = self._settings
+        return write_back(settings=s.hr, url=s.hr_url, pairs=pairs)

@@ -1,0 +1,197 @@
+"""Shared pieces of the state store: table handles, row converters, small helpers.
+
+Each concern of the store (runs, the map, events and plans, admin changes) is a mixin in its own
+module; :class:`~sync.state._store.StateStore` puts them together. Nothing here branches on the
+dialect: upserts are "load, diff in Python, insert or update".
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sync.domain import Outcome, Situation
+from sync.errors import UsageError
+from sync.state._models import EVENTS, KEY_LENGTH, MAPPINGS, RUNS
+from sync.state._rows import (
+    EventAction,
+    EventRow,
+    MappingRow,
+    RunRow,
+    RunStatus,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from sqlalchemy import (
+        Engine,
+        Row,
+    )
+
+
+_CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
+_STREAM_ROWS = 5000  # rows fetched at a time when a whole table is compared
+_WRITE_BATCH = 5000  # rows per executemany when many are inserted or updated at once
+_GOOD_RUN = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
+
+_MAPPINGS = MAPPINGS
+_EVENTS = EVENTS
+_RUNS = RUNS
+_M = MAPPINGS.c
+_E = EVENTS.c
+_R = RUNS.c
+
+# What a classification determines; a row whose stored values equal these is "unchanged".
+_CLASSIFIED = (
+    "protime_id",
+    "situation",
+    "rule",
+    "evidence",
+    "reason",
+    "protime_value",
+    "candidates",
+)
+_BOUND_CLASSIFIED = tuple(f"v_{name}" for name in _CLASSIFIED)
+# What an outcome may change on a mapping row.
+_OUTCOME_FIELDS = (
+    "situation",
+    "protime_id",
+    "protime_value",
+    "last_written_value",
+    "reason",
+    "last_error",
+    "attempts",
+    "failed_fingerprint",
+    "last_changed_at",
+)
+_MAPPING_COLUMNS = (
+    _M.hr_id,
+    _M.protime_id,
+    _M.situation,
+    _M.rule,
+    _M.evidence,
+    _M.reason,
+    _M.manual,
+    _M.ignored,
+    _M.last_written_value,
+    _M.protime_value,
+    _M.candidates,
+    _M.first_seen_at,
+    _M.last_verified_at,
+    _M.last_changed_at,
+    _M.last_error,
+    _M.attempts,
+    _M.failed_fingerprint,
+    _M.last_run_id,
+)
+_EVENT_COLUMNS = tuple(_EVENTS.c)
+_RUN_COLUMNS = tuple(_RUNS.c)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _candidates_text(candidates: Iterable[int]) -> str | None:
+    text = ",".join(str(c) for c in candidates)
+    return text or None
+
+
+def _candidates_tuple(text: str | None) -> tuple[int, ...]:
+    if not text:
+        return ()
+    return tuple(int(part) for part in text.split(",") if part)
+
+
+def _json_or_empty(text: str | None) -> Any:
+    if not text:
+        return {}
+    return json.loads(text)
+
+
+def _mapping_row(row: Row[Any]) -> MappingRow:
+    data = row._asdict()
+    data["candidates"] = _candidates_tuple(data["candidates"])
+    return MappingRow(**data)
+
+
+def _event_row(row: Row[Any]) -> EventRow:
+    return EventRow(**row._asdict())
+
+
+def _run_row(row: Row[Any]) -> RunRow:
+    data = row._asdict()
+    data["only_ids"] = tuple(json.loads(data["only_ids"])) if data["only_ids"] else ()
+    for name in ("counts_by_situation", "actions_by_outcome", "api_calls"):
+        data[name] = _json_or_empty(data[name])
+    return RunRow(**data)
+
+
+def _admin_event(
+    *,
+    action: EventAction,
+    hr_id: str,
+    now: datetime,
+    protime_id: int | None = None,
+    value: str | None = None,
+    previous_value: str | None = None,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "run_id": None,
+        "hr_id": hr_id,
+        "protime_id": protime_id,
+        "action": action.value,
+        "situation": None,
+        "value": value,
+        "previous_value": previous_value,
+        "reason": reason,
+        "outcome": Outcome.SUCCEEDED.value,
+        "http_status": None,
+        "error": None,
+        "attempts": 0,
+        "created_at": now,
+        "completed_at": now,
+    }
+
+
+def _new_mapping(hr_id: str, *, now: datetime, situation: Situation, reason: str) -> dict[str, Any]:
+    return {
+        "hr_id": hr_id,
+        "protime_id": None,
+        "situation": situation.value,
+        "rule": None,
+        "evidence": None,
+        "reason": reason,
+        "manual": False,
+        "ignored": False,
+        "last_written_value": None,
+        "protime_value": None,
+        "candidates": None,
+        "first_seen_at": now,
+        "last_verified_at": None,
+        "last_changed_at": now,
+        "last_error": None,
+        "attempts": 0,
+        "failed_fingerprint": None,
+        "last_run_id": None,
+    }
+
+
+def _admin_key(hr_id: str) -> str:
+    if not hr_id or len(hr_id) > KEY_LENGTH:
+        raise UsageError(f"an HR id is 1-{KEY_LENGTH} characters; got {len(hr_id)}")
+    return hr_id
+
+
+class StoreBase:
+    """What every part of the store shares: the engine (one per state database)."""
+
+    _engine: Engine

@@ -1,0 +1,161 @@
+"""The audit trail of a run's calls: pending before each call, the outcome after it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    bindparam,
+    insert,
+    select,
+    update,
+)
+
+from sync.domain import Action, ActionKind, Outcome
+from sync.state._engine import write_transaction
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sync.state._rows import (
+        ActionOutcome,
+        EventRow,
+    )
+
+from sync.state._base import (
+    _E,
+    _EVENT_COLUMNS,
+    _EVENTS,
+    _M,
+    _WRITE_BATCH,
+    StoreBase,
+    _chunks,
+    _event_row,
+    _now,
+)
+from sync.state._map import apply_outcomes
+
+
+class EventStore(StoreBase):
+    """Events: recorded pending before a call, closed with its outcome, read back."""
+
+    # ---------------------------------------------------------------------- writes
+
+    def record_pending(self, *, run_id: str, actions: Sequence[Action]) -> list[int]:
+        """Write one ``pending`` event per action, committed before any call is made.
+
+        Returns the event ids in the order of ``actions``. ``previous_value`` is what the person
+        held as far as the map knows (for a write: the row's ``protime_value`` when the row points
+        at the same person; for a delete: the value being deleted).
+        """
+        if not actions:
+            return []
+        now = _now()
+        with write_transaction(self._engine) as conn:
+            known: dict[str, tuple[int | None, str | None]] = {}
+            hr_ids = sorted({a.hr_id for a in actions})
+            for chunk in _chunks(hr_ids):
+                for hr_id, protime_id, protime_value in conn.execute(
+                    select(_M.hr_id, _M.protime_id, _M.protime_value).where(_M.hr_id.in_(chunk))
+                ):
+                    known[hr_id] = (protime_id, protime_value)
+            ids: list[int] = []
+            # In batches, like the classifications: 100,000 event dicts at once would cost about
+            # 100 MB in a first run that writes to every person.
+            for batch in _chunks(actions, _WRITE_BATCH):
+                params = []
+                for a in batch:
+                    if a.kind is ActionKind.DELETE:
+                        previous: str | None = a.value
+                    else:
+                        protime_id, protime_value = known.get(a.hr_id, (None, None))
+                        previous = protime_value if protime_id == a.protime_id else None
+                    params.append(
+                        {
+                            "run_id": run_id,
+                            "hr_id": a.hr_id,
+                            "protime_id": a.protime_id,
+                            "action": a.kind.value,
+                            "situation": a.situation.value,
+                            "value": a.value,
+                            "previous_value": previous,
+                            "reason": a.reason,
+                            "outcome": Outcome.PENDING.value,
+                            "http_status": None,
+                            "error": None,
+                            "attempts": 0,
+                            "created_at": now,
+                            "completed_at": None,
+                        }
+                    )
+                result = conn.execute(
+                    insert(_EVENTS).returning(_E.id, sort_by_parameter_order=True), params
+                )
+                ids.extend(int(i) for i in result.scalars())
+            return ids
+
+    def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None:
+        """Close the events of a batch of completed actions and update their mapping rows.
+
+        One transaction per batch. On the mapping row of ``action.hr_id``:
+
+        * write succeeded — ``linked`` to ``action.protime_id``, ``last_written_value`` and
+          ``protime_value`` = the value, error, attempts and ``failed_fingerprint`` cleared;
+        * delete succeeded — an ``orphaned`` row for that person is removed (the orphan is gone;
+          its events remain); otherwise error fields are cleared and a ``protime_value`` equal to the
+          deleted value on that person is forgotten;
+        * failed (permanent) — situation ``failed``, ``last_error``, ``attempts`` added,
+          ``failed_fingerprint = action.fingerprint``;
+        * retriable — ``last_error`` and ``attempts`` only; the next run tries again;
+        * skipped — the row is left alone.
+
+        A row that does not exist yet is created. ``pending`` is not an outcome and is refused.
+        """
+        if not outcomes:
+            return
+        for o in outcomes:
+            if o.outcome is Outcome.PENDING:
+                raise ValueError("record_outcomes takes final outcomes, not 'pending'")
+        now = _now()
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(_EVENTS)
+                .where(_E.id == bindparam("k_id"))
+                .values(
+                    outcome=bindparam("v_outcome"),
+                    http_status=bindparam("v_http_status"),
+                    error=bindparam("v_error"),
+                    attempts=bindparam("v_attempts"),
+                    completed_at=now,
+                ),
+                [
+                    {
+                        "k_id": o.event_id,
+                        "v_outcome": o.outcome.value,
+                        "v_http_status": o.http_status,
+                        "v_error": o.error,
+                        "v_attempts": o.attempts,
+                    }
+                    for o in outcomes
+                ],
+            )
+            apply_outcomes(conn, outcomes, now)
+
+    def events_for(
+        self,
+        *,
+        hr_id: str | None = None,
+        protime_id: int | None = None,
+        run_id: str | None = None,
+        limit: int = 50,
+    ) -> list[EventRow]:
+        """Audit events matching every filter given (all events when none is), newest first."""
+        query = select(*_EVENT_COLUMNS).order_by(_E.id.desc()).limit(limit)
+        if hr_id is not None:
+            query = query.where(_E.hr_id == hr_id)
+        if protime_id is not None:
+            query = query.where(_E.protime_id == protime_id)
+        if run_id is not None:
+            query = query.where(_E.run_id == run_id)
+        with self._engine.connect() as conn:
+            return [_event_row(r) for r in conn.execute(query)]

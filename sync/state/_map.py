@@ -1,0 +1,340 @@
+"""The map: one row per HR id (or orphaned value); classifications, outcomes' effects, reads."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Connection,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+
+from sync.domain import ActionKind, Classification, Outcome, PriorState, Situation
+from sync.state._engine import write_transaction
+from sync.state._models import KEY_LENGTH
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from datetime import datetime
+
+    from sync.state._rows import (
+        ActionOutcome,
+        MappingRow,
+    )
+
+from sync.state._base import (
+    _BOUND_CLASSIFIED,
+    _CHUNK,
+    _CLASSIFIED,
+    _GOOD_RUN,
+    _M,
+    _MAPPING_COLUMNS,
+    _MAPPINGS,
+    _OUTCOME_FIELDS,
+    _R,
+    _STREAM_ROWS,
+    _WRITE_BATCH,
+    StoreBase,
+    _candidates_text,
+    _chunks,
+    _mapping_row,
+    _new_mapping,
+)
+
+_log = logging.getLogger(__name__)
+
+
+def _values(c: Classification) -> tuple[Any, ...]:
+    """The ``_CLASSIFIED`` column values of one classification, in that order."""
+    return (
+        c.protime_id,
+        c.situation.value,
+        c.rule.value if c.rule is not None else None,
+        c.evidence,
+        c.reason,
+        c.protime_value,
+        _candidates_text(c.candidates) if c.candidates else None,
+    )
+
+
+def _keyed(classifications: Sequence[Classification]) -> dict[str, Classification]:
+    """HR id -> its first classification, unkeyable ones left out (logged)."""
+    incoming: dict[str, Classification] = {}
+    unkeyable = 0
+    for c in classifications:
+        if not c.hr_id or len(c.hr_id) > KEY_LENGTH:
+            unkeyable += 1
+        elif c.hr_id not in incoming:
+            incoming[c.hr_id] = c
+    if unkeyable:
+        _log.warning(
+            "%d classification(s) have no usable HR id to key a row; not stored", unkeyable
+        )
+    return incoming
+
+
+def _compare(
+    loaded: Iterable[tuple[Any, ...]], incoming: dict[str, Classification]
+) -> tuple[list[str], set[str], list[str], set[str]]:
+    """Stored rows ``(hr_id, *_CLASSIFIED, manual, ignored)`` against this run's classifications.
+
+    Returns the ids whose classified values changed, the ids that have a row, the ids with a row
+    but no classification, and those of them an admin linked or ignored.
+    """
+    width = 1 + len(_CLASSIFIED)
+    changed: list[str] = []
+    known: set[str] = set()
+    unseen: list[str] = []
+    pinned: set[str] = set()
+    for row in loaded:
+        hr_id = row[0]
+        c = incoming.get(hr_id)
+        if c is None:
+            unseen.append(hr_id)
+            if row[width] or row[width + 1]:
+                pinned.add(hr_id)
+            continue
+        known.add(hr_id)
+        if _values(c) != row[1:width]:
+            changed.append(hr_id)
+    return changed, known, unseen, pinned
+
+
+def _after_outcome(
+    row: dict[str, Any] | None, o: ActionOutcome, now: datetime
+) -> dict[str, Any] | None:
+    """The mapping row after one outcome (see :meth:`StateStore.record_outcomes`); None: delete."""
+    a = o.action
+    if row is None:
+        if a.kind is ActionKind.DELETE and o.outcome is Outcome.SUCCEEDED:
+            return None
+        row = _new_mapping(a.hr_id, now=now, situation=a.situation, reason=a.reason)
+        row["protime_id"] = a.protime_id
+    if o.outcome is Outcome.FAILED:
+        row.update(
+            situation=Situation.FAILED.value,
+            last_error=o.error,
+            attempts=row["attempts"] + o.attempts,
+            failed_fingerprint=a.fingerprint,
+            last_changed_at=now,
+        )
+        return row
+    if o.outcome is Outcome.RETRIABLE:
+        row.update(last_error=o.error, attempts=row["attempts"] + o.attempts)
+        return row
+    row.update(last_error=None, attempts=0, failed_fingerprint=None)
+    if a.kind is ActionKind.WRITE:
+        row.update(
+            situation=Situation.LINKED.value,
+            protime_id=a.protime_id,
+            last_written_value=a.value,
+            protime_value=a.value,
+            reason=f"written: {a.reason}" if a.reason else "written",
+            last_changed_at=now,
+        )
+    elif row["situation"] == Situation.ORPHANED.value and row["protime_id"] == a.protime_id:
+        return None
+    elif row["protime_id"] == a.protime_id and row["protime_value"] == a.value:
+        row.update(protime_value=None, last_changed_at=now)
+    return row
+
+
+def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: datetime) -> None:
+    """Apply a batch of outcomes to their mapping rows (see ``EventStore.record_outcomes``)."""
+    relevant = [o for o in outcomes if o.outcome is not Outcome.SKIPPED]
+    if not relevant:
+        return
+    rows: dict[str, dict[str, Any] | None] = {}
+    hr_ids = sorted({o.action.hr_id for o in relevant})
+    for chunk in _chunks(hr_ids):
+        for found in conn.execute(select(*_MAPPING_COLUMNS).where(_M.hr_id.in_(chunk))):
+            rows[found.hr_id] = found._asdict()
+    existed = set(rows)
+    for o in relevant:
+        rows[o.action.hr_id] = _after_outcome(rows.get(o.action.hr_id), o, now)
+
+    gone = [k for k, v in rows.items() if v is None and k in existed]
+    for chunk in _chunks(gone):
+        conn.execute(delete(_MAPPINGS).where(_M.hr_id.in_(chunk)))
+    updates = [v for k, v in rows.items() if v is not None and k in existed]
+    if updates:
+        conn.execute(
+            update(_MAPPINGS)
+            .where(_M.hr_id == bindparam("k_hr_id"))
+            .values({name: bindparam(f"v_{name}") for name in _OUTCOME_FIELDS}),
+            [{"k_hr_id": v["hr_id"], **{f"v_{n}": v[n] for n in _OUTCOME_FIELDS}} for v in updates],
+        )
+    inserts = [v for k, v in rows.items() if v is not None and k not in existed]
+    if inserts:
+        conn.execute(insert(_MAPPINGS), inserts)
+
+
+class MapStore(StoreBase):
+    """The mapping rows: what the planner needs, what a run classified, lookups."""
+
+    def load_prior(self) -> PriorState:
+        """What the planner needs from earlier runs and from admins.
+
+        The "last good run" is the latest full (no ``--only``), real (not dry-run) run that ended
+        ``succeeded`` or ``partial``: a dry run never sets the baseline the input gate compares with.
+        """
+        manual: dict[str, int] = {}
+        ignored: set[str] = set()
+        failed: dict[str, str] = {}
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_M.hr_id, _M.protime_id, _M.manual, _M.ignored, _M.failed_fingerprint).where(
+                    or_(
+                        _M.manual.is_(True),
+                        _M.ignored.is_(True),
+                        _M.failed_fingerprint.is_not(None),
+                    )
+                )
+            )
+            for hr_id, protime_id, is_manual, is_ignored, fingerprint in rows:
+                if is_manual and protime_id is not None:
+                    manual[hr_id] = protime_id
+                if is_ignored:
+                    ignored.add(hr_id)
+                if fingerprint is not None:
+                    failed[hr_id] = fingerprint
+            last = conn.execute(
+                select(_R.hr_count, _R.protime_count)
+                .where(
+                    _R.status.in_(_GOOD_RUN),
+                    _R.dry_run.is_(False),
+                    _R.only_ids.is_(None),
+                    _R.hr_count.is_not(None),
+                )
+                .order_by(_R.started_at.desc())
+                .limit(1)
+            ).first()
+        return PriorState(
+            manual_links=manual,
+            ignored_hr_ids=frozenset(ignored),
+            failed=failed,
+            last_good_hr_count=last.hr_count if last else None,
+            last_good_protime_count=last.protime_count if last else None,
+        )
+
+    # ---------------------------------------------------------------------- the map
+
+    def save_classifications(
+        self,
+        *,
+        run_id: str,
+        classifications: Sequence[Classification],
+        now: datetime,
+        prune: bool = False,
+    ) -> None:
+        """Upsert one mapping row per classification, in one transaction.
+
+        Existing rows are loaded once and compared in Python; only rows whose classified fields
+        changed are updated (``last_changed_at = now``), new ones inserted (``first_seen_at = now``),
+        and every classified row gets ``last_verified_at = now`` and ``last_run_id`` in (usually) one
+        statement. ``manual``, ``ignored``, ``last_written_value`` and failure fields are never
+        touched here.
+
+        ``prune=True`` (a full run, not ``--only``) deletes rows this run did not classify, unless an
+        admin linked or ignored them: an HR id that left the source and holds nothing in Protime
+        is gone. Their history stays in the events.
+
+        A classification whose ``hr_id`` is empty or longer than 255 characters cannot key a row
+        and is left out (logged); when ``hr_id`` repeats, the first classification wins.
+        """
+        incoming = _keyed(classifications)
+        with write_transaction(self._engine) as conn:
+            # Stored rows are streamed and compared one by one against the classification of
+            # their id: at 100,000 rows, holding them all (and a values tuple per
+            # classification) cost tens of MB at the run's memory peak, and most of the time
+            # went to the garbage collector walking those tuples. ``yield_per`` makes PostgreSQL
+            # stream them too (a server-side cursor) instead of buffering all in the driver.
+            loaded = conn.execute(
+                select(
+                    _M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored
+                ).execution_options(yield_per=_STREAM_ROWS)
+            ).tuples()
+            changed, known, unseen, pinned = _compare(loaded, incoming)
+            new = [k for k in incoming if k not in known]
+            if prune:
+                doomed = [k for k in unseen if k not in pinned]
+                for chunk in _chunks(doomed):
+                    conn.execute(delete(_MAPPINGS).where(_M.hr_id.in_(chunk)))
+                unseen = [k for k in unseen if k in pinned]
+
+            verified = {"last_verified_at": now, "last_run_id": run_id}
+            if len(unseen) <= _CHUNK:
+                # The usual case: (nearly) every row was classified, one statement marks them all.
+                conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(verified))
+            else:
+                seen = [k for k in incoming if k in known]
+                for chunk in _chunks(seen):
+                    conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(verified))
+            # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
+            # that is already linked) cost 100 MB at the run's memory peak.
+            changes = (
+                update(_MAPPINGS)
+                .where(_M.hr_id == bindparam("k_hr_id"))
+                .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
+                .values(last_changed_at=now)
+            )
+            for chunk in _chunks(changed, _WRITE_BATCH):
+                conn.execute(
+                    changes,
+                    [
+                        {
+                            "k_hr_id": k,
+                            **dict(zip(_BOUND_CLASSIFIED, _values(incoming[k]), strict=True)),
+                        }
+                        for k in chunk
+                    ],
+                )
+            for chunk in _chunks(new, _WRITE_BATCH):
+                conn.execute(
+                    insert(_MAPPINGS),
+                    [
+                        {
+                            **_new_mapping(k, now=now, situation=Situation.UNMATCHED, reason=""),
+                            **dict(zip(_CLASSIFIED, _values(incoming[k]), strict=True)),
+                            "last_verified_at": now,
+                            "last_run_id": run_id,
+                        }
+                        for k in chunk
+                    ],
+                )
+
+    def mapping(self, hr_id: str) -> MappingRow | None:
+        """The row of an HR id (or of an orphaned Protime value), ``None`` when unknown."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(*_MAPPING_COLUMNS).where(_M.hr_id == hr_id)).first()
+        return _mapping_row(row) if row is not None else None
+
+    def mapping_by_protime_id(self, protime_id: int) -> list[MappingRow]:
+        """Every row pointing at a Protime person (more than one only for a conflict)."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*_MAPPING_COLUMNS).where(_M.protime_id == protime_id).order_by(_M.hr_id)
+            ).all()
+        return [_mapping_row(r) for r in rows]
+
+    def counts_by_situation(self) -> dict[str, int]:
+        """Rows of the map per situation, as stored now."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(_M.situation, func.count()).group_by(_M.situation))
+            return {situation: int(count) for situation, count in rows}
+
+    def iter_mappings(self) -> Iterator[MappingRow]:
+        """Every row of the map ordered by HR id, streamed (for ``idsync export``)."""
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=1000).execute(
+                select(*_MAPPING_COLUMNS).order_by(_M.hr_id)
+            )
+            for row in result:
+                yield _mapping_row(row)

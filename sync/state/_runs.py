@@ -1,0 +1,166 @@
+"""The run table: a run starts, finishes, or is found left behind by a dead process; reads of runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    func,
+    insert,
+    select,
+    update,
+)
+
+from sync.domain import Outcome
+from sync.errors import StateError
+from sync.state._engine import write_transaction
+from sync.state._rows import (
+    RunRow,
+    RunStatus,
+    RunSummary,
+    Trigger,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+from sync.state._base import (
+    _E,
+    _EVENTS,
+    _R,
+    _RUN_COLUMNS,
+    _RUNS,
+    StoreBase,
+    _chunks,
+    _now,
+    _run_row,
+)
+
+_log = logging.getLogger(__name__)
+
+
+class RunStore(StoreBase):
+    """Runs: start, finish, mark the interrupted, read."""
+
+    def start_run(
+        self, *, trigger: str, dry_run: bool, forced: bool, only: Sequence[str] = ()
+    ) -> str:
+        """Record a new run as ``running`` (committed at once) and return its id (a UUID)."""
+        run_id = str(uuid.uuid4())
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                insert(_RUNS).values(
+                    id=run_id,
+                    trigger=Trigger(trigger).value,
+                    status=RunStatus.RUNNING.value,
+                    started_at=_now(),
+                    dry_run=dry_run,
+                    forced=forced,
+                    only_ids=json.dumps(list(only)) if only else None,
+                    host=socket.gethostname()[:255],
+                    pid=os.getpid(),
+                )
+            )
+        return run_id
+
+    def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None:
+        """Close a run with its final ``status`` and figures.
+
+        Events of the run still ``pending`` become ``skipped``: once a run is over nothing of it is in
+        flight any more. ``summary.duration_seconds`` defaults to finished minus started.
+        """
+        final = RunStatus(status)
+        if final is RunStatus.RUNNING:
+            raise ValueError("finish_run needs a final status, not 'running'")
+        now = _now()
+        with write_transaction(self._engine) as conn:
+            started = conn.execute(
+                select(_R.started_at).where(_R.id == run_id)
+            ).scalar_one_or_none()
+            if started is None:
+                raise StateError(f"unknown run {run_id}")
+            duration = summary.duration_seconds
+            if duration is None:
+                duration = max((now - started).total_seconds(), 0.0)
+            conn.execute(
+                update(_RUNS)
+                .where(_R.id == run_id)
+                .values(
+                    status=final.value,
+                    finished_at=now,
+                    hr_count=summary.hr_count,
+                    protime_count=summary.protime_count,
+                    counts_by_situation=json.dumps(dict(summary.counts_by_situation)),
+                    actions_by_outcome=json.dumps(
+                        {kind: dict(by) for kind, by in summary.actions_by_outcome.items()}
+                    ),
+                    api_calls=json.dumps(dict(summary.api_calls)),
+                    error=summary.error,
+                    duration_seconds=duration,
+                )
+            )
+            conn.execute(
+                update(_EVENTS)
+                .where(_E.run_id == run_id, _E.outcome == Outcome.PENDING.value)
+                .values(
+                    outcome=Outcome.SKIPPED.value,
+                    completed_at=now,
+                    error=f"not completed: the run ended {final.value}",
+                )
+            )
+
+    def mark_interrupted_runs(self, *, except_run_id: str | None = None) -> int:
+        """Mark runs left ``running`` as ``interrupted``, and their pending events ``skipped``.
+
+        Call it while holding the run lock: every run holds the lock while it runs, so any other
+        run still ``running`` belongs to a process that died. Returns how many runs it marked.
+        """
+        now = _now()
+        with write_transaction(self._engine) as conn:
+            query = select(_R.id).where(_R.status == RunStatus.RUNNING.value)
+            if except_run_id is not None:
+                query = query.where(_R.id != except_run_id)
+            stale = list(conn.execute(query).scalars())
+            for chunk in _chunks(stale):
+                conn.execute(
+                    update(_RUNS)
+                    # Checked again here: a run refused the lock is `running` for a moment before
+                    # it records `skipped`; if it finished since the select, it stays as it ended.
+                    .where(_R.id.in_(chunk), _R.status == RunStatus.RUNNING.value)
+                    .values(
+                        status=RunStatus.INTERRUPTED.value,
+                        finished_at=now,
+                        error=func.coalesce(_R.error, "the process ended before the run finished"),
+                    )
+                )
+                conn.execute(
+                    update(_EVENTS)
+                    .where(_E.run_id.in_(chunk), _E.outcome == Outcome.PENDING.value)
+                    .values(
+                        outcome=Outcome.SKIPPED.value,
+                        completed_at=now,
+                        error="not completed: the run was interrupted",
+                    )
+                )
+        if stale:
+            _log.warning(
+                "marked %d run(s) left running by a dead process as interrupted", len(stale)
+            )
+        return len(stale)
+
+    def runs(self, *, limit: int = 20) -> list[RunRow]:
+        """The latest runs, newest first."""
+        query = select(*_RUN_COLUMNS).order_by(_R.started_at.desc(), _R.id).limit(limit)
+        with self._engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(query)]
+
+    def run(self, run_id: str) -> RunRow | None:
+        """One run by id, ``None`` when unknown."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(*_RUN_COLUMNS).where(_R.id == run_id)).first()
+        return _run_row(row) if row is not None else None
