@@ -14,7 +14,7 @@ by ``IDSYNC_*`` variables. What is measured per run:
 * peak RSS and CPU time of the idsync process (``os.wait4`` in a small launcher process, so that
   this script's own memory does not count: a forked child's peak RSS starts at its parent's);
 * planning CPU time (the ``planning_cpu_seconds`` field of the ``run.planned`` log event);
-* API calls by kind as idsync counted them (``api_requests`` of ``--json``) and as the simulator
+* API calls by kind as idsync counted them (``api_calls`` of ``--json``) and as the simulator
   answered them (``/_sim/counters``), and the simulator's CPU time during the run (``/proc``), which
   shows whether the simulator was the limit.
 
@@ -552,7 +552,14 @@ def run_idsync(
     planning, phases = _log_figures(
         err_path, started_at=figures["started_at"], ended_at=figures["ended_at"]
     )
-    api = {str(k): int(v) for k, v in result.get("api_requests", {}).items()}
+    api = {str(k): int(v) for k, v in result.get("api_calls", {}).items()}
+    # The --json contract (docs/schemas/reconcile.schema.json) nests actions by kind and outcome;
+    # the benchmark's tables keep the flat "kind:outcome" keys.
+    actions = {
+        f"{kind}:{outcome}": int(n)
+        for kind, outcomes in result.get("actions", {}).items()
+        for outcome, n in outcomes.items()
+    }
     return Run(
         exit_code=exit_code,
         status=result["status"],
@@ -562,7 +569,7 @@ def run_idsync(
         cpu_seconds=figures["cpu_seconds"],
         planning_cpu_seconds=planning,
         phases=phases,
-        actions=result.get("actions", {}),
+        actions=actions,
         situations=result.get("situations", {}),
         api_requests=api,
         simulator_requests=sim.counters(),
@@ -572,7 +579,7 @@ def run_idsync(
         writes=sum(n for k, n in api.items() if k.startswith(("put_", "delete_"))),
         reads=sum(n for k, n in api.items() if k.startswith("people:")),
         requests=sum(api.values()),
-        protime_people=int(result.get("protime_people") or 0),
+        protime_people=int(result.get("protime_count") or 0),
     )
 
 

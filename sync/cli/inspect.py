@@ -4,20 +4,29 @@ alone, without calling Protime."""
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path  # noqa: TC003 - typer reads the annotation at run time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
 from sync.cli._common import (
-    jsonable,
     open_store,
     out,
     print_json,
     settings_and_logging,
     table,
     when,
+)
+from sync.cli._contracts import (
+    MAPPING_FIELDS,
+    all_situations,
+    csv_cells,
+    document,
+    event_object,
+    mapping_object,
+    run_object,
 )
 from sync.domain import Situation
 from sync.errors import UsageError
@@ -30,24 +39,6 @@ if TYPE_CHECKING:
 _SHORT_ID = 8
 _MIN_PREFIX = 4
 _PREFIX_SEARCH = 1000
-
-EXPORT_COLUMNS = (
-    "hr_id",
-    "protime_id",
-    "situation",
-    "rule",
-    "evidence",
-    "reason",
-    "manual",
-    "ignored",
-    "last_written_value",
-    "protime_value",
-    "first_seen_at",
-    "last_verified_at",
-    "last_changed_at",
-    "last_error",
-    "attempts",
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -69,7 +60,16 @@ def status(
         counts = store.counts_by_situation()
         recent = store.runs(limit=5)
     if as_json:
-        print_json({"situations": counts, "recent_runs": recent})
+        print_json(
+            document(
+                "status",
+                {
+                    "situations": all_situations(counts),
+                    "total": sum(counts.values()),
+                    "recent_runs": [run_object(r) for r in recent],
+                },
+            )
+        )
         return
     out.print(
         table(
@@ -97,16 +97,24 @@ def show(
             row = store.mapping(hr_id)
             rows = [row] if row is not None else []
             what = f"HR id {hr_id!r}"
-            events = store.events_for(hr_id=hr_id)
+            events = _chronological(store.events_for(hr_id=hr_id))
         else:
             assert protime_id is not None  # checked above; narrows the type
             rows = store.mapping_by_protime_id(protime_id)
             what = f"Protime person {protime_id}"
-            events = store.events_for(protime_id=protime_id)
+            events = _chronological(store.events_for(protime_id=protime_id))
     if not rows:
         raise UsageError(f"{what} is not known to idsync (not in the state database)")
     if as_json:
-        print_json({"mappings": rows, "history": events})
+        print_json(
+            document(
+                "show",
+                {
+                    "mappings": [mapping_object(r) for r in rows],
+                    "history": [event_object(e) for e in events],
+                },
+            )
+        )
         return
     for row in rows:
         _print_mapping(row)
@@ -125,7 +133,7 @@ def runs(
     with open_store(settings) as store:
         recent = store.runs(limit=limit)
     if as_json:
-        print_json(recent)
+        print_json(document("runs", {"runs": [run_object(r) for r in recent]}))
         return
     _print_runs(recent, title="Runs")
 
@@ -140,17 +148,16 @@ def run_show(
     settings = settings_and_logging()
     with open_store(settings) as store:
         found = store.run(run_id) or _run_by_prefix(store, run_id)
-        events = store.events_for(run_id=found.id, limit=1000)
+        events = _chronological(store.events_for(run_id=found.id, limit=1000))
     if as_json:
-        print_json({"run": found, "events": events})
-        return
-    out.print(
-        table(
-            f"Run {found.id}",
-            ["field", "value"],
-            [(k, v) for k, v in jsonable(found).items()],
+        print_json(
+            document(
+                "runs-show",
+                {"run": run_object(found), "events": [event_object(e) for e in events]},
+            )
         )
-    )
+        return
+    out.print(table(f"Run {found.id}", ["field", "value"], _run_fields(found)))
     _print_events(events)
 
 
@@ -176,32 +183,97 @@ def export(
         raise UsageError(f"--format must be csv or json, not {fmt!r}")
     settings = settings_and_logging()
     with open_store(settings) as store:
-        stream = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+        stream = _open_output(output) if output else sys.stdout
         try:
             if fmt == "csv":
                 writer = csv.writer(stream)
-                writer.writerow(EXPORT_COLUMNS)
+                writer.writerow(MAPPING_FIELDS)
                 for row in store.iter_mappings():
-                    data = jsonable(row)
-                    writer.writerow(
-                        ["" if data.get(c) is None else data[c] for c in EXPORT_COLUMNS]
-                    )
+                    writer.writerow(csv_cells(mapping_object(row)))
             else:
-                import json
-
-                stream.write("[\n")
+                # Streamed: the document's head, then one mapping per line (a million rows
+                # never sit in memory), then the tail. The same object as print_json would give.
+                head = json.dumps(document("export", {}), ensure_ascii=False)[:-1]
+                stream.write(head + ', "mappings": [\n')
                 for index, row in enumerate(store.iter_mappings()):
                     prefix = ",\n" if index else ""
-                    stream.write(prefix + json.dumps(jsonable(row), ensure_ascii=False))
-                stream.write("\n]\n")
+                    stream.write(prefix + json.dumps(mapping_object(row), ensure_ascii=False))
+                stream.write("\n]}\n")
         finally:
             if output:
                 stream.close()
 
 
+def _open_output(path: Path) -> TextIO:
+    """The export file, or one line naming the file and the reason (exit 2), never a traceback."""
+    try:
+        return path.open("w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise UsageError(f"--output {path}: cannot write: {exc.strerror or exc}") from None
+
+
 def _print_mapping(row: MappingRow) -> None:
-    data = jsonable(row)
-    out.print(table(f"HR id {row.hr_id}", ["field", "value"], list(data.items())))
+    data = mapping_object(row)
+    data.update(
+        first_seen_at=when(row.first_seen_at),
+        last_verified_at=when(row.last_verified_at),
+        last_changed_at=when(row.last_changed_at),
+    )
+    out.print(
+        table(
+            f"HR id {row.hr_id}",
+            ["field", "value"],
+            [(name.replace("_", " "), human(data[name])) for name in MAPPING_FIELDS],
+        )
+    )
+
+
+def human(value: object) -> str:
+    """A value for a table: yes/no, lists joined, nothing as "-"; never a Python repr."""
+    if value is None or value in ("", []):
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "-"
+
+
+def _run_fields(run: RunRow) -> list[tuple[str, str]]:
+    actions = "; ".join(
+        f"{kind}: {_counts(dict(outcomes))}" for kind, outcomes in run.actions_by_outcome.items()
+    )
+    duration = f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-"
+    return [
+        ("run", run.id),
+        ("trigger", run.trigger),
+        ("status", run.status),
+        ("started", when(run.started_at)),
+        ("finished", when(run.finished_at)),
+        ("duration", duration),
+        ("dry run", human(run.dry_run)),
+        ("forced", human(run.forced)),
+        ("only", human(list(run.only_ids))),
+        ("HR employees", human(run.hr_count)),
+        ("Protime people", human(run.protime_count)),
+        ("situations", _counts(run.counts_by_situation)),
+        ("actions", actions or "-"),
+        ("API calls", _counts(run.api_calls)),
+        ("message", human(run.error)),
+        ("host", human(run.host)),
+        ("pid", human(run.pid)),
+    ]
+
+
+def _chronological(newest_first: list[EventRow]) -> list[EventRow]:
+    """A history reads as a story: oldest first, by completion time (the store's order reversed)."""
+    return newest_first[::-1]
 
 
 def _print_events(events: list[EventRow]) -> None:

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from sync.cli._common import err, jsonable, out, print_json, settings_and_logging, table
+from sync.cli._common import err, out, print_json, settings_and_logging, table
+from sync.cli._contracts import action_object, document, record_object, result_object
 from sync.domain import Situation
 
 if TYPE_CHECKING:
@@ -114,26 +115,15 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Callable[[], None]:
 
 
 def _as_dict(result: RunResult) -> dict[str, object]:
-    data: dict[str, object] = {
-        "run_id": result.run_id,
-        "status": result.status.value,
-        "exit_code": result.exit_code,
-        "dry_run": result.dry_run,
-        "message": result.message,
-        "duration_seconds": round(result.duration_seconds, 3),
-        "hr_employees": result.hr_count,
-        "protime_people": result.protime_count,
-        "situations": result.counts_by_situation,
-        "actions": result.actions_by_outcome,
-        "api_requests": result.api_requests,
-        "retries": result.retries,
-    }
+    body = result_object(result)
     if result.plan is not None:
-        data["plan"] = jsonable(list(result.plan.actions))
-        data["records"] = [
-            jsonable(c) for c in result.plan.classifications if c.situation is not Situation.LINKED
+        body["plan"] = [action_object(a) for a in result.plan.actions]
+        body["records"] = [
+            record_object(c)
+            for c in result.plan.classifications
+            if c.situation is not Situation.LINKED
         ]
-    return data
+    return document("reconcile", body)
 
 
 def _print(result: RunResult) -> None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from cli_support import COUNT, everyone
 
+from contracts_support import validate
 from e2e.harness import HRRow, row_for, sim_config
 
 if TYPE_CHECKING:
@@ -35,9 +36,9 @@ def _plan(h: Harness, idsync: Callable[..., CliResult]) -> tuple[dict[str, str],
     """Situation per HR id and the planned (kind, hr_id, protime_id) of a dry run."""
     result = idsync("reconcile", "--dry-run", "--json", env=h.env())
     assert result.code == 0, result.output
-    data = json.loads(result.stdout)
+    data = validate(json.loads(result.stdout))
     situations = {r["hr_id"]: r["situation"] for r in data["records"]}
-    return situations, {(a["kind"], a["hr_id"], a["protime_id"]) for a in data["plan"]}
+    return situations, {(a["action"], a["hr_id"], a["protime_id"]) for a in data["plan"]}
 
 
 def test_admin_commands_change_the_next_plan(

@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING
 import pytest
 from cli_support import COUNT, everyone
 
+from contracts_support import validate
 from e2e.harness import HRRow
+from sync.domain import Situation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -46,7 +48,7 @@ def test_show_by_hr_id_and_by_protime_id(synced: Harness, idsync: Callable[..., 
     by_protime = idsync("show", "--protime-id", str(person), env=synced.env())
     assert by_protime.code == 0
     assert "E003" in by_protime.stdout
-    as_json = json.loads(idsync("show", "E003", "--json", env=synced.env()).stdout)
+    as_json = validate(json.loads(idsync("show", "E003", "--json", env=synced.env()).stdout))
     assert [(m["hr_id"], m["protime_id"]) for m in as_json["mappings"]] == [("E003", person)]
     assert [e["outcome"] for e in as_json["history"]] == ["succeeded"]
 
@@ -81,8 +83,10 @@ def test_status_counts_the_map_by_situation(
     synced: Harness, idsync: Callable[..., CliResult]
 ) -> None:
     """`status --json` counts mapping rows per situation and lists the latest run."""
-    data = json.loads(idsync("status", "--json", env=synced.env()).stdout)
-    assert data["situations"] == {"linked": COUNT, "unmatched": 1, "invalid": 1, "orphaned": 1}
+    data = validate(json.loads(idsync("status", "--json", env=synced.env()).stdout))
+    expected = {"linked": COUNT, "unmatched": 1, "invalid": 1, "orphaned": 1}
+    assert data["situations"] == {s.value: expected.get(s.value, 0) for s in Situation}
+    assert data["total"] == COUNT + 3
     assert [r["status"] for r in data["recent_runs"]] == ["succeeded"]
     table = idsync("status", env=synced.env())
     assert table.code == 0
@@ -94,23 +98,23 @@ def test_runs_lists_runs_and_runs_show_gives_one(
 ) -> None:
     """`runs` lists every run newest first; `runs show ID` gives its figures and its writes."""
     assert idsync("reconcile", "--dry-run", env=synced.env()).code == 0
-    runs = json.loads(idsync("runs", "--json", env=synced.env()).stdout)
+    runs = validate(json.loads(idsync("runs", "--json", env=synced.env()).stdout))["runs"]
     assert [(r["dry_run"], r["status"]) for r in runs] == [
         (True, "succeeded"),
         (False, "succeeded"),
     ]
     listing = idsync("runs", env=synced.env())
     assert listing.code == 0
-    real = runs[1]["id"]
+    real = runs[1]["run_id"]
     assert real[:8] in listing.stdout
     shown = idsync("runs", "show", real, env=synced.env())
     assert shown.code == 0, shown.output
     assert real in shown.stdout
     assert "write" in shown.stdout
     assert "E000" in shown.stdout
-    data = json.loads(idsync("runs", "show", real, "--json", env=synced.env()).stdout)
+    data = validate(json.loads(idsync("runs", "show", real, "--json", env=synced.env()).stdout))
     assert data["run"]["hr_count"] == COUNT + 1
-    assert data["run"]["actions_by_outcome"] == {"write": {"succeeded": COUNT}}
+    assert data["run"]["actions"] == {"write": {"succeeded": COUNT}}
     assert len(data["events"]) == COUNT
     missing = idsync("runs", "show", "no-such-run", env=synced.env())
     assert missing.code == 2
@@ -121,10 +125,10 @@ def test_runs_show_takes_the_short_id_that_runs_prints(
     synced: Harness, idsync: Callable[..., CliResult]
 ) -> None:
     """The run column of `runs` may be cut short on a narrow terminal: a unique prefix is enough."""
-    (run,) = json.loads(idsync("runs", "--json", env=synced.env()).stdout)
-    shown = idsync("runs", "show", run["id"][:8], env=synced.env())
+    (run,) = json.loads(idsync("runs", "--json", env=synced.env()).stdout)["runs"]
+    shown = idsync("runs", "show", run["run_id"][:8], env=synced.env())
     assert shown.code == 0, shown.output
-    assert run["id"] in shown.stdout
+    assert run["run_id"] in shown.stdout
 
 
 @pytest.mark.parametrize("fmt", ["csv", "json"])
@@ -137,7 +141,7 @@ def test_export_gives_one_row_per_mapping(
     if fmt == "csv":
         rows = list(csv.DictReader(io.StringIO(result.stdout)))
     else:
-        rows = json.loads(result.stdout)
+        rows = validate(json.loads(result.stdout))["mappings"]
     by_id = {r["hr_id"]: r for r in rows}
     assert len(by_id) == len(rows) == COUNT + 3
     people = synced.sim.world.people_list()
@@ -159,7 +163,7 @@ def test_export_to_a_file(
     target = Path(str(tmp_path)) / "map.json"
     result = idsync("export", "--format", "json", "--output", str(target), env=synced.env())
     assert result.code == 0
-    assert len(json.loads(target.read_text(encoding="utf-8"))) == COUNT + 3
+    assert len(validate(json.loads(target.read_text(encoding="utf-8")))["mappings"]) == COUNT + 3
     bad = idsync("export", "--format", "xml", env=synced.env())
     assert bad.code == 2
     assert "csv or json" in bad.stderr

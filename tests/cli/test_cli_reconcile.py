@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from cli_support import COUNT, everyone
 
+from contracts_support import validate
 from e2e.harness import CLIENT_SECRET, HRRow, row_for, sim_config
 from sync.state import create_state_engine, run_lock
 
@@ -64,14 +65,14 @@ def test_dry_run_json_is_the_plan_as_json(
     h = served(rows=lambda sim: [*everyone(sim), HRRow("U1", employee_number="NOBODY")])
     result = idsync("reconcile", "--dry-run", "--json", env=h.env())
     assert result.code == 0, result.output
-    data = json.loads(result.stdout)
+    data = validate(json.loads(result.stdout))
     assert data["status"] == "succeeded"
     assert data["dry_run"] is True
     assert data["exit_code"] == 0
     assert data["situations"]["unlinked"] == COUNT
     assert data["situations"]["unmatched"] == 1
     people = h.sim.world.people_list()
-    planned = {(a["kind"], a["hr_id"], a["protime_id"], a["value"]) for a in data["plan"]}
+    planned = {(a["action"], a["hr_id"], a["protime_id"], a["value"]) for a in data["plan"]}
     assert planned == {("write", f"E{i:03d}", people[i].id, f"E{i:03d}") for i in range(COUNT)}
     assert all(a["reason"] for a in data["plan"])
     assert [r["hr_id"] for r in data["records"] if r["situation"] == "unmatched"] == ["U1"]
@@ -85,10 +86,10 @@ def test_only_acts_on_the_ids_given(
     h = served()
     result = idsync("reconcile", "--only", "E001", "--only", "E002", "--json", env=h.env())
     assert result.code == 0, result.output
-    assert json.loads(result.stdout)["actions"] == {"write:succeeded": 2}
+    assert validate(json.loads(result.stdout))["actions"] == {"write": {"succeeded": 2}}
     assert set(h.references()) == {"E001", "E002"}
     full = idsync("reconcile", "--json", env=h.env())
-    assert json.loads(full.stdout)["actions"] == {"write:succeeded": COUNT - 2}
+    assert validate(json.loads(full.stdout))["actions"] == {"write": {"succeeded": COUNT - 2}}
 
 
 def test_a_bad_setting_exits_2_naming_the_variable(
