@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import (
     bindparam,
+    case,
+    func,
     insert,
     select,
     update,
@@ -13,6 +15,7 @@ from sqlalchemy import (
 
 from sync.domain import Action, ActionKind, Outcome
 from sync.state._engine import write_transaction
+from sync.state._rows import EventAction
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -149,8 +152,20 @@ class EventStore(StoreBase):
         run_id: str | None = None,
         limit: int = 50,
     ) -> list[EventRow]:
-        """Audit events matching every filter given (all events when none is), newest first."""
-        query = select(*_EVENT_COLUMNS).order_by(_E.id.desc()).limit(limit)
+        """Audit events matching every filter given (all events when none is), newest first.
+
+        Ordered by completion (a pending event by its creation), not by id: ids follow the plan's
+        order (by HR id), while a delete of phase 0 completes before the writes of later phases.
+        Outcomes flushed together share a timestamp (and MariaDB keeps whole seconds), so a delete
+        sorts before a write at the same instant: deletes always run in the first phase.
+        """
+        completed = func.coalesce(_E.completed_at, _E.created_at)
+        deletes_first = case((_E.action == EventAction.DELETE.value, 0), else_=1)
+        query = (
+            select(*_EVENT_COLUMNS)
+            .order_by(completed.desc(), deletes_first.desc(), _E.id.desc())
+            .limit(limit)
+        )
         if hr_id is not None:
             query = query.where(_E.hr_id == hr_id)
         if protime_id is not None:
