@@ -6,6 +6,7 @@ Exit codes (design.md): 0 done; 1 failed; 2 usage or configuration; 3 blocked; 4
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import click
 import typer
@@ -17,12 +18,38 @@ app = typer.Typer(
     help="Keep Protime people addressable by HR employee ids.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    # `idsync --install-completion` / `--show-completion` (bash, zsh, fish, PowerShell): README.
+    add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 _registered: list[bool] = []
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from sync import __version__
+
+        sys.stdout.write(f"idsync {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print the version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Keep Protime people addressable by HR employee ids."""
+    del version
 
 
 def _register() -> None:

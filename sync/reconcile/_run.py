@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sync.domain import Plan, Rule
-from sync.errors import BlockedError, IdsyncError, LockHeldError
+from sync.errors import BlockedError, ConfigError, IdsyncError, LockHeldError, UsageError
 from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
     from sync.config import Settings
-    from sync.domain import HRSnapshot, Person, PriorState
+    from sync.domain import Classification, HRSnapshot, Person, PriorState
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
 
 log = get_logger(__name__)
@@ -211,6 +211,14 @@ def _locked_run(job: _Job, ports: _Ports) -> RunResult:
         result = asyncio.run(_pipeline(job, ports, run_id))
     except BlockedError as exc:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
+    except (ConfigError, UsageError) as exc:
+        # A wrong setting or argument found mid-run (an HR column that does not exist, --only ids
+        # nobody has): recorded as failed, then raised for the caller's exit 2.
+        result = job.result(run_id, RunStatus.FAILED, message=str(exc))
+        store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
+        log.error("run.config_error", error=str(exc))  # noqa: TRY400 - one line, no traceback: the message says it all
+        unbind_context("run_id")
+        raise
     except IdsyncError as exc:
         result = job.result(run_id, RunStatus.FAILED, message=str(exc))
     except KeyboardInterrupt:
@@ -352,6 +360,8 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
         reference_name=name,
         normalize=settings.match.normalizers(),
     )
+    if job.only:
+        _check_only(job.only, classifications)
     the_plan = make_plan(
         classifications=classifications,
         reactions=settings.reactions,
@@ -368,6 +378,19 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
         planning_cpu_seconds=round(time.process_time() - cpu, 3),
     )
     return the_plan
+
+
+def _check_only(only: Sequence[str], classifications: Sequence[Classification]) -> None:
+    """--only ids nobody has are a usage error when none is known, a warning otherwise."""
+    known = {c.hr_id for c in classifications}
+    unknown = [hr_id for hr_id in dict.fromkeys(only) if hr_id not in known]
+    if unknown and len(unknown) == len(set(only)):
+        raise UsageError(
+            f"--only: {', '.join(unknown)}: no such HR employee or Protime reference value;"
+            " nothing to do"
+        )
+    if unknown:
+        log.warning("run.only_unknown", hr_ids=unknown)
 
 
 def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
