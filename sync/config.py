@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import (
     BaseModel,
@@ -36,6 +37,8 @@ from sync.errors import ConfigError
 ENV_PREFIX = "IDSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets"
 DEFAULT_SCOPES = "connector-protimeapi-people.read connector-protimeapi-external-references.write"
+REQUEST_DEADLINE_READ_TIMEOUTS = 4  # the default request deadline, in read timeouts
+DEFAULT_RUN_DEADLINE_SECONDS = 6 * 3600.0
 _ENVIRONMENT_HOSTS = {"production": "myprotime.eu", "sandbox": "myprotimesandbox.eu"}
 
 
@@ -53,6 +56,31 @@ def redact_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<unparseable URL>"
+
+
+def redact_http_url(url: str | None) -> str | None:
+    """An HTTP URL fit for output: any user-info (``user:secret@``) replaced by ``***@``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"***@{host}"))
+
+
+def url_credentials(url: str | None) -> list[str]:
+    """The secrets in an HTTP URL's user-info (password, or a lone user name that may be a token)."""
+    if not url:
+        return []
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return []
+    userinfo = parts.netloc.rpartition("@")[0]
+    user, _, password = userinfo.partition(":")
+    raw = password or user
+    # Both spellings: the URL holds the percent-encoded one, a message may show the decoded one.
+    return sorted({raw, unquote(raw)} - {""})
 
 
 class _Section(BaseModel):
@@ -116,6 +144,12 @@ class ProtimeSettings(_Section):
     rate_limit_per_second: float = Field(default=50.0, ge=0)  # 0: no client-side limit
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # The whole of one HTTP exchange (connect, headers, body), whatever the server trickles: the
+    # read timeout above only bounds the wait for the next byte. None: 4 x the read timeout.
+    request_deadline_seconds: float | None = Field(default=None, gt=0)
+    # The largest answer body accepted, counted after decompression. A people page of 100
+    # persons is some 50 KB; 16 MiB leaves room for far larger pages and refuses bombs.
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     retry_attempts: int = Field(default=8, ge=1, le=100)
     retry_timeout_seconds: float = Field(default=300.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
@@ -126,6 +160,13 @@ class ProtimeSettings(_Section):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds one HTTP exchange may take in all (``IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS``)."""
+        if self.request_deadline_seconds is not None:
+            return self.request_deadline_seconds
+        return REQUEST_DEADLINE_READ_TIMEOUTS * self.read_timeout_seconds
 
     @property
     def resolved_token_url(self) -> str | None:
@@ -291,6 +332,9 @@ class Settings(BaseSettings):
 
     database_url: SecretStr = SecretStr("sqlite:///idsync.db")
     lock_timeout_seconds: float = Field(default=0.0, ge=0)  # how long a run waits for the lock
+    # A run still going after this long stops like an interrupt: it records what it did and
+    # releases the lock, so a hung upstream never holds the lock for good.
+    run_deadline_seconds: float = Field(default=DEFAULT_RUN_DEADLINE_SECONDS, gt=0)
     hr: HRSettings = HRSettings()
     protime: ProtimeSettings = ProtimeSettings()
     match: MatchSettings = MatchSettings()

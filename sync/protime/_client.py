@@ -26,6 +26,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from sync import __version__
+from sync.config import redact_http_url, url_credentials
 from sync.errors import (
     ConfigError,
     ProtimeAuthError,
@@ -38,6 +39,7 @@ from sync.protime._parse import (
     BADGE_NUMBER_REFERENCE,
     EMPLOYEE_NUMBER_REFERENCE,
     MalformedAnswerError,
+    check_put_answer,
     decode_json,
     parse_error_body,
     parse_internal_reference,
@@ -129,6 +131,59 @@ class ClientStats:
         return sum(n for (k, s), n in self.requests.items() if k == kind and status in (None, s))
 
 
+class RequestDeadlineError(httpx.TimeoutException):
+    """One exchange outlasted ``IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS``: a timeout, retriable."""
+
+
+class _TooLargeError(Exception):
+    def __init__(self, status: int, limit: int) -> None:
+        super().__init__(status, limit)
+        self.status = status
+        self.limit = limit
+
+
+class _SeenPeople:
+    """The person ids read so far, to refuse pages that repeat them (issue 9)."""
+
+    __slots__ = ("empty_pages", "ids")
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.empty_pages = 0
+
+    @property
+    def people(self) -> int:
+        return len(self.ids)
+
+    def add_page(self, people: list[Person]) -> None:
+        if not people:
+            self.empty_pages += 1
+            return
+        before = len(self.ids)
+        self.ids.update(p.id for p in people)
+        repeated = len(people) - (len(self.ids) - before)
+        if repeated:
+            raise MalformedAnswerError(
+                f"the page repeats {repeated} person(s) already read: Protime's paging is "
+                "inconsistent, the read is stopped",
+                status=200,
+            )
+
+    def implausible(self, page: int) -> bool:
+        # Empty pages between full ones happen ("nothing yet, ask again"), but never more of
+        # them than a margin plus one per page that held people.
+        return self.empty_pages > _MAX_EMPTY_PAGES_IN_A_ROW + (page - self.empty_pages)
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """An answer read to its end (within the bounds): what the client looks at."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+
 @dataclass(slots=True)
 class _Call:
     """One logical call (all its attempts)."""
@@ -195,6 +250,9 @@ class ProtimeClient:
         self._token_url = httpx.URL(token_url)
         self._client_id = settings.client_id
         self._secret = settings.client_secret.get_secret_value()
+        # Credentials in a URL's user-info are secrets too: scrubbed from every message.
+        self._url_secrets = [*url_credentials(self._base), *url_credentials(token_url)]
+        self._token_url_shown = redact_http_url(token_url)
         self._on_request = on_request
         self._read_email = read_email
         self._clock = clock
@@ -289,11 +347,18 @@ class ProtimeClient:
         await self._tokens.refresh()
 
     async def iter_people(self) -> AsyncIterator[list[Person]]:
-        """Every person, one list per page, following ``nextLink`` to the end (empty pages too)."""
+        """Every person, one list per page, following ``nextLink`` to the end (empty pages too).
+
+        The read stops with :class:`MalformedAnswerError` when a page repeats a person already
+        read, or ``nextLink`` points back at a page read, or empty pages outnumber what a real
+        listing could hold: a server serving the same people under fresh links would otherwise
+        be paged for ever.
+        """
         url = self._people_url
         # URLs that gave people: asking one again would read the same people twice. An empty
         # page may point at its own URL ("nothing yet, ask again"), but not forever.
         read: set[str] = set()
+        seen = _SeenPeople()
         empty_in_a_row = 0
         page = 0
         while True:
@@ -306,6 +371,7 @@ class ProtimeClient:
                     reference_name=self._settings.reference_name,
                     with_email=self._read_email,
                 )
+                seen.add_page(people)
             except MalformedAnswerError as exc:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: {exc}", status=200
@@ -323,9 +389,11 @@ class ProtimeClient:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: nextLink repeats an earlier page", status=200
                 )
-            if empty_in_a_row >= _MAX_EMPTY_PAGES_IN_A_ROW:
+            if empty_in_a_row >= _MAX_EMPTY_PAGES_IN_A_ROW or seen.implausible(page):
                 raise MalformedAnswerError(
-                    f"GET {_path_of(url)} page {page}: {empty_in_a_row} empty pages in a row",
+                    f"GET {_path_of(url)} page {page}: {empty_in_a_row} empty pages in a row "
+                    f"({seen.empty_pages} in all, for {seen.people} people): the paging is not "
+                    "plausible",
                     status=200,
                 )
 
@@ -345,6 +413,16 @@ class ProtimeClient:
         response = await self._api(
             RequestKind.PUT_REFERENCE, "PUT", url, content=body, expected=(200, 201, 204)
         )
+        try:
+            check_put_answer(
+                response.content, status=response.status_code, value=value, protime_id=protime_id
+            )
+        except MalformedAnswerError as exc:
+            # Not the documented answer: the write is not counted as done (the next read sees
+            # whether Protime holds it).
+            raise MalformedAnswerError(
+                f"PUT {_path_of(url)}: {exc}", status=response.status_code
+            ) from None
         return response.status_code == 201  # noqa: PLR2004
 
     async def delete_reference(self, *, value: str) -> bool:
@@ -398,7 +476,7 @@ class ProtimeClient:
         )
 
     def _redact(self, text: str) -> str:
-        for secret in (self._secret, *self._issued):
+        for secret in (self._secret, *self._url_secrets, *self._issued):
             if len(secret) >= _MIN_PLAIN_REDACT:
                 text = text.replace(secret, "***")
             elif secret:
@@ -448,12 +526,19 @@ class ProtimeClient:
         content: bytes | None = None,
         data: dict[str, str] | None = None,
         client: httpx.AsyncClient | None = None,
-    ) -> httpx.Response:
+    ) -> _Answer:
         started = time.perf_counter()
         try:
-            response = await (client or self._http).request(
-                call.method, url, headers=headers, content=content, data=data
+            response = await self._bounded_exchange(
+                client or self._http, call.method, url, headers=headers, content=content, data=data
             )
+        except _TooLargeError as exc:
+            self._record(call, exc.status, started, error="TooLarge")
+            raise MalformedAnswerError(
+                f"{call.method} {call.path}: the answer is larger than "
+                f"IDSYNC_PROTIME__MAX_RESPONSE_BYTES ({exc.limit} bytes after decompression)",
+                status=exc.status,
+            ) from None
         except (httpx.HTTPError, ConnectionError) as exc:
             self._record(call, None, started, error=type(exc).__name__)
             where = "the token endpoint" if call.kind is RequestKind.TOKEN else "Protime"
@@ -468,9 +553,56 @@ class ProtimeClient:
         self._record(call, response.status_code, started)
         return response
 
+    # ------------------------------------------------------- bounds on one exchange (issue 9)
+
+    async def _bounded_exchange(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: httpx.URL,
+        *,
+        headers: dict[str, str] | None,
+        content: bytes | None,
+        data: dict[str, str] | None,
+    ) -> _Answer:
+        """One request and its whole answer, within the request deadline and the size cap.
+
+        httpx's read timeout bounds the wait for the next byte only: a server trickling one
+        byte a second would hold a call (and the run, and its lock) for ever. The deadline
+        bounds the exchange as a whole. The body is counted as it is decompressed, so neither
+        a gzip bomb nor an endless chunked body can take the process's memory.
+        """
+        limit = self._settings.max_response_bytes
+        deadline = self._settings.request_deadline
+        try:
+            async with asyncio.timeout(deadline):
+                request = client.build_request(
+                    method, url, headers=headers, content=content, data=data
+                )
+                response = await client.send(request, stream=True)
+                try:
+                    declared = response.headers.get("Content-Length", "")
+                    if declared.isdecimal() and int(declared) > limit:
+                        raise _TooLargeError(response.status_code, limit)
+                    chunks: list[bytes] = []
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            raise _TooLargeError(response.status_code, limit)
+                        chunks.append(chunk)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise RequestDeadlineError(
+                f"no complete answer within the request deadline of {deadline:g} s "
+                "(IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS)"
+            ) from None
+        return _Answer(response.status_code, response.headers, b"".join(chunks))
+
     async def _api_send(
         self, call: _Call, url: httpx.URL, token: str, content: bytes | None
-    ) -> httpx.Response:
+    ) -> _Answer:
         headers = {"Authorization": f"Bearer {token}"}
         if content is not None:
             headers["Content-Type"] = "application/json"
@@ -512,10 +644,10 @@ class ProtimeClient:
         *,
         expected: Container[int],
         content: bytes | None = None,
-    ) -> httpx.Response:
+    ) -> _Answer:
         call = _Call(kind=kind, method=method, path=_path_of(url), started=self._clock())
 
-        async def attempt() -> httpx.Response:
+        async def attempt() -> _Answer:
             token = await self._token(call)
             response = await self._api_send(call, url, token, content)
             if response.status_code == 401 and not call.reauthenticated:  # noqa: PLR2004
@@ -530,7 +662,7 @@ class ProtimeClient:
 
         return await self._with_retries(call, attempt)
 
-    def _api_error(self, call: _Call, response: httpx.Response) -> ProtimeError:
+    def _api_error(self, call: _Call, response: _Answer) -> ProtimeError:
         status = response.status_code
         code, message = parse_error_body(response.content)
         detail = f"{call.method} {call.path} answered {status}"
@@ -594,10 +726,10 @@ class ProtimeClient:
 
         return await self._with_retries(call, attempt)
 
-    def _token_error(self, response: httpx.Response) -> ProtimeError:
+    def _token_error(self, response: _Answer) -> ProtimeError:
         status = response.status_code
         code, message = parse_error_body(response.content)
-        detail = f"the token endpoint {self._token_url} answered {status}"
+        detail = f"the token endpoint {self._token_url_shown} answered {status}"
         detail += f" {code}" if code else ""
         detail += f": {message}" if message else ""
         if is_retriable_status(status):

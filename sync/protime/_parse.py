@@ -35,6 +35,38 @@ def decode_json(content: bytes, *, what: str, status: int) -> Any:
         raise MalformedAnswerError(
             f"{what}: the answer is not JSON ({len(content)} bytes)", status=status
         ) from None
+    except RecursionError:
+        # json.loads recurses once per nesting level: a hostile answer nested 200,000 deep
+        # would end the run with a RecursionError.
+        raise MalformedAnswerError(
+            f"{what}: the answer is nested too deeply to be read ({len(content)} bytes)",
+            status=status,
+        ) from None
+
+
+def check_put_answer(content: bytes, *, status: int, value: str, protime_id: int) -> None:
+    """Refuse a PUT answer that is not the documented pair for ``value`` and ``protime_id``.
+
+    The documented answer is ``{"collection", "name", "value", "internalReference"}``; an HTML
+    page from a proxy, an empty body or another pair does not prove the write happened.
+    """
+    payload = decode_json(content, what="write answer", status=status)
+    if type(payload) is not dict:
+        raise MalformedAnswerError(
+            f"write answer is {_kind(payload)}, expected an object", status=status
+        )
+    if payload.get("value") != value:
+        raise MalformedAnswerError(
+            "write answer does not hold the value sent"
+            + (" (no 'value')" if "value" not in payload else ""),
+            status=status,
+        )
+    held = parse_internal_reference(payload)
+    if held != protime_id:
+        raise MalformedAnswerError(
+            f"write answer holds internalReference {held}, not the {protime_id} sent",
+            status=status,
+        )
 
 
 def _kind(value: object) -> str:
@@ -139,7 +171,7 @@ def parse_error_body(content: bytes) -> tuple[str | None, str | None]:
     """
     try:
         body = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None, None
     if type(body) is not dict:
         return None, None
@@ -161,7 +193,10 @@ def parse_error_body(content: bytes) -> tuple[str | None, str | None]:
         return error, _short(description) if type(description) is str else None
     validation = body.get("validationErrors")
     if type(validation) is list and validation:
-        texts = [v if type(v) is str else json.dumps(v, ensure_ascii=False) for v in validation]
+        try:
+            texts = [v if type(v) is str else json.dumps(v, ensure_ascii=False) for v in validation]
+        except (RecursionError, ValueError):
+            texts = [f"{len(validation)} validation error(s), not readable"]
         return "ValidationFailed", _short("; ".join(texts))
     return None, None
 
