@@ -117,8 +117,13 @@ def register_settings_secrets(settings: Settings) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    from sync.config import url_credentials
+
     if settings.protime.client_secret is not None:
         register_secret(settings.protime.client_secret.get_secret_value())
+    for http_url in (settings.protime.base_url, settings.protime.resolved_token_url):
+        for credential in url_credentials(http_url):
+            register_secret(credential)
     urls = [settings.state_url]
     if settings.hr.url is not None:
         urls.append(settings.hr.url.get_secret_value())

@@ -12,13 +12,17 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
 
 from sync.config import Settings, load_settings
+from sync.errors import StateError
 from sync.logging import configure_logging, register_settings_secrets
-from sync.state import StateStore, check_schema, create_state_engine
+from sync.state import StateStore, check_schema, create_state_engine, describe_error
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
+
+    from sqlalchemy import Engine
 
 # Off a terminal rich would assume 80 columns and cut ids and times in tables: pipes get room.
 _PIPE_WIDTH = 200
@@ -41,6 +45,17 @@ def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:
     configure_logging(level=level, fmt=settings.log.format)
     register_settings_secrets(settings)
     return settings
+
+
+@contextmanager
+def unreachable_as_state_error(engine: Engine) -> Iterator[None]:
+    """A database error from ``engine`` becomes one line (:class:`StateError`), not a traceback."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"state database unreachable: {describe_error(exc, url=engine.url)}"
+        ) from None
 
 
 @contextmanager

@@ -10,8 +10,13 @@ from typing import Annotated
 
 import click
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
+from sync.display import printable
 from sync.errors import IdsyncError
+from sync.logging import get_logger, redact_text
+
+log = get_logger(__name__)
 
 app = typer.Typer(
     name="idsync",
@@ -65,6 +70,12 @@ def _register() -> None:
     _registered.append(True)
 
 
+def _one_line(message: str) -> str:
+    # Multi-line messages (config errors list one problem a line) keep their lines; each is
+    # made safe to print.
+    return "\n".join(printable(redact_text(line)) for line in message.splitlines())
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the documented code; never a traceback for a known error."""
     _register()
@@ -88,6 +99,21 @@ def main(argv: list[str] | None = None) -> None:
         sys.stderr.write("idsync: aborted\n")
         sys.exit(1)
     except IdsyncError as exc:
-        sys.stderr.write(f"idsync: {exc}\n")
+        sys.stderr.write(f"idsync: {_one_line(str(exc))}\n")
         sys.exit(exc.exit_code)
+    except SQLAlchemyError as exc:
+        # A database failure no command turned into its own message: still one line, no SQL,
+        # no password (the drivers' first line, then every registered secret masked).
+        from sync.state import describe_error
+
+        sys.stderr.write(f"idsync: database error: {_one_line(describe_error(exc))}\n")
+        sys.exit(1)
+    except Exception as exc:
+        # A bug: one line for the user, the traceback in the log at DEBUG for the developer.
+        log.debug("cli.crashed", exc_info=True)
+        sys.stderr.write(
+            f"idsync: unexpected error: {_one_line(f'{type(exc).__name__}: {exc}')} "
+            "(IDSYNC_LOG__LEVEL=DEBUG logs the traceback)\n"
+        )
+        sys.exit(1)
     sys.exit(result if isinstance(result, int) else 0)

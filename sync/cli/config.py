@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from sync.cli._common import err, out, print_json, settings_and_logging
-from sync.config import Settings, redact_url
+from sync.config import Settings, redact_http_url, redact_url
 
 
 def register(app: typer.Typer) -> None:
@@ -25,7 +25,8 @@ def redacted(settings: Settings) -> dict[str, Any]:
     data["hr"]["url"] = redact_url(settings.hr_url) if settings.hr.url else "(the state database)"
     if settings.protime.client_secret is not None:
         data["protime"]["client_secret"] = "********"  # noqa: S105 - a mask, not a secret
-    data["protime"]["token_url"] = settings.protime.resolved_token_url
+    data["protime"]["token_url"] = redact_http_url(settings.protime.resolved_token_url)
+    data["protime"]["base_url"] = redact_http_url(settings.protime.base_url)
     return data
 
 
@@ -92,7 +93,7 @@ def _check_protime(settings: Settings) -> tuple[str, bool, str]:
     from sync.errors import IdsyncError
     from sync.protime import ProtimeClient
 
-    name = f"Protime token endpoint {settings.protime.resolved_token_url}"
+    name = f"Protime token endpoint {redact_http_url(settings.protime.resolved_token_url)}"
     try:
         settings.protime.require()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sync.cli._common import out, settings_and_logging
+from sync.cli._common import out, settings_and_logging, unreachable_as_state_error
 from sync.config import redact_url
 
 
@@ -23,9 +23,10 @@ def upgrade() -> None:
     settings = settings_and_logging()
     engine = create_state_engine(settings.state_url)
     try:
-        before = current_revision(engine)
-        do_upgrade(engine)
-        after = current_revision(engine)
+        with unreachable_as_state_error(engine):
+            before = current_revision(engine)
+            do_upgrade(engine)
+            after = current_revision(engine)
     finally:
         engine.dispose()
     target = redact_url(settings.state_url)
@@ -42,7 +43,8 @@ def current() -> None:
     settings = settings_and_logging()
     engine = create_state_engine(settings.state_url)
     try:
-        revision = current_revision(engine)
+        with unreachable_as_state_error(engine):
+            revision = current_revision(engine)
     finally:
         engine.dispose()
     head = head_revision()

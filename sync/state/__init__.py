@@ -14,7 +14,7 @@ user to run ``idsync db upgrade``; ``idsync serve`` calls :func:`upgrade` at sta
 replicas, see ``_migrate``).
 """
 
-from sync.state._engine import create_state_engine
+from sync.state._engine import create_state_engine, describe_error
 from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, run_lock
 from sync.state._migrate import (
     alembic_config,
@@ -53,6 +53,7 @@ __all__ = [
     "check_schema",
     "create_state_engine",
     "current_revision",
+    "describe_error",
     "head_revision",
     "migrations_dir",
     "run_lock",

@@ -52,12 +52,20 @@ def create_state_engine(url: str) -> Engine:
         raise ConfigError(
             "IDSYNC_DATABASE_URL is not a database URL SQLAlchemy understands"
         ) from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return _sqlite_engine(parsed)
-    if backend == "postgresql":
-        return _postgresql_engine(parsed)
-    return create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
+    try:
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            return _sqlite_engine(parsed)
+        if backend == "postgresql":
+            return _postgresql_engine(parsed)
+        return create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
+    except (ArgumentError, ImportError) as exc:
+        # An unknown dialect (NoSuchModuleError is an ArgumentError), a driver not installed,
+        # or a URL option the dialect refuses: a configuration error, said in one line.
+        raise ConfigError(
+            f"IDSYNC_DATABASE_URL: cannot use {parsed.render_as_string(hide_password=True)}: "
+            f"{describe_error(exc, url=parsed)}"
+        ) from None
 
 
 def _sqlite_engine(url: URL) -> Engine:
