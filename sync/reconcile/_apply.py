@@ -52,12 +52,19 @@ async def apply_actions(
     concurrency: int,
     stop: threading.Event | None,
     progress: Callable[[int, int], None] | None,
+    tally: Tally | None = None,
 ) -> Tally:
-    """Run the actions phase by phase, concurrently within a phase, recording each outcome."""
+    """Run the actions phase by phase, concurrently within a phase, recording each outcome.
+
+    ``tally`` (the run's own, when given) is filled as outcomes come in, so a run cut off by its
+    deadline still knows what it did.
+    """
     if not actions:
-        return Tally()
+        return tally or Tally()
     event_ids = await asyncio.to_thread(store.record_pending, run_id=run_id, actions=actions)
     applier = _Applier(client=client, recorder=_Recorder(store), stop=stop, progress=progress)
+    if tally is not None:
+        applier.tally = tally
     applier.total = len(actions)
     by_phase: dict[int, list[tuple[int, Action]]] = {}
     for event_id, action in zip(event_ids, actions, strict=True):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol, Self
 from sync.hr import read_hr, write_back
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
@@ -57,6 +57,9 @@ class ProtimeAPI(Protocol):
 
     async def read_people(self) -> list[Person]:
         """Every person with the references idsync reads."""
+
+    def iter_people(self) -> AsyncIterator[list[Person]]:
+        """The same persons a page at a time (a failed read still tells how far it got)."""
 
     async def put_reference(self, *, value: str, protime_id: int) -> bool:
         """Point ``value`` at the person; True when it was created."""

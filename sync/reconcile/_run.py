@@ -47,6 +47,18 @@ log = get_logger(__name__)
 _GC_THRESHOLD = 10_000
 
 
+@dataclass(slots=True)
+class _Reached:
+    """The figures a run has reached so far: kept when it fails, blocks or stops half-way."""
+
+    client: ProtimeAPI | None = None
+    hr: HRSnapshot | None = None
+    people: list[Person] | None = None
+    counts: dict[str, int] | None = None
+    plan: Plan | None = None
+    tally: Tally = field(default_factory=Tally)
+
+
 @dataclass(frozen=True, slots=True)
 class _Job:
     """One run as its caller asked for it, and when it started."""
@@ -60,6 +72,7 @@ class _Job:
     stop: threading.Event | None
     progress: Callable[[int, int], None] | None
     started: float = field(default_factory=time.monotonic)
+    reached: _Reached = field(default_factory=_Reached)
 
     @property
     def stopping(self) -> bool:
@@ -78,7 +91,19 @@ class _Job:
         counts: dict[str, int] | None = None,
         actions: dict[str, int] | None = None,
     ) -> RunResult:
-        """The result of this job so far: whatever figures the run got to before it ended."""
+        """The result of this job so far: whatever figures the run got to before it ended.
+
+        Figures not passed come from :attr:`reached`, so a run that fails or stops half-way
+        still reports the counts and API calls it measured.
+        """
+        reached = self.reached
+        client = client or reached.client
+        hr = hr or reached.hr
+        people = people if people is not None else reached.people
+        plan = plan or reached.plan
+        counts = counts or reached.counts
+        if actions is None and reached.tally.outcomes:
+            actions = dict(reached.tally.outcomes)
         return RunResult(
             run_id=run_id,
             status=status,
@@ -208,7 +233,7 @@ def _locked_run(job: _Job, ports: _Ports) -> RunResult:
         pid=os.getpid(),
     )
     try:
-        result = asyncio.run(_pipeline(job, ports, run_id))
+        result = asyncio.run(_bounded_pipeline(job, ports, run_id))
     except BlockedError as exc:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except (ConfigError, UsageError) as exc:
@@ -247,19 +272,49 @@ def _locked_run(job: _Job, ports: _Ports) -> RunResult:
     return result
 
 
+async def _bounded_pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
+    """:func:`_pipeline` within ``IDSYNC_RUN_DEADLINE_SECONDS``; past it the run stops like an
+    interrupt: calls in flight are cut off, known outcomes recorded, the rest left pending."""
+    deadline = job.settings.run_deadline_seconds
+    scope = asyncio.timeout(deadline)
+    try:
+        async with scope:
+            return await _pipeline(job, ports, run_id)
+    except TimeoutError:
+        if not scope.expired():
+            raise
+    log.warning("run.deadline", deadline_seconds=deadline)
+    done = job.reached.tally.done
+    planned = len(job.reached.plan.actions) if job.reached.plan is not None else 0
+    where = (
+        f"{planned - done} of {planned} action(s) not attempted or cut off; the next run does them"
+        if planned
+        else "stopped before writing"
+    )
+    return job.result(
+        run_id,
+        RunStatus.INTERRUPTED,
+        message=f"run deadline of {deadline:g} s reached (IDSYNC_RUN_DEADLINE_SECONDS): {where}",
+    )
+
+
 async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
     settings = job.settings
     store = ports.state
     async with ports.protime as client:
+        job.reached.client = client
         try:
             # The HR read and the state read run on worker threads while the event loop pages
             # through Protime: at 100,000 people the three reads overlap instead of adding up.
             hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read))
             prior_read = asyncio.create_task(asyncio.to_thread(store.load_prior))
+            people = job.reached.people = []
             try:
-                people = await client.read_people()
+                async for page in client.iter_people():
+                    people.extend(page)
             finally:
                 hr, prior = await asyncio.gather(hr_read, prior_read)
+                job.reached.hr = hr
             log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
             log.info("run.protime_read", people=len(people))
             try:
@@ -271,6 +326,7 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
                     run_id, RunStatus.BLOCKED, message=str(exc), client=client, hr=hr, people=people
                 )
             counts = summarize(the_plan)
+            job.reached.plan, job.reached.counts = the_plan, counts
             if job.dry_run:
                 planned = dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
                 return job.result(
@@ -314,6 +370,7 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
                 concurrency=settings.protime.concurrency,
                 stop=job.stop,
                 progress=job.progress,
+                tally=job.reached.tally,
             )
         finally:
             unbind_context("hr_id")

@@ -190,7 +190,12 @@ def test_reference_name_from_settings_is_in_the_path(fake, make_client):
         "/connector/protimeapi/api/v1/external-references/people/PAY_ID/H1",
         httpx.Response(
             201,
-            json={"collection": "people", "name": "PAY_ID", "value": "H1", "internalReference": "3"},
+            json={
+                "collection": "people",
+                "name": "PAY_ID",
+                "value": "H1",
+                "internalReference": "3",
+            },
         ),
     )
 
