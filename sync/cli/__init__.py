@@ -1,5 +1,34 @@
-"""The admin CLI ``idsync``. Parsing and printing only; the work lives in the service modules."""
+"""The admin CLI ``idsync``. Parsing and printing only; the work lives in the service modules.
 
-from sync.cli._main import app, main
+:func:`main` imports nothing heavy before it has armed ``idsync serve``'s signal relay: a SIGTERM
+that arrives while the CLI and the settings load is queued, not lost (sync/_signals.py).
+"""
+
+from __future__ import annotations
+
+import sys
+
+from sync import _signals
 
 __all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the documented code; never a traceback for a known error."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["serve"]:
+        _signals.catch_early()
+    from sync.cli._main import main as run_cli
+
+    try:
+        run_cli(argv)
+    finally:
+        _signals.release_early()
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":  # the typer app, for callers that embed the CLI
+        from sync.cli._main import app
+
+        return app
+    raise AttributeError(name)

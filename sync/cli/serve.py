@@ -20,4 +20,4 @@ def register(app: typer.Typer) -> None:
         from sync.config import load_settings
         from sync.service import serve as run_service
 
-        return run_service(settings=load_settings())
+        return run_service(settings=load_settings(), exit_process=True)

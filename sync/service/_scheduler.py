@@ -203,8 +203,8 @@ class Scheduler:
 
     def _tick(self) -> None:
         with self._cond:
-            if self._closing:
-                return
+            if self._closing or self._stop.is_set():
+                return  # stopping: a tick now would start no run, so it is no tick at all
             if self._busy:
                 # Not dropped: one run follows the current one, however many ticks fall meanwhile.
                 log.info("scheduler.tick_coalesced", reason="a run is in progress")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import signal
+import os
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
 from sync import __version__
+from sync._signals import stop_signals
 from sync.config import redact_url
 from sync.errors import ConfigError, IdsyncError, StateError
 from sync.logging import configure_logging, get_logger, redact_text, register_settings_secrets
@@ -74,6 +76,7 @@ class Service:
         self._stopping = threading.Event()
         self._raise_streak = 0
         self._lock = threading.Lock()
+        self._migration_abandoned = False
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -89,12 +92,15 @@ class Service:
             timezone=schedule.timezone,
             run_at_start=schedule.run_at_start,
         )
+        if self.stop_event.is_set():
+            return  # asked to stop before anything was opened
         self._state = (
             self._state_arg
             if self._state_arg is not None
             else StateBackend(self.settings.state_url)
         )
-        self._migrate(self._state)
+        if not self._migrate(self._state) or self.stop_event.is_set():
+            return  # stopped while migrating: no listener, no scheduler; shutdown() follows
         self._refresh_from_state(seed_last_success=True)
         http = self.settings.http
         try:
@@ -111,19 +117,52 @@ class Service:
                 f"{exc.strerror or exc}"
             ) from None
         self._http.start()
-        self._scheduler.start()
+        if not self.stop_event.is_set():
+            self._scheduler.start()
 
-    def _migrate(self, state: ServiceState) -> None:
-        try:
-            state.upgrade()
-        except IdsyncError:
-            log.exception("service.migrate_failed")
-            raise
-        except Exception as exc:
-            log.exception("service.migrate_failed")
-            message = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
-            raise StateError(f"migrating the state database failed: {message}") from None
+    def _migrate(self, state: ServiceState) -> bool:
+        """Migrate on a helper thread, so a signal is acted on within the grace even if the
+        migration waits on a lock; False when it was abandoned (its transaction rolls back)."""
+        done = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                state.upgrade()
+            except BaseException as exc:  # handed to the main thread as is
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=work, name="idsync-migrate", daemon=True).start()
+        # Two things to wait for, the migration and a stop request: a short poll of both.
+        while not done.wait(0.1):
+            if self.stop_event.is_set():
+                grace = self.settings.schedule.shutdown_grace_seconds
+                if done.wait(grace):
+                    break
+                self._migration_abandoned = True
+                log.warning(
+                    "service.migrate_abandoned",
+                    grace_seconds=grace,
+                    detail="stopping: the migration did not finish within the grace; its "
+                    "transaction is rolled back and the next start migrates",
+                )
+                return False
+        if failure:
+            self._migration_failed(failure[0])
         log.info("service.migrated")
+        return True
+
+    @staticmethod
+    def _migration_failed(exc: BaseException) -> None:
+        if isinstance(exc, IdsyncError):
+            # A known error (state database unreachable): its message says it all.
+            log.error("service.migrate_failed", error=str(exc))
+            raise exc
+        log.error("service.migrate_failed", exc_info=exc)
+        message = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        raise StateError(f"migrating the state database failed: {message}") from None
 
     @property
     def http_port(self) -> int:
@@ -145,7 +184,7 @@ class Service:
         self._stopping.set()
         self.stop_event.set()  # the running run sees it and stops at its next safe point
         log.info("service.stopping", run_in_progress=self._scheduler.busy, grace_seconds=grace)
-        clean = self._scheduler.shutdown(grace_seconds=grace)
+        clean = self._scheduler.shutdown(grace_seconds=grace) and not self._migration_abandoned
         if not clean:
             log.warning(
                 "service.stop_timeout",
@@ -247,25 +286,13 @@ class Service:
 
 @contextlib.contextmanager
 def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT set ``stop`` (main thread only; elsewhere the caller owns ``stop``)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    """SIGTERM and SIGINT set ``stop`` (main thread only; elsewhere the caller owns ``stop``).
 
-    def _handler(signum: int, _frame: object) -> None:
-        # No lock in a signal handler: the main thread may hold the event's own lock at this very
-        # moment. A short thread takes it (and logs) once the handler has returned.
-        name = signal.Signals(signum).name
-        threading.Thread(
-            target=_request_stop, args=(stop, name), name="idsync-signal", daemon=True
-        ).start()
-
-    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    Through sync/_signals.py's relay, never a handler that waits for the main thread to wake up:
+    docs/operations.md ("Why a signal could be lost") says why.
+    """
+    with stop_signals(lambda name: _request_stop(stop, name)):
         yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _request_stop(stop: threading.Event, signal_name: str) -> None:
@@ -281,11 +308,16 @@ def serve(
     settings: Settings,
     run_fn: RunFn | None = None,
     stop: threading.Event | None = None,
+    exit_process: bool = False,
 ) -> int:
     """Run the service until SIGTERM / SIGINT (or ``stop`` is set); return the exit code, 0.
 
     Raises :class:`~sync.errors.ConfigError` for a wrong schedule before anything starts, and
     :class:`~sync.errors.StateError` when the state database cannot be migrated.
+    ``exit_process`` (the CLI): once stopped, end the process at once with 0 (logs flushed)
+    instead of returning. The interpreter's own exit would join the threads of a run that missed
+    its grace (still inside a database or HTTP call) and collect every object the process made;
+    on a starved machine that alone took seconds past the stop.
     """
     configure_logging(level=settings.log.level, fmt=settings.log.format)
     register_settings_secrets(settings)
@@ -301,4 +333,17 @@ def serve(
             service.wait()
         finally:
             service.shutdown()
+    if exit_process:
+        _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process now: no join of threads left in a call (what they did is recorded)."""
+    import logging
+
+    logging.shutdown()
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+        sys.stdout.flush()
+    os._exit(code)
