@@ -5,7 +5,8 @@ run lock (:func:`uses_advisory_locks`) and the migration transaction — so the 
 the migrations never ask which database they talk to:
 
 * **SQLite** — every connection gets ``busy_timeout`` (set first, so the other pragmas wait for a
-  busy file instead of failing), ``journal_mode=WAL`` (readers never block the writer),
+  busy file instead of failing), ``journal_mode=WAL`` (readers never block the writer; see
+  :func:`_ensure_wal` for two processes switching a new file at once),
   ``synchronous=NORMAL`` (safe with WAL) and ``foreign_keys=ON``. pysqlite's own transaction
   handling is switched off and SQLAlchemy's ``begin`` event emits ``BEGIN`` itself — the recipe of
   the SQLAlchemy pysqlite documentation ("Serializable isolation / Savepoints / Transactional DDL").
@@ -23,6 +24,8 @@ the migrations never ask which database they talk to:
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -85,7 +88,7 @@ def _sqlite_engine(url: URL) -> Engine:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
             if not in_memory:
-                cursor.execute("PRAGMA journal_mode = WAL")
+                _ensure_wal(cursor)
                 cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -102,6 +105,32 @@ def _sqlite_engine(url: URL) -> Engine:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
     return engine
+
+
+def _ensure_wal(cursor: Any) -> None:
+    """Switch the database file to WAL once, safely when another process does the same.
+
+    The switch reads the file header, then upgrades that read transaction to a write one, and
+    SQLite never runs the busy handler for such an upgrade (it could deadlock): when two processes
+    open a new state database at the same moment (two replicas starting, or a migration next to
+    a CLI command), the loser got "database is locked" at once, whatever ``busy_timeout`` said.
+    So: nothing to do when the file is in WAL already (it stays so); otherwise try, and on that
+    immediate "locked" look again after a short pause, within the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    pause = 0.005
+    while True:
+        if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() == "wal":
+            return
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        else:
+            return  # WAL now, or a file system without WAL support: the answer stands
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _postgresql_engine(url: URL) -> Engine:
