@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest tools lock bench bench-simulator clean
+.PHONY: install demo test lint typecheck pytest tools lock stress bench bench-simulator clean
 
 # promtool (checks deploy/prometheus/alerts.yml) comes from Debian's `prometheus` package, unpacked
 # into .tools/ rather than installed: the package's maintainer scripts would start a Prometheus
@@ -49,6 +49,11 @@ pytest: install
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 test: tools lint typecheck pytest
+
+# The process, signal, lock and migration tests, STRESS_RUNS times in a row, with a pass count.
+STRESS_RUNS ?= 20
+stress: install
+	CI=true $(PY) tests/stress.py --runs $(STRESS_RUNS)
 
 bench-simulator: install
 	$(PY) benchmarks/simulator_bench.py
