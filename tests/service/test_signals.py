@@ -3,7 +3,11 @@
 Each iteration starts `python -m sync serve` on a fresh SQLite state database (so the signal may
 land while it migrates) against one simulator over HTTP, with its own reference name (so every
 iteration has writes to make and a run can be cut mid-apply), and sends SIGTERM after a random
-delay between 0 and 3 s. A few processes run at a time to keep the whole test bounded.
+delay. Half the iterations draw it between 0 and 3 s after the process was started (the issue's
+words, from before the first log line on). On a busy host loading idsync can take most of those
+3 s, so the other half draw a shorter delay after a later moment the log shows (the service
+starting, the scheduler started, a run started), so that every phase is hit in every run of the
+test. A few processes run at a time to keep the whole test bounded.
 
 Set IDSYNC_SIGNAL_SEED to replay the delays of a failed run (the seed is in the failure message).
 """
@@ -30,6 +34,9 @@ pytestmark = pytest.mark.slow
 ITERATIONS = 100
 AT_ONCE = 4
 MAX_DELAY_SECONDS = 3.0
+# Later moments to count from, with the longest delay drawn after each.
+ANCHORS = (("service.start", 1.0), ("scheduler.started", 1.0), ("run.start", 0.4))
+SLOW = 60.0  # a moment a process must reach, however loaded the host
 GRACE_SECONDS = 5
 # The promise under test: out within the shutdown grace plus 5 s, whatever the moment.
 EXIT_BOUND_SECONDS = GRACE_SECONDS + 5
@@ -42,9 +49,20 @@ class _Shot:
     index: int
     serve: Serve
     state_path: Path
+    anchor: str | None  # None: the process start
     delay: float
-    send_at: float
+    started_at: float
+    send_at: float | None = None
     sent_at: float | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether the signal is due now; finds the anchor's moment in the log first."""
+        if self.send_at is None:
+            if self.anchor is not None and f'"event": "{self.anchor}"' not in self.serve.text():
+                assert now - self.started_at < SLOW, f"{self.anchor} never logged"
+                return False
+            self.send_at = now + self.delay
+        return now >= self.send_at
 
 
 def _statuses(state_path: Path) -> list[str]:
@@ -73,7 +91,7 @@ def _moment(shot: _Shot) -> str:
 
 
 def _check(shot: _Shot, code: int, seed: int) -> str:
-    where = f"iteration {shot.index} (seed {seed}, delay {shot.delay:.3f} s)"
+    where = f"iteration {shot.index} (seed {seed}, {shot.delay:.3f} s after {shot.anchor})"
     text = shot.serve.text()
     if code == -signal.SIGTERM and not text:
         # Before the interpreter ran idsync's first statement (docs/operations.md, Stopping):
@@ -102,7 +120,13 @@ def test_sigterm_at_a_random_moment_always_ends_serve_with_0_in_time(
     seed = int(os.environ.get("IDSYNC_SIGNAL_SEED", time.time_ns() % 2**32))
     rng = random.Random(seed)
     world, base_url = world_factory(people=30, latency_ms=40)
-    delays = [0.0, *(rng.uniform(0.0, MAX_DELAY_SECONDS) for _ in range(ITERATIONS - 1))]
+    plans: list[tuple[str | None, float]] = [(None, 0.0)]  # once at the very start
+    for index in range(1, ITERATIONS):
+        if index % 2:
+            plans.append((None, rng.uniform(0.0, MAX_DELAY_SECONDS)))
+        else:
+            anchor, longest = rng.choice(ANCHORS)
+            plans.append((anchor, rng.uniform(0.0, longest)))
     moments: Counter[str] = Counter()
     live: list[_Shot] = []
     started = time.monotonic()
@@ -111,36 +135,48 @@ def test_sigterm_at_a_random_moment_always_ends_serve_with_0_in_time(
         while next_index < ITERATIONS or live:
             assert time.monotonic() - started < BUDGET_SECONDS, f"over budget (seed {seed})"
             while next_index < ITERATIONS and len(live) < AT_ONCE:
-                live.append(_start(tmp_path, world, base_url, next_index, delays[next_index]))
+                anchor, delay = plans[next_index]
+                live.append(_start(tmp_path, world, base_url, next_index, anchor, delay))
                 next_index += 1
             for shot in list(live):
-                now = time.monotonic()
-                if shot.sent_at is None:
-                    if now >= shot.send_at:
-                        shot.serve.process.send_signal(signal.SIGTERM)
-                        shot.sent_at = now
-                    continue
-                code = shot.serve.process.poll()
-                if code is None:
-                    if now - shot.sent_at > EXIT_BOUND_SECONDS:
-                        shot.serve.kill()
-                        pytest.fail(
-                            f"iteration {shot.index} (seed {seed}) still running "
-                            f"{EXIT_BOUND_SECONDS} s after SIGTERM\n{shot.serve.text()[-3000:]}"
-                        )
-                    continue
-                shot.serve.wait_exit()
-                moments[_check(shot, code, seed)] += 1
-                live.remove(shot)
+                outcome = _step(shot, seed)
+                if outcome is not None:
+                    moments[outcome] += 1
+                    live.remove(shot)
             time.sleep(0.005)  # the poll of the loop above: signal times and exits
     finally:
         for shot in live:
             shot.serve.kill()
     assert sum(moments.values()) == ITERATIONS
+    # Every phase was hit (the anchored half makes sure of it, however slow the host).
+    assert {"mid-run", "during start-up"} <= set(moments), (seed, dict(moments))
     print(f"\nSIGTERM moments over {ITERATIONS} serves (seed {seed}): {dict(moments)}")  # noqa: T201 - the figures are the point
 
 
-def _start(tmp_path: Path, world: World, base_url: str, index: int, delay: float) -> _Shot:
+def _step(shot: _Shot, seed: int) -> str | None:
+    """Signal the process when due; once it has exited, check it: the moment the signal fell."""
+    now = time.monotonic()
+    if shot.sent_at is None:
+        if shot.due(now):
+            shot.serve.process.send_signal(signal.SIGTERM)
+            shot.sent_at = now
+        return None
+    code = shot.serve.process.poll()
+    if code is None:
+        if now - shot.sent_at > EXIT_BOUND_SECONDS:
+            shot.serve.kill()
+            pytest.fail(
+                f"iteration {shot.index} (seed {seed}) still running "
+                f"{EXIT_BOUND_SECONDS} s after SIGTERM\n{shot.serve.text()[-3000:]}"
+            )
+        return None
+    shot.serve.wait_exit()
+    return _check(shot, code, seed)
+
+
+def _start(  # noqa: PLR0917 - a private helper of one test
+    tmp_path: Path, world: World, base_url: str, index: int, anchor: str | None, delay: float
+) -> _Shot:
     workdir = tmp_path / f"serve-{index}"
     workdir.mkdir()
     state_path = workdir / "state.db"
@@ -158,6 +194,7 @@ def _start(tmp_path: Path, world: World, base_url: str, index: int, delay: float
         index=index,
         serve=serve,
         state_path=state_path,
+        anchor=anchor,
         delay=delay,
-        send_at=time.monotonic() + delay,
+        started_at=time.monotonic(),
     )
