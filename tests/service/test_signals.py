@@ -59,7 +59,10 @@ class _Shot:
         """Whether the signal is due now; finds the anchor's moment in the log first."""
         if self.send_at is None:
             if self.anchor is not None and f'"event": "{self.anchor}"' not in self.serve.text():
-                assert now - self.started_at < SLOW, f"{self.anchor} never logged"
+                assert now - self.started_at < SLOW, (
+                    f"iteration {self.index}: {self.anchor} not logged in {SLOW} s\n"
+                    f"{self.serve.text()[-3000:]}"
+                )
                 return False
             self.send_at = now + self.delay
         return now >= self.send_at
@@ -157,6 +160,8 @@ def _step(shot: _Shot, seed: int) -> str | None:
     """Signal the process when due; once it has exited, check it: the moment the signal fell."""
     now = time.monotonic()
     if shot.sent_at is None:
+        early = shot.serve.process.poll()
+        assert early is None, f"iteration {shot.index}: exit {early} unasked\n{shot.serve.text()}"
         if shot.due(now):
             shot.serve.process.send_signal(signal.SIGTERM)
             shot.sent_at = now
