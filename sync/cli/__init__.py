@@ -1,7 +1,7 @@
 """The admin CLI ``idsync``. Parsing and printing only; the work lives in the service modules.
 
 :func:`main` imports nothing heavy before it has armed ``idsync serve``'s signal relay: a SIGTERM
-that arrives while the CLI and the settings load is queued, not lost (sync/_signals.py).
+that arrives while the CLI and the settings load is never lost (sync/_signals.py).
 """
 
 from __future__ import annotations
