@@ -98,6 +98,10 @@ class HRSettings(_Section):
     badge_number_column: str | None = None
     email_column: str | None = None
     active_column: str | None = None
+    # For `idsync suggest` only (never matched on): names and birth date, each optional.
+    first_name_column: str | None = None
+    last_name_column: str | None = None
+    birth_date_column: str | None = None
     # Optional write-back of the Protime id into the HR database (off unless both are set).
     writeback_table: str | None = None
     writeback_id_column: str | None = None

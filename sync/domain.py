@@ -114,6 +114,26 @@ class Person:
 
 
 @dataclass(frozen=True, slots=True)
+class NamedPerson(Person):
+    """A person with the fields only ``idsync suggest`` reads: names (and always the e-mail).
+
+    Never used for matching; a reconcile reads plain :class:`Person` objects and keeps no names.
+    """
+
+    first_name: str | None = None
+    last_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HRDetails:
+    """What HR says about an employee beyond its keys, for suggestions only, never for matching."""
+
+    first_name: str | None = None
+    last_name: str | None = None
+    birth_date: str | None = None  # ISO 8601 (YYYY-MM-DD)
+
+
+@dataclass(frozen=True, slots=True)
 class PriorState:
     """What the state database tells the planner. Built by ``state/``, read by ``reconcile/``.
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from sync.domain import Action, Classification
     from sync.reconcile import RunResult
-    from sync.state import EventRow, MappingRow, RunRow
+    from sync.state import EventRow, MappingRow, Rekey, RunRow
 
 SCHEMA_VERSION = 1
 
@@ -45,6 +45,7 @@ MAPPING_FIELDS = (
     "last_error",
     "attempts",
     "last_run_id",
+    "previous_hr_id",
 )
 
 
@@ -146,6 +147,20 @@ def mapping_object(row: MappingRow) -> dict[str, Any]:
         "last_error": row.last_error,
         "attempts": row.attempts,
         "last_run_id": row.last_run_id,
+        "previous_hr_id": row.previous_hr_id,
+    }
+
+
+def rekey_object(rekey: Rekey, story: str) -> dict[str, Any]:
+    """One re-key of ``show``: the person's reference moved from ``old`` to ``new``."""
+    return {
+        "old": rekey.old,
+        "new": rekey.new,
+        "protime_id": rekey.protime_id,
+        "at": _time(rekey.at),
+        "run_id": rekey.run_id,
+        "reason": rekey.reason,
+        "story": story,
     }
 
 

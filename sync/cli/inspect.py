@@ -26,13 +26,14 @@ from sync.cli._contracts import (
     document,
     event_object,
     mapping_object,
+    rekey_object,
     run_object,
 )
 from sync.domain import Situation
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
-    from sync.state import EventRow, MappingRow, RunRow, StateStore
+    from sync.state import EventRow, MappingRow, Rekey, RunRow, StateStore
 
 # `runs` prints run ids cut to this many characters (a UUID's first group: unique in practice);
 # `runs show` takes any unique prefix of at least _MIN_PREFIX among the latest _PREFIX_SEARCH runs.
@@ -54,10 +55,13 @@ def register(app: typer.Typer) -> None:
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """Mappings by situation and the latest runs, from the state database."""
+    """Mappings by situation, unmatched and disputed by reason, and the latest runs."""
+    from sync.reconcile._groups import group_counts
+
     settings = settings_and_logging()
     with open_store(settings) as store:
         counts = store.counts_by_situation()
+        attention = group_counts(store.attention())
         recent = store.runs(limit=5)
     if as_json:
         print_json(
@@ -66,6 +70,9 @@ def status(
                 {
                     "situations": all_situations(counts),
                     "total": sum(counts.values()),
+                    "attention": [
+                        {"situation": s, "reason": group, "count": n} for s, group, n in attention
+                    ],
                     "recent_runs": [run_object(r) for r in recent],
                 },
             )
@@ -78,6 +85,14 @@ def status(
             ((s.value, counts.get(s.value, 0)) for s in Situation),
         )
     )
+    if attention:
+        out.print(
+            table(
+                "Unmatched and disputed, by reason (idsync suggest proposes persons)",
+                ["situation", "reason", "count"],
+                attention,
+            )
+        )
     _print_runs(recent, title="Latest runs")
 
 
@@ -93,17 +108,19 @@ def show(
         raise UsageError("give an HR_ID or --protime-id N (exactly one)")
     settings = settings_and_logging()
     with open_store(settings) as store:
+        rekeys: list[Rekey] = []
         if hr_id is not None:
             row = store.mapping(hr_id)
             rows = [row] if row is not None else []
             what = f"HR id {hr_id!r}"
             events = _chronological(store.events_for(hr_id=hr_id))
+            rekeys = store.rekeys(hr_id)
         else:
             assert protime_id is not None  # checked above; narrows the type
             rows = store.mapping_by_protime_id(protime_id)
             what = f"Protime person {protime_id}"
             events = _chronological(store.events_for(protime_id=protime_id))
-    if not rows:
+    if not rows and not rekeys:
         raise UsageError(f"{what} is not known to idsync (not in the state database)")
     if as_json:
         print_json(
@@ -112,13 +129,24 @@ def show(
                 {
                     "mappings": [mapping_object(r) for r in rows],
                     "history": [event_object(e) for e in events],
+                    "rekeys": [rekey_object(r, rekey_story(r)) for r in rekeys],
                 },
             )
         )
         return
     for row in rows:
         _print_mapping(row)
+    if rekeys:
+        out.print(table("Re-keys", ["story"], ((rekey_story(r),) for r in rekeys)))
     _print_events(events)
+
+
+def rekey_story(r: Rekey) -> str:
+    """``E-1 → E-9 (person 4711) on 2026-11-30 12:00 UTC, run 1a2b3c4d, because ...``."""
+    run = f"run {r.run_id[:_SHORT_ID]}" if r.run_id else "by an admin"
+    person = f" (person {r.protime_id})" if r.protime_id is not None else ""
+    because = f", because {r.reason}" if r.reason else ""
+    return f"{r.old} → {r.new}{person} on {when(r.at)}, {run}{because}"
 
 
 def runs(

@@ -5,7 +5,8 @@ stores Protime ids in the HR database when that is configured. The validation ru
 id invalid, which active values mean "out of scope") are documented in :mod:`sync.hr._validate`.
 """
 
+from sync.hr._details import read_hr_details
 from sync.hr._source import read_hr, write_back
 from sync.hr._validate import FALSE_SPELLINGS
 
-__all__ = ["FALSE_SPELLINGS", "read_hr", "write_back"]
+__all__ = ["FALSE_SPELLINGS", "read_hr", "read_hr_details", "write_back"]

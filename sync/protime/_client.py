@@ -221,6 +221,7 @@ class ProtimeClient:
     ``httpx.MockTransport`` in tests). ``clock`` (monotonic seconds) decides token expiry and the
     retry budget. ``backoff`` shapes the waits between tries (a ``Retry-After`` is a floor under it).
     ``read_email=False`` leaves ``Person.email`` empty: only the ``email`` matching rule needs it.
+    ``read_names=True`` reads :class:`~sync.domain.NamedPerson` objects (``idsync suggest``).
     """
 
     def __init__(
@@ -233,6 +234,7 @@ class ProtimeClient:
         clock: Callable[[], float] = time.monotonic,
         backoff: Backoff | None = None,
         read_email: bool = True,
+        read_names: bool = False,
     ) -> None:
         settings.require()
         problem = name_problem(settings.reference_name)
@@ -255,6 +257,7 @@ class ProtimeClient:
         self._token_url_shown = redact_http_url(token_url)
         self._on_request = on_request
         self._read_email = read_email
+        self._read_names = read_names
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._issued: deque[str] = deque(maxlen=4)  # recent tokens, scrubbed from any message
@@ -370,6 +373,7 @@ class ProtimeClient:
                     payload,
                     reference_name=self._settings.reference_name,
                     with_email=self._read_email,
+                    with_names=self._read_names,
                 )
                 seen.add_page(people)
             except MalformedAnswerError as exc:
@@ -403,6 +407,14 @@ class ProtimeClient:
         async for page in self.iter_people():
             people.extend(page)
         return people
+
+    async def person_exists(self, protime_id: int) -> bool:
+        """Whether Protime has person ``protime_id`` (``GET people/{id}``: 200 yes, 404 no)."""
+        if type(protime_id) is not int or protime_id <= 0:
+            raise ReferenceValueError(f"protime_id {_show(protime_id)} is not a positive integer")
+        url = httpx.URL(f"{self._base}{API_PATH}/people/{protime_id}")
+        response = await self._api(RequestKind.PEOPLE, "GET", url, expected=(200, 404))
+        return response.status_code == 200  # noqa: PLR2004
 
     async def put_reference(self, *, value: str, protime_id: int) -> bool:
         """Point ``value`` at person ``protime_id``. True when created (201), False when updated."""

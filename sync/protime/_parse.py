@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any
 
-from sync.domain import Person
+from sync.domain import NamedPerson, Person
 from sync.errors import ProtimeError
 
 _MAX_SERVER_TEXT = 300
@@ -82,7 +82,9 @@ def _text(mapping: dict[str, Any], key: str, where: str) -> str | None:
     raise MalformedAnswerError(f"{where}: {key!r} is {_kind(value)}, expected a string")
 
 
-def _person(item: object, index: int, reference_name: str, with_email: bool) -> Person:
+def _person(
+    item: object, index: int, reference_name: str, with_email: bool, with_names: bool
+) -> Person:
     if type(item) is not dict:
         raise MalformedAnswerError(f"people page item {index} is {_kind(item)}, expected an object")
     person_id = item.get("id")
@@ -108,24 +110,35 @@ def _person(item: object, index: int, reference_name: str, with_email: bool) -> 
     # Checked either way; kept only when a matching rule uses it (100,000 unused e-mail strings
     # were 8 MB at a run's memory peak).
     email = _text(item, "email", where)
-    return Person(
+    # Names are read (and checked) for suggestions only: a run neither needs nor keeps them.
+    kind: type[Person] = Person
+    extra: dict[str, str | None] = {}
+    if with_names:
+        kind = NamedPerson
+        extra = {
+            "first_name": _text(item, "firstName", where),
+            "last_name": _text(item, "lastName", where),
+        }
+    return kind(
         id=person_id,
         employee_number=_text(item, "employeeNumber", where)
         or _text(references, EMPLOYEE_NUMBER_REFERENCE, ref_where),
         badge_number=_text(item, "badgeNumber", where)
         or _text(references, BADGE_NUMBER_REFERENCE, ref_where),
-        email=email if with_email else None,
+        email=email if with_email or with_names else None,
         reference=_text(references, reference_name, ref_where),
         out_of_service=bool(out_of_service),
+        **extra,
     )
 
 
 def parse_people_page(
-    payload: object, *, reference_name: str, with_email: bool = True
+    payload: object, *, reference_name: str, with_email: bool = True, with_names: bool = False
 ) -> tuple[list[Person], str | None]:
     """The persons of one people page and its ``nextLink`` (``None`` on the last page).
 
     ``with_email=False`` leaves ``Person.email`` empty (the field is still checked).
+    ``with_names=True`` gives :class:`NamedPerson` objects with names and e-mail (suggestions).
     """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"people page is {_kind(payload)}, expected an object")
@@ -139,7 +152,10 @@ def parse_people_page(
     next_link = payload.get("nextLink")
     if next_link is not None and type(next_link) is not str:
         raise MalformedAnswerError(f"people page 'nextLink' is {_kind(next_link)}, expected a path")
-    people = [_person(item, index, reference_name, with_email) for index, item in enumerate(items)]
+    people = [
+        _person(item, index, reference_name, with_email, with_names)
+        for index, item in enumerate(items)
+    ]
     return people, next_link or None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Connection,
     Row,
     insert,
     select,
@@ -22,6 +23,7 @@ from sync.values import value_problem
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
 
 from sync.state._base import (
     _EVENTS,
@@ -35,64 +37,179 @@ from sync.state._base import (
     _now,
 )
 
+_NOT_EMPLOYEES = (Situation.INVALID.value, Situation.ORPHANED.value)
+
+
+def _link_problems(
+    conn: Connection,
+    pairs: Sequence[tuple[str, int]],
+    *,
+    force: bool,
+    require_known: bool = False,
+) -> list[tuple[int, str]]:
+    """``(index, problem)`` for every pair that must not be linked; one function for every link.
+
+    Checks, in order: the HR id can be a reference value; the Protime id is positive; the same HR
+    id or person twice among ``pairs`` (an identical pair twice is one link); with
+    ``require_known``, the HR id is an employee the map knows; the person is linked by hand to
+    another HR id; unless ``force``, the map has the person under another HR id (any situation:
+    linking would re-point the person's reference on the next reconcile).
+    """
+    problems = _pair_problems(pairs)
+    valid = [(i, pair) for i, pair in enumerate(pairs) if i not in problems]
+    rows: dict[str, str] = {}
+    for chunk in _chunks(sorted({hr_id for _, (hr_id, _p) in valid})):
+        rows.update(
+            (found, situation)
+            for found, situation in conn.execute(
+                select(_M.hr_id, _M.situation).where(_M.hr_id.in_(chunk))
+            )
+        )
+    holders: dict[int, list[tuple[str, bool, str]]] = {}
+    for chunk in _chunks(sorted({p for _, (_h, p) in valid})):
+        for found, pid, manual, situation in conn.execute(
+            select(_M.hr_id, _M.protime_id, _M.manual, _M.situation).where(_M.protime_id.in_(chunk))
+        ):
+            holders.setdefault(pid, []).append((found, bool(manual), situation))
+    for index, (hr_id, protime_id) in valid:
+        problem = _map_problem(
+            hr_id,
+            protime_id,
+            situation=rows.get(hr_id),
+            holders=[h for h in holders.get(protime_id, []) if h[0] != hr_id],
+            force=force,
+            require_known=require_known,
+        )
+        if problem:
+            problems[index] = problem
+    return sorted(problems.items())
+
+
+def _pair_problems(pairs: Sequence[tuple[str, int]]) -> dict[int, str]:
+    """The checks a pair fails on its own, or together with the other pairs."""
+    hr_count: dict[str, set[int]] = {}
+    person_count: dict[int, set[str]] = {}
+    for hr_id, protime_id in pairs:
+        hr_count.setdefault(hr_id, set()).add(protime_id)
+        person_count.setdefault(protime_id, set()).add(hr_id)
+    problems: dict[int, str] = {}
+    for index, (hr_id, protime_id) in enumerate(pairs):
+        problem = value_problem(hr_id, max_length=KEY_LENGTH)
+        if problem:
+            problems[index] = f"HR id {hr_id!r} cannot be linked: {problem}"
+        elif protime_id <= 0:
+            problems[index] = f"Protime id must be a positive number, got {protime_id}"
+        elif len(hr_count[hr_id]) > 1:
+            persons = ", ".join(str(p) for p in sorted(hr_count[hr_id]))
+            problems[index] = f"HR id {hr_id!r} is given more than one person: {persons}"
+        elif len(person_count[protime_id]) > 1:
+            ids = ", ".join(sorted(person_count[protime_id]))
+            problems[index] = f"Protime person {protime_id} is given more than one HR id: {ids}"
+    return problems
+
+
+def _map_problem(
+    hr_id: str,
+    protime_id: int,
+    *,
+    situation: str | None,
+    holders: list[tuple[str, bool, str]],
+    force: bool,
+    require_known: bool,
+) -> str | None:
+    """What the map says against one link; ``holders`` are the other rows on that person."""
+    if require_known and situation in (None, *_NOT_EMPLOYEES):
+        seen = f" (it is {situation})" if situation else " (no run has seen it)"
+        return f"HR id {hr_id!r} is no HR employee idsync knows{seen}"
+    by_hand = [h for h in holders if h[1]]
+    if by_hand:
+        other = by_hand[0][0]
+        return (
+            f"Protime person {protime_id} is already linked by hand to HR id {other!r}; "
+            f"unlink it first (idsync unlink {other})"
+        )
+    if holders and not force:
+        named = ", ".join(f"{other} ({situation})" for other, _, situation in holders)
+        return (
+            f"Protime person {protime_id} is mapped to HR id {named}; linking {hr_id} to it"
+            " would re-point the person's reference on the next reconcile. Add --force to do that"
+        )
+    return None
+
+
+def _write_link(conn: Connection, *, hr_id: str, protime_id: int, now: datetime) -> None:
+    row = conn.execute(select(_M.protime_id, _M.manual).where(_M.hr_id == hr_id)).first()
+    values = {
+        "protime_id": protime_id,
+        "manual": True,
+        "rule": "manual",
+        "evidence": f"linked by an admin to {protime_id}",
+        "reason": "manual link; the next run writes the reference",
+        "last_changed_at": now,
+    }
+    if row is None:
+        new = _new_mapping(hr_id, now=now, situation=Situation.UNLINKED, reason="")
+        conn.execute(insert(_MAPPINGS).values({**new, **values}))
+        previous = None
+    else:
+        conn.execute(update(_MAPPINGS).where(_M.hr_id == hr_id).values(values))
+        previous = str(row.protime_id) if row.manual and row.protime_id else None
+    conn.execute(
+        insert(_EVENTS).values(
+            _admin_event(
+                action=EventAction.LINK,
+                hr_id=hr_id,
+                protime_id=protime_id,
+                value=str(protime_id),
+                previous_value=previous,
+                reason="linked by an admin",
+                now=now,
+            )
+        )
+    )
+
 
 class AdminStore(StoreBase):
     """An admin's changes to the map, each with its audit event."""
 
     # --------------------------------------------------------------- admin actions
 
-    def link(self, *, hr_id: str, protime_id: int) -> None:
+    def link(self, *, hr_id: str, protime_id: int, force: bool = False) -> None:
         """Pin an HR id to a Protime person by hand; the next run writes the reference.
 
-        A manual link wins over every matching rule. Refused (:class:`UsageError`) when the id cannot
-        be a reference value, or when another HR id is already linked by hand to that person.
+        A manual link wins over every matching rule. Refused (:class:`UsageError`) for any problem
+        :func:`_link_problems` finds (``force`` links a person the map has under another HR id).
         """
-        problem = value_problem(hr_id, max_length=KEY_LENGTH)
-        if problem:
-            raise UsageError(f"HR id {hr_id!r} cannot be linked: {problem}")
-        if protime_id <= 0:
-            raise UsageError(f"Protime id must be a positive number, got {protime_id}")
-        now = _now()
         with write_transaction(self._engine) as conn:
-            other = conn.execute(
-                select(_M.hr_id).where(
-                    _M.protime_id == protime_id, _M.manual.is_(True), _M.hr_id != hr_id
-                )
-            ).scalar()
-            if other is not None:
-                raise UsageError(
-                    f"Protime person {protime_id} is already linked by hand to HR id {other!r}; "
-                    f"unlink it first (idsync unlink {other})"
-                )
-            row = conn.execute(select(_M.protime_id, _M.manual).where(_M.hr_id == hr_id)).first()
-            values = {
-                "protime_id": protime_id,
-                "manual": True,
-                "rule": "manual",
-                "evidence": f"linked by an admin to {protime_id}",
-                "reason": "manual link; the next run writes the reference",
-                "last_changed_at": now,
-            }
-            if row is None:
-                new = _new_mapping(hr_id, now=now, situation=Situation.UNLINKED, reason="")
-                conn.execute(insert(_MAPPINGS).values({**new, **values}))
-                previous = None
-            else:
-                conn.execute(update(_MAPPINGS).where(_M.hr_id == hr_id).values(values))
-                previous = str(row.protime_id) if row.manual and row.protime_id else None
-            conn.execute(
-                insert(_EVENTS).values(
-                    _admin_event(
-                        action=EventAction.LINK,
-                        hr_id=hr_id,
-                        protime_id=protime_id,
-                        value=str(protime_id),
-                        previous_value=previous,
-                        reason="linked by an admin",
-                        now=now,
-                    )
-                )
-            )
+            problems = _link_problems(conn, [(hr_id, protime_id)], force=force)
+            if problems:
+                raise UsageError(problems[0][1])
+            _write_link(conn, hr_id=hr_id, protime_id=protime_id, now=_now())
+
+    def link_many(
+        self,
+        pairs: Sequence[tuple[str, int]],
+        *,
+        force: bool = False,
+        skip_bad: bool = False,
+        check_only: bool = False,
+    ) -> tuple[list[tuple[str, int]], list[tuple[int, str]]]:
+        """Link many pairs in one transaction after checking all of them (``idsync link --from``).
+
+        Every check of :meth:`link`, plus: the HR id must be an employee the map knows. Returns the
+        pairs linked and ``(index, problem)`` for each refused pair; with a problem and without
+        ``skip_bad`` nothing is linked. ``check_only`` checks and links nothing.
+        """
+        with write_transaction(self._engine) as conn:
+            problems = _link_problems(conn, pairs, force=force, require_known=True)
+            if check_only or (problems and not skip_bad):
+                return [], problems
+            bad = {index for index, _ in problems}
+            good = [pair for index, pair in enumerate(pairs) if index not in bad]
+            now = _now()
+            for hr_id, protime_id in good:
+                _write_link(conn, hr_id=hr_id, protime_id=protime_id, now=now)
+        return good, problems
 
     def unlink(self, *, hr_id: str) -> None:
         """Remove an admin's link; the next run matches the HR id by the rules again."""

@@ -65,6 +65,7 @@ _OUTCOME_FIELDS = (
     "attempts",
     "failed_fingerprint",
     "last_changed_at",
+    "previous_hr_id",
 )
 _MAPPING_COLUMNS = (
     _M.hr_id,
@@ -85,6 +86,7 @@ _MAPPING_COLUMNS = (
     _M.attempts,
     _M.failed_fingerprint,
     _M.last_run_id,
+    _M.previous_hr_id,
 )
 _EVENT_COLUMNS = tuple(_EVENTS.c)
 _RUN_COLUMNS = tuple(_RUNS.c)
@@ -182,6 +184,7 @@ def _new_mapping(hr_id: str, *, now: datetime, situation: Situation, reason: str
         "attempts": 0,
         "failed_fingerprint": None,
         "last_run_id": None,
+        "previous_hr_id": None,
     }
 
 

@@ -9,13 +9,14 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    or_,
     select,
     update,
 )
 
 from sync.domain import Action, ActionKind, Outcome
 from sync.state._engine import write_transaction
-from sync.state._rows import EventAction
+from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -174,3 +175,36 @@ class EventStore(StoreBase):
             query = query.where(_E.run_id == run_id)
         with self._engine.connect() as conn:
             return [_event_row(r) for r in conn.execute(query)]
+
+    def rekeys(self, hr_id: str) -> list[Rekey]:
+        """Every re-key ``hr_id`` took part in, oldest first: written over another HR id on its
+        person, or written over by another HR id (found through ``previous_hr_id``)."""
+        with self._engine.connect() as conn:
+            successors = list(
+                conn.execute(select(_M.hr_id).where(_M.previous_hr_id == hr_id)).scalars()
+            )
+            query = (
+                select(
+                    _E.previous_value,
+                    _E.value,
+                    _E.protime_id,
+                    _E.completed_at,
+                    _E.run_id,
+                    _E.reason,
+                )
+                .where(
+                    _E.action == EventAction.WRITE.value,
+                    _E.outcome == Outcome.SUCCEEDED.value,
+                    _E.previous_value.is_not(None),
+                    or_(
+                        _E.hr_id == hr_id,
+                        _E.hr_id.in_(successors) & (_E.previous_value == hr_id),
+                    ),
+                )
+                .order_by(_E.id)
+            )
+            return [
+                Rekey(old=old, new=new, protime_id=pid, at=at, run_id=run, reason=reason)
+                for old, new, pid, at, run, reason in conn.execute(query)
+                if old != new
+            ]

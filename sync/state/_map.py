@@ -33,6 +33,7 @@ from sync.state._base import (
     _BOUND_CLASSIFIED,
     _CHUNK,
     _CLASSIFIED,
+    _E,
     _GOOD_RUN,
     _M,
     _MAPPING_COLUMNS,
@@ -108,9 +109,12 @@ def _compare(
 
 
 def _after_outcome(
-    row: dict[str, Any] | None, o: ActionOutcome, now: datetime
+    row: dict[str, Any] | None, o: ActionOutcome, now: datetime, previous: str | None = None
 ) -> dict[str, Any] | None:
-    """The mapping row after one outcome (see :meth:`StateStore.record_outcomes`); None: delete."""
+    """The mapping row after one outcome (see :meth:`StateStore.record_outcomes`); None: delete.
+
+    ``previous`` is what the person held before a write, as its pending event recorded it.
+    """
     a = o.action
     if row is None:
         if a.kind is ActionKind.DELETE and o.outcome is Outcome.SUCCEEDED:
@@ -131,6 +135,8 @@ def _after_outcome(
         return row
     row.update(last_error=None, attempts=0, failed_fingerprint=None)
     if a.kind is ActionKind.WRITE:
+        if previous and previous != a.value:
+            row["previous_hr_id"] = previous  # a re-key: the person held another HR id
         row.update(
             situation=Situation.LINKED.value,
             protime_id=a.protime_id,
@@ -157,8 +163,26 @@ def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: dat
         for found in conn.execute(select(*_MAPPING_COLUMNS).where(_M.hr_id.in_(chunk))):
             rows[found.hr_id] = found._asdict()
     existed = set(rows)
+    # What each written person held before, as the pending event recorded it: a re-key.
+    previous: dict[int, str] = {}
+    writes = sorted(
+        o.event_id
+        for o in relevant
+        if o.action.kind is ActionKind.WRITE and o.outcome is Outcome.SUCCEEDED
+    )
+    for chunk in _chunks(writes):
+        previous.update(
+            (event_id, value)
+            for event_id, value in conn.execute(
+                select(_E.id, _E.previous_value).where(
+                    _E.id.in_(chunk), _E.previous_value.is_not(None)
+                )
+            )
+        )
     for o in relevant:
-        rows[o.action.hr_id] = _after_outcome(rows.get(o.action.hr_id), o, now)
+        rows[o.action.hr_id] = _after_outcome(
+            rows.get(o.action.hr_id), o, now, previous.get(o.event_id)
+        )
 
     gone = [k for k, v in rows.items() if v is None and k in existed]
     for chunk in _chunks(gone):
@@ -323,6 +347,16 @@ class MapStore(StoreBase):
                 select(*_MAPPING_COLUMNS).where(_M.protime_id == protime_id).order_by(_M.hr_id)
             ).all()
         return [_mapping_row(r) for r in rows]
+
+    def attention(self) -> Iterator[tuple[str, str | None, str]]:
+        """``(situation, rule, reason)`` of every unmatched and disputed row, streamed."""
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
+                select(_M.situation, _M.rule, _M.reason).where(
+                    _M.situation.in_((Situation.UNMATCHED.value, Situation.DISPUTED.value))
+                )
+            )
+            yield from ((situation, rule, reason) for situation, rule, reason in result)
 
     def counts_by_situation(self) -> dict[str, int]:
         """Rows of the map per situation, as stored now."""

@@ -89,6 +89,8 @@ class MappingRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failed_fingerprint: Mapped[str | None] = mapped_column(Text)
     last_run_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("runs.id"))
+    # Re-key history: the HR id the person held before this one was written over it.
+    previous_hr_id: Mapped[str | None] = mapped_column(String(KEY_LENGTH), index=True)
 
 
 class RunRecord(Base):

@@ -53,6 +53,8 @@ class MappingRow:
     ``attempts`` counts failed attempts since the last success; ``failed_fingerprint`` is set when the
     last action failed permanently (``Action.fingerprint``), and blocks the same action until its
     inputs change or an admin clears it. ``last_run_id`` is the run that last classified or wrote it.
+    ``previous_hr_id`` is the HR id the person held before idsync wrote this one over it (a re-key:
+    a rehire, a contractor becoming an employee).
     """
 
     hr_id: str
@@ -73,6 +75,19 @@ class MappingRow:
     attempts: int
     failed_fingerprint: str | None
     last_run_id: str | None
+    previous_hr_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rekey:
+    """One re-key: person ``protime_id`` held ``old`` and idsync wrote ``new`` over it."""
+
+    old: str
+    new: str
+    protime_id: int | None
+    at: datetime | None
+    run_id: str | None
+    reason: str | None
 
 
 @dataclass(frozen=True, slots=True)

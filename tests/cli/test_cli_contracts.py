@@ -22,10 +22,11 @@ IDSYNC = Path(sys.executable).with_name("idsync")
 
 
 def _json_commands() -> set[str]:
-    """Every command path (`runs show` -> `runs-show`) that has a --json option, and export."""
+    """Every command path (`runs show` -> `runs-show`) that has a --json option, and export and
+    suggest (their JSON is `--format json`)."""
     _register()
     root = typer.main.get_command(app)
-    found = {"export"}
+    found = {"export", "suggest"}
 
     # Duck-typed: typer may build its commands from its own copy of click.
     def walk(command: Any, path: list[str]) -> None:

@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from protime_fakes import API_PATH, person
-from sync.domain import Person
+from sync.domain import NamedPerson, Person
 from sync.protime import MalformedAnswerError
+from sync.protime._parse import parse_people_page
 
 PEOPLE_PATH = f"{API_PATH}/people"
 
@@ -222,3 +223,18 @@ def test_endless_empty_pages_are_cut_off(fake, make_client, monkeypatch):
     with pytest.raises(MalformedAnswerError, match="5 empty pages in a row"):
         asyncio.run(scenario())
     assert len(fake.api_requests) == 5
+
+
+def test_names_are_read_only_when_asked():
+    """with_names gives NamedPerson objects with names and e-mail; a run's read keeps neither,
+    and does not even look at a malformed name field it does not use."""
+    page = {"value": [person(1, firstName="Jan", lastName="Peeters", email="j@x.eu")]}
+    (named,), _ = parse_people_page(page, reference_name="HRMID", with_email=False, with_names=True)
+    assert isinstance(named, NamedPerson)
+    assert (named.first_name, named.last_name, named.email) == ("Jan", "Peeters", "j@x.eu")
+    odd = {"value": [person(2, firstName=7)]}
+    (plain,), _ = parse_people_page(odd, reference_name="HRMID", with_email=False)
+    assert type(plain) is Person
+    assert plain.email is None
+    with pytest.raises(MalformedAnswerError, match="'firstName' is int"):
+        parse_people_page(odd, reference_name="HRMID", with_names=True)

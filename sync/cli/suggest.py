@@ -1,0 +1,48 @@
+"""`idsync suggest`: the explained near-miss report for what the rules could not resolve."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path  # noqa: TC003 - typer reads the annotation at run time
+from typing import Annotated
+
+import typer
+
+from sync.cli._common import err, open_store, settings_and_logging
+from sync.errors import UsageError
+
+
+def register(app: typer.Typer) -> None:
+    app.command("suggest")(suggest)
+
+
+def suggest(
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Up to 3 likely Protime persons for every unmatched or disputed HR employee, with the
+    evidence, and the persons no HR employee reaches. Reads only; review the file, write yes in
+    `accept`, then `idsync link --from FILE`."""
+    if fmt not in {"csv", "json"}:
+        raise UsageError(f"--format must be csv or json, not {fmt!r}")
+    settings = settings_and_logging()
+    from sync.suggest import build_report, write_csv, write_json
+
+    started = time.monotonic()
+    with open_store(settings) as store:
+        report = build_report(settings=settings, store=store)
+    write = write_csv if fmt == "csv" else write_json
+    if output is None:
+        write(report, sys.stdout)
+    else:
+        with output.open("w", encoding="utf-8", newline="") as stream:
+            write(report, stream)
+    with_candidates = sum(1 for s in report.suggestions if s.candidates)
+    err.print(
+        f"{len(report.suggestions)} unmatched or disputed employee(s), {with_candidates} with"
+        f" candidates; {len(report.unreached)} Protime person(s) no employee reaches"
+        f" ({time.monotonic() - started:.1f} s)"
+    )

@@ -1,0 +1,410 @@
+"""Suggestions for what the rules could not resolve. Pure: no I/O, no clock.
+
+For every ``unmatched`` or ``disputed`` HR employee, up to three Protime persons that probably are
+that employee, each with a score (0-100) and the evidence; and the persons no HR employee reaches.
+Names are evidence here and nowhere else: the rules never match on them.
+
+Candidates come only from the *pool*: persons no employee resolved to (linked, unlinked, drifted
+or failed records keep theirs). Inside the pool, blocking keeps the work proportional to the
+employees asked about, not to the tenant: a person is compared with an employee only when
+
+* one of its keys (reference, employee number, badge number, e-mail) equals one of the employee's
+  keys after a loose normalization (``trim,casefold,alnum_only,strip_leading_zeros``), on the same
+  field or across fields; or
+* its name shares a token prefix (first three letters of a name word) with the employee's name
+  and is similar enough (rapidfuzz ``token_sort_ratio`` >= 70); or
+* the employee's dispute named it as a candidate.
+
+The scores are documented in ``docs/matching.md`` ("Suggestions").
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import defaultdict
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+from rapidfuzz import fuzz, process
+
+from sync.domain import (
+    Classification,
+    HRDetails,
+    HREmployee,
+    HRSnapshot,
+    Normalizer,
+    Person,
+    Rule,
+    Situation,
+)
+from sync.reconcile._normalize import describe, normalizer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+N = Normalizer
+# The loose key of the blocking; also the order in which "what would make them equal" is told.
+LOOSE = (N.TRIM, N.CASEFOLD, N.ALNUM_ONLY, N.STRIP_LEADING_ZEROS)
+_COMBOS = [c for size in range(1, len(LOOSE) + 1) for c in combinations(LOOSE, size)]
+_loose = normalizer(LOOSE)
+_FIELDS = (Rule.REFERENCE, Rule.EMPLOYEE_NUMBER, Rule.BADGE_NUMBER, Rule.EMAIL)
+_PERSON_ATTR = {
+    Rule.REFERENCE: "reference",
+    Rule.EMPLOYEE_NUMBER: "employee_number",
+    Rule.BADGE_NUMBER: "badge_number",
+    Rule.EMAIL: "email",
+}
+_RESOLVED = frozenset({Situation.LINKED, Situation.UNLINKED, Situation.DRIFTED, Situation.FAILED})
+
+MAX_CANDIDATES = 3
+MIN_SCORE = 15.0
+NAME_CUTOFF = 70.0  # token_sort_ratio below this is no name evidence at all
+_NAMES_PER_BLOCK = 20  # similar names taken from one block
+_PERSONS_PER_NAME = 50  # persons taken per similar name (more share it: the name tells nothing)
+_PREFIX = 3
+# Scores (docs/matching.md, "Suggestions").
+SAME_FIELD_EXACT = 65.0
+SAME_FIELD_NORMALIZED = 60.0
+CROSS_FIELD = 40.0
+MORE_FIELDS = 5.0  # each further agreeing field
+SIMILAR_KEY_MAX = 20.0  # a key one typo away (ratio >= 80) adds up to this
+NAME_WEIGHT = 0.3  # times the name similarity (0-100)
+DIFFERENT_KEY = -10.0  # per field both sides have that does not agree at all
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One Protime person suggested for an HR employee, with why."""
+
+    protime_id: int
+    score: float
+    name: str | None
+    agree: tuple[str, ...]  # "employee_number 00123 = 123 (equal with strip_leading_zeros)"
+    differ: tuple[str, ...]  # "badge_number B1 vs B7"
+    normalize: tuple[str, ...]  # settings that would make a key equal: "employee_number=..."
+    name_similarity: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suggestion:
+    """One unmatched or disputed HR employee and its best candidates, best first."""
+
+    hr_id: str
+    situation: Situation
+    reason: str
+    name: str | None
+    candidates: tuple[Candidate, ...]
+    hr_duplicates: tuple[str, ...] = ()  # other HR ids with the same name and birth date
+
+
+@dataclass(frozen=True, slots=True)
+class Unreached:
+    """A Protime person no HR employee resolves to, nor disputes."""
+
+    protime_id: int
+    name: str | None
+    reference: str | None
+    employee_number: str | None
+    badge_number: str | None
+    email: str | None
+    out_of_service: bool
+    suggested_for: tuple[str, ...]  # HR ids it is a candidate for in this report
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    suggestions: tuple[Suggestion, ...]
+    unreached: tuple[Unreached, ...]
+
+
+def fold_name(first: str | None, last: str | None) -> str | None:
+    """A name for comparing: accents dropped, case folded, punctuation to spaces."""
+    text = " ".join(part for part in (first, last) if part)
+    if not text:
+        return None
+    decomposed = unicodedata.normalize("NFKD", text)
+    letters = "".join(
+        ch if ch.isalnum() else " " for ch in decomposed if not unicodedata.combining(ch)
+    )
+    folded = " ".join(letters.casefold().split())
+    return folded or None
+
+
+def _shown_name(first: str | None, last: str | None) -> str | None:
+    text = " ".join(part for part in (first, last) if part)
+    return text or None
+
+
+def _hr_key(employee: HREmployee, field: Rule) -> str | None:
+    if field is Rule.REFERENCE:
+        return employee.hr_id
+    value: str | None = getattr(employee, _PERSON_ATTR[field])
+    return value
+
+
+def _steps_to_equal(a: str, b: str) -> tuple[Normalizer, ...] | None:
+    """The smallest list of normalizers (in LOOSE order) that makes ``a`` and ``b`` one key."""
+    for combo in _COMBOS:
+        apply = normalizer(combo)
+        assert apply is not None
+        if apply(a) is not None and apply(a) == apply(b):
+            return combo
+    return None
+
+
+class _Pool:
+    """The persons suggestions may name, indexed for blocking."""
+
+    def __init__(self, persons: Iterable[Person]) -> None:
+        self.persons = {p.id: p for p in persons}
+        assert _loose is not None
+        loose = _loose
+        self.keys: dict[str, list[tuple[int, Rule]]] = defaultdict(list)
+        names: dict[str, list[int]] = defaultdict(list)
+        for person in self.persons.values():
+            for field in _FIELDS:
+                value = getattr(person, _PERSON_ATTR[field])
+                if value:
+                    key = loose(value)
+                    if key is not None:
+                        self.keys[key].append((person.id, field))
+            name = fold_name(
+                getattr(person, "first_name", None), getattr(person, "last_name", None)
+            )
+            if name is not None:
+                names[name].append(person.id)
+        self.names = names
+        blocks: dict[str, list[str]] = defaultdict(list)
+        for name in names:
+            for token in set(name.split()):
+                blocks[token[:_PREFIX]].append(name)
+        self.blocks = blocks
+
+    def by_key(self, value: str) -> list[tuple[int, Rule]]:
+        assert _loose is not None
+        key = _loose(value)
+        return self.keys.get(key, []) if key is not None else []
+
+    def by_name(self, name: str) -> dict[int, float]:
+        """Person id -> name similarity, for the similar names in the name's blocks."""
+        found: dict[int, float] = {}
+        for prefix in {token[:_PREFIX] for token in name.split()}:
+            block = self.blocks.get(prefix)
+            if not block:
+                continue
+            for other, score, _ in process.extract(
+                name,
+                block,
+                scorer=fuzz.token_sort_ratio,
+                score_cutoff=NAME_CUTOFF,
+                limit=_NAMES_PER_BLOCK,
+            ):
+                for pid in self.names[other][:_PERSONS_PER_NAME]:
+                    if score > found.get(pid, -1.0):
+                        found[pid] = score
+        return found
+
+
+def _hr_duplicates(
+    employees: Sequence[HREmployee], details: Mapping[str, HRDetails]
+) -> dict[str, tuple[str, ...]]:
+    """HR id -> the other HR ids with the same name and birth date (one person entered twice?)."""
+    groups: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for employee in employees:
+        d = details.get(employee.hr_id)
+        if d is None or not d.birth_date:
+            continue
+        name = fold_name(d.first_name, d.last_name)
+        if name is not None:
+            groups[(name, d.birth_date)].append(employee.hr_id)
+    out: dict[str, tuple[str, ...]] = {}
+    for ids in groups.values():
+        if len(ids) > 1:
+            for hr_id in ids:
+                out[hr_id] = tuple(sorted(i for i in ids if i != hr_id))
+    return out
+
+
+def _compare(employee: HREmployee, person: Person, hits: set[tuple[Rule, Rule]]) -> _Evidence:
+    """Every key pair of one employee and one person, and what it says."""
+    ev = _Evidence()
+    for field in _FIELDS:
+        mine = _hr_key(employee, field)
+        theirs = getattr(person, _PERSON_ATTR[field])
+        if not mine or not theirs:
+            continue
+        if mine.strip() == theirs.strip() or (
+            field is Rule.EMAIL and mine.strip().casefold() == theirs.strip().casefold()
+        ):
+            ev.key(SAME_FIELD_EXACT, f"{field} {mine}")
+            continue
+        steps = _steps_to_equal(mine, theirs)
+        if steps is not None:
+            ev.key(
+                SAME_FIELD_NORMALIZED,
+                f"{field} {mine} = {theirs} (equal with {describe(steps)})",
+            )
+            ev.normalize.append(f"{field}={describe(steps)}")
+            continue
+        assert _loose is not None
+        a, b = _loose(mine) or "", _loose(theirs) or ""
+        ratio = fuzz.ratio(a, b) if a and b else 0.0
+        if ratio >= 80:  # noqa: PLR2004 - one typo in a short key
+            ev.similar = max(ev.similar, (ratio - 60.0) / 40.0 * SIMILAR_KEY_MAX)
+            ev.differ.append(f"{field} {mine} vs {theirs} (similar, {ratio:.0f}%)")
+        else:
+            ev.penalty += DIFFERENT_KEY
+            ev.differ.append(f"{field} {mine} vs {theirs}")
+    for mine_field, their_field in sorted(hits):
+        if mine_field is their_field:
+            continue
+        mine = _hr_key(employee, mine_field) or ""
+        theirs = getattr(person, _PERSON_ATTR[their_field]) or ""
+        ev.key(CROSS_FIELD, f"HR {mine_field} {mine} = Protime {their_field} {theirs}")
+    return ev
+
+
+class _Evidence:
+    __slots__ = ("agree", "differ", "keys", "normalize", "penalty", "similar")
+
+    def __init__(self) -> None:
+        self.keys: list[float] = []
+        self.agree: list[str] = []
+        self.differ: list[str] = []
+        self.normalize: list[str] = []
+        self.similar = 0.0
+        self.penalty = 0.0
+
+    def key(self, weight: float, words: str) -> None:
+        self.keys.append(weight)
+        self.agree.append(words)
+
+    def score(self, name_similarity: float | None) -> float:
+        keys = sorted(self.keys, reverse=True)
+        total = (keys[0] + MORE_FIELDS * (len(keys) - 1)) if keys else 0.0
+        total += self.similar + self.penalty
+        if name_similarity is not None:
+            total += NAME_WEIGHT * name_similarity
+        return round(max(0.0, min(100.0, total)), 1)
+
+
+def suggest(
+    *,
+    hr: HRSnapshot,
+    people: Sequence[Person],
+    classifications: Sequence[Classification],
+    details: Mapping[str, HRDetails] | None = None,
+    limit: int = MAX_CANDIDATES,
+) -> Report:
+    """The suggestion report for one classification of ``hr`` against ``people``."""
+    details = details or {}
+    employees = {e.hr_id: e for e in hr.employees}
+    resolved = {
+        c.protime_id
+        for c in classifications
+        if c.situation in _RESOLVED and c.protime_id is not None
+    }
+    targets = [
+        c
+        for c in classifications
+        if c.situation in (Situation.UNMATCHED, Situation.DISPUTED) and c.hr_id in employees
+    ]
+    disputed_persons = {p for c in targets for p in c.candidates}
+    pool = _Pool(p for p in people if p.id not in resolved)
+    duplicates = _hr_duplicates(hr.employees, details)
+    suggestions = [
+        _suggest_one(
+            c,
+            employee=employees[c.hr_id],
+            detail=details.get(c.hr_id),
+            pool=pool,
+            duplicates=duplicates.get(c.hr_id, ()),
+            limit=limit,
+        )
+        for c in targets
+    ]
+    suggested_for: dict[int, list[str]] = defaultdict(list)
+    for s in suggestions:
+        for cand in s.candidates:
+            suggested_for[cand.protime_id].append(s.hr_id)
+    unreached = tuple(
+        Unreached(
+            protime_id=p.id,
+            name=_shown_name(getattr(p, "first_name", None), getattr(p, "last_name", None)),
+            reference=p.reference,
+            employee_number=p.employee_number,
+            badge_number=p.badge_number,
+            email=p.email,
+            out_of_service=p.out_of_service,
+            suggested_for=tuple(suggested_for.get(p.id, ())),
+        )
+        for pid, p in sorted(pool.persons.items())
+        if pid not in disputed_persons
+    )
+    return Report(suggestions=tuple(suggestions), unreached=unreached)
+
+
+def _suggest_one(
+    c: Classification,
+    *,
+    employee: HREmployee,
+    detail: HRDetails | None,
+    pool: _Pool,
+    duplicates: tuple[str, ...],
+    limit: int,
+) -> Suggestion:
+    hits: dict[int, set[tuple[Rule, Rule]]] = defaultdict(set)
+    for field in _FIELDS:
+        value = _hr_key(employee, field)
+        if value:
+            for pid, their_field in pool.by_key(value):
+                hits[pid].add((field, their_field))
+    for pid in c.candidates:
+        if pid in pool.persons:
+            hits.setdefault(pid, set())
+    name = fold_name(detail.first_name, detail.last_name) if detail else None
+    named: dict[int, float] = pool.by_name(name) if name else {}
+    for pid in named:
+        hits.setdefault(pid, set())
+    ranked: list[Candidate] = []
+    for pid, pairs in hits.items():
+        person = pool.persons[pid]
+        similarity = _name_similarity(name, person, named)
+        ev = _compare(employee, person, pairs)
+        score = ev.score(similarity)
+        if score < MIN_SCORE and pid not in c.candidates:
+            continue
+        ranked.append(
+            Candidate(
+                protime_id=pid,
+                score=score,
+                name=_shown_name(
+                    getattr(person, "first_name", None), getattr(person, "last_name", None)
+                ),
+                agree=tuple(ev.agree),
+                differ=tuple(ev.differ),
+                normalize=tuple(dict.fromkeys(ev.normalize)),
+                name_similarity=similarity,
+            )
+        )
+    ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
+    return Suggestion(
+        hr_id=c.hr_id,
+        situation=c.situation,
+        reason=c.reason,
+        name=_shown_name(detail.first_name, detail.last_name) if detail else None,
+        candidates=tuple(ranked[:limit]),
+        hr_duplicates=duplicates,
+    )
+
+
+def _name_similarity(name: str | None, person: Person, named: Mapping[int, float]) -> float | None:
+    if name is None:
+        return None
+    if person.id in named:
+        return round(named[person.id], 1)
+    theirs = fold_name(getattr(person, "first_name", None), getattr(person, "last_name", None))
+    if theirs is None:
+        return None
+    return round(fuzz.token_sort_ratio(name, theirs), 1)

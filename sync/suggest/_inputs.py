@@ -1,0 +1,81 @@
+"""What ``idsync suggest`` reads: HR (with names), Protime (with names), the state's prior, then
+the same classification a run would make. Reads only; nothing is written anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from sync.hr import read_hr, read_hr_details
+from sync.protime import ProtimeClient
+from sync.reconcile import classify
+from sync.suggest._engine import Report, suggest
+
+if TYPE_CHECKING:
+    import httpx
+
+    from sync.config import Settings
+    from sync.domain import HRDetails, HRSnapshot, Person
+    from sync.state import StateStore
+
+
+async def _read(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None
+) -> tuple[HRSnapshot, dict[str, HRDetails], list[Person]]:
+    async with ProtimeClient(settings.protime, transport=transport, read_names=True) as client:
+        # HR is read on worker threads while the event loop pages through Protime, as in a run.
+        hr_read = asyncio.create_task(
+            asyncio.to_thread(
+                read_hr,
+                settings=settings.hr,
+                url=settings.hr_url,
+                max_value_length=settings.protime.max_value_length,
+            )
+        )
+        details_read = asyncio.create_task(
+            asyncio.to_thread(read_hr_details, settings=settings.hr, url=settings.hr_url)
+        )
+        try:
+            people = await client.read_people()
+        finally:
+            hr, details = await asyncio.gather(hr_read, details_read)
+    return hr, details, people
+
+
+def build_report(
+    *,
+    settings: Settings,
+    store: StateStore,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Report:
+    """Read both sides, classify as a run would (same rules, normalizers, links), and suggest."""
+    settings.hr.require()
+    prior = store.load_prior()
+    hr, details, people = asyncio.run(_read(settings, transport))
+    classifications = classify(
+        hr=hr,
+        people=people,
+        prior=prior,
+        rules=settings.match.rules,
+        reference_name=settings.protime.reference_name,
+        normalize=settings.match.normalizers(),
+    )
+    return suggest(hr=hr, people=people, classifications=classifications, details=details)
+
+
+async def _exists(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None, ids: list[int]
+) -> set[int]:
+    async with ProtimeClient(settings.protime, transport=transport, read_email=False) as client:
+        # The client bounds the calls in flight (IDSYNC_PROTIME__CONCURRENCY) and paces them.
+        found = await asyncio.gather(*(client.person_exists(pid) for pid in ids))
+    return {pid for pid, ok in zip(ids, found, strict=True) if ok}
+
+
+def existing_persons(
+    *, settings: Settings, ids: list[int], transport: httpx.AsyncBaseTransport | None = None
+) -> set[int]:
+    """The ids among ``ids`` that Protime has (one ``GET people/{id}`` each)."""
+    if not ids:
+        return set()
+    return asyncio.run(_exists(settings, transport, sorted(set(ids))))
