@@ -11,10 +11,12 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.config import Settings, load_settings
+from sync.display import printable
 from sync.errors import StateError
 from sync.logging import configure_logging, register_settings_secrets
 from sync.state import StateStore, check_schema, create_state_engine, describe_error
@@ -105,12 +107,18 @@ def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
 
 
+def shown(value: object) -> str:
+    """Data from HR or Protime as a human sees it: control and bidi characters escaped
+    (``\\u202e``), and no rich markup (an id ``[red]`` is printed as written)."""
+    return escape(printable(str(value)))
+
+
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
-    t = Table(title=title, title_justify="left", show_lines=False)
+    t = Table(title=shown(title), title_justify="left", show_lines=False)
     for column in columns:
         t.add_column(column)
     for row in rows:
-        t.add_row(*("" if cell is None else str(cell) for cell in row))
+        t.add_row(*("" if cell is None else shown(cell) for cell in row))
     return t
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sync.cli._common import err, open_store, out, settings_and_logging
+from sync.cli._common import err, open_store, out, settings_and_logging, shown
 from sync.errors import UsageError
 from sync.values import value_problem
 
@@ -69,7 +69,7 @@ def link(
     _check_id(hr_id, settings.protime.max_value_length)
     with open_store(settings) as store:
         store.link(hr_id=hr_id, protime_id=protime_id, force=force)
-    out.print(f"linked {hr_id} -> person {protime_id}; the next reconcile writes it")
+    out.print(f"linked {shown(hr_id)} -> person {protime_id}; the next reconcile writes it")
 
 
 def _link_from(settings: Settings, path: Path, *, skip_bad: bool, force: bool) -> None:
@@ -94,7 +94,7 @@ def _link_from(settings: Settings, path: Path, *, skip_bad: bool, force: bool) -
     for index, problem in refused:
         problems[first[pairs[index]]] = problem
     for i in sorted(problems):
-        err.print(f"{path}: {rows[i].where}: {problems[i]}")
+        err.print(f"{path}: {rows[i].where}: {shown(problems[i])}")
     if problems and not linked:
         raise UsageError(
             f"{len(problems)} of {len(rows)} accepted row(s) cannot be linked; nothing was linked"
@@ -133,7 +133,7 @@ def unlink(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) ->
     settings = settings_and_logging()
     with open_store(settings) as store:
         store.unlink(hr_id=hr_id)
-    out.print(f"manual link of {hr_id} removed")
+    out.print(f"manual link of {shown(hr_id)} removed")
 
 
 def ignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) -> None:
@@ -141,7 +141,7 @@ def ignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) ->
     settings = settings_and_logging()
     with open_store(settings) as store:
         store.ignore(hr_id=hr_id)
-    out.print(f"{hr_id} is ignored")
+    out.print(f"{shown(hr_id)} is ignored")
 
 
 def unignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) -> None:
@@ -149,7 +149,7 @@ def unignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) 
     settings = settings_and_logging()
     with open_store(settings) as store:
         store.unignore(hr_id=hr_id)
-    out.print(f"{hr_id} is no longer ignored")
+    out.print(f"{shown(hr_id)} is no longer ignored")
 
 
 def retry(
@@ -176,7 +176,7 @@ def retry(
             cleared = store.clear_failed(hr_ids=failed)
             rest = [h for h in rows if h not in failed]
             if rest:
-                out.print(f"no failed write to retry for {', '.join(rest)}")
+                out.print(f"no failed write to retry for {shown(', '.join(rest))}")
         else:
             cleared = store.clear_failed(hr_ids=None)
     out.print(f"{cleared} failed record(s) will be retried on the next reconcile")

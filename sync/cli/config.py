@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sync.cli._common import err, out, print_json, settings_and_logging
+from sync.cli._common import err, out, print_json, settings_and_logging, shown
 from sync.config import Settings, redact_http_url, redact_url
 
 
@@ -47,7 +47,7 @@ def check(
         results.append(_check_protime(settings))
     for name, ok, detail in results:
         mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
-        (out if ok else err).print(f"{mark} {name}: {detail}")
+        (out if ok else err).print(f"{mark} {shown(name)}: {shown(detail)}")
     if not all(ok for _, ok, _ in results):
         raise typer.Exit(1)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from sync.cli._common import err, out, print_json, settings_and_logging, table
+from sync.cli._common import err, out, print_json, settings_and_logging, shown, table
 from sync.cli._contracts import action_object, document, record_object, result_object
 from sync.domain import Situation
 
@@ -181,4 +181,4 @@ def _print(result: RunResult) -> None:
         f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
     )
     if result.message:
-        err.print(f"[yellow]{result.message}[/yellow]")
+        err.print(f"[yellow]{shown(result.message)}[/yellow]")

@@ -13,31 +13,42 @@ Errors are :class:`~sync.errors.HRSourceError` naming the setting at fault (``ID
 
 from __future__ import annotations
 
+import datetime as dt
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    ARRAY,
+    JSON,
+    Boolean,
     Column,
     Connection,
+    Date,
+    DateTime,
     Engine,
+    Interval,
+    LargeBinary,
     MetaData,
     Select,
     Table,
     TextClause,
+    Time,
     bindparam,
     create_engine,
     inspect,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
+from sqlalchemy.types import NullType
 
 from sync.errors import ConfigError, HRSourceError
-from sync.hr._validate import SnapshotBuilder, id_text
+from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text, id_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -155,15 +166,68 @@ def _resolve(available: list[str], wanted: dict[str, str], *, where: str) -> dic
     return resolved
 
 
-def _table_statement(conn: Connection, settings: HRSettings) -> Select[Any]:
+# Column types that never hold an id or a match key: a row with a value there is invalid, and the
+# value itself is never fetched (a driver may not even convert it: SQLite DATETIME 'garbage').
+_REFUSED_KEY_TYPES = (Date, DateTime, Time, Interval, Boolean, LargeBinary, JSON, ARRAY)
+# An active column of these types cannot say yes or no.
+_REFUSED_ACTIVE_TYPES = (Date, DateTime, Time, Interval, LargeBinary, JSON, ARRAY)
+_REFUSED_KEY_PYTHON = (dt.date, dt.time, dt.timedelta, bool, bytes, dict, list)
+_REFUSED_ACTIVE_PYTHON = (dt.date, dt.time, dt.timedelta, bytes, dict, list)
+ACTIVE_HINT = (
+    "use a column that says yes or no (boolean, 0/1, 'active'/'inactive'), or set "
+    "IDSYNC_HR__QUERY with an expression such as `termination_date IS NULL AS active`"
+)
+
+
+def _refused(column: Column[Any], types: tuple[type, ...], python_types: tuple[type, ...]) -> bool:
+    # By SQLAlchemy's generic type, or by the Python type a dialect's own type stands for
+    # (PostgreSQL's INTERVAL is no sqlalchemy.Interval, but its python_type is timedelta).
+    if isinstance(column.type, types):
+        return True
+    try:
+        return issubclass(column.type.python_type, python_types)
+    except NotImplementedError:
+        return False
+
+
+def _type_name(column: Column[Any], conn: Connection) -> str:
+    try:
+        return str(column.type.compile(dialect=conn.dialect))
+    except Exception:  # a vendor type without a compiler for this dialect
+        return type(column.type).__name__.upper()
+
+
+def _table_statement(conn: Connection, settings: HRSettings) -> tuple[Select[Any], dict[str, str]]:
+    """The SELECT of the configured columns, and the roles whose column type is refused.
+
+    Every column is read raw (no SQLAlchemy result processing): what the driver gives is judged
+    per row by :mod:`sync.hr._validate`, so one unconvertible value cannot end the read. A column
+    whose type can never be a key is not read at all: only whether it holds a value.
+    """
     assert settings.table is not None
     table = _reflect(conn, settings.table, setting="table")
     roles = _resolve(
         list(table.c.keys()), _configured_columns(settings), where=f"table {settings.table!r}"
     )
-    statement = select(*(table.c[column].label(role) for role, column in roles.items()))
+    refused: dict[str, str] = {}
+    selected: list[Any] = []
+    for role, name in roles.items():
+        column = table.c[name]
+        if role == "active":
+            if _refused(column, _REFUSED_ACTIVE_TYPES, _REFUSED_ACTIVE_PYTHON):
+                raise ConfigError(
+                    f"IDSYNC_HR__ACTIVE_COLUMN: column {name!r} is "
+                    f"{_type_name(column, conn)}, which cannot say whether an employee is "
+                    f"active; {ACTIVE_HINT}"
+                )
+            selected.append(type_coerce(column, NullType()).label(role))
+        elif _refused(column, _REFUSED_KEY_TYPES, _REFUSED_KEY_PYTHON):
+            refused[role] = f"{_setting(role + '_column')} {name!r} is {_type_name(column, conn)}"
+            selected.append(column.is_not(None).label(role))
+        else:
+            selected.append(type_coerce(column, NullType()).label(role))
     # Primary-key order makes row numbers (in "duplicate id, rows 3, 7") stable from run to run.
-    return statement.order_by(*table.primary_key.columns)
+    return select(*selected).order_by(*table.primary_key.columns), refused
 
 
 def read_hr(*, settings: HRSettings, url: str, max_value_length: int = 255) -> HRSnapshot:
@@ -191,11 +255,13 @@ def read_hr(*, settings: HRSettings, url: str, max_value_length: int = 255) -> H
 
 def _read_rows(conn: Connection, settings: HRSettings, builder: SnapshotBuilder) -> None:
     statement: Select[Any] | TextClause
+    refused: dict[str, str] = {}
     if settings.table:
-        statement = _table_statement(conn, settings)
+        statement, refused = _table_statement(conn, settings)
     else:
         assert settings.query is not None
         statement = text(settings.query)
+    _raw_text_values(conn)
     # A server-side cursor (PostgreSQL, MariaDB) must be closed even when we stop early.
     with conn.execution_options(yield_per=_STREAM_BATCH).execute(statement) as result:
         if not result.returns_rows:
@@ -206,11 +272,11 @@ def _read_rows(conn: Connection, settings: HRSettings, builder: SnapshotBuilder)
             names = list(result.keys())
             roles = _resolve(names, _configured_columns(settings), where="the query's result")
             positions = {role: names.index(column) for role, column in roles.items()}
-        get = _getter(positions)
+        get = _getter(positions, refused)
         for number, row in enumerate(result, start=1):
             builder.add(
                 number,
-                row[positions["id"]],
+                get(row, "id"),
                 employee_number=get(row, "employee_number"),
                 badge_number=get(row, "badge_number"),
                 email=get(row, "email"),
@@ -218,10 +284,28 @@ def _read_rows(conn: Connection, settings: HRSettings, builder: SnapshotBuilder)
             )
 
 
-def _getter(positions: dict[str, int]) -> Any:
+def _raw_text_values(conn: Connection) -> None:
+    """Have text values that are not UTF-8 arrive as bytes to judge per row, where possible.
+
+    pysqlite decodes every TEXT value itself and raises for invalid UTF-8 -- ending the whole
+    read, with the offending text in its message. Its ``text_factory`` hook lets the row be
+    marked invalid instead. Other drivers decode by the column's declared character set.
+    """
+    dbapi_connection = conn.connection.dbapi_connection
+    if dbapi_connection is not None and hasattr(dbapi_connection, "text_factory"):
+        dbapi_connection.text_factory = decode_text
+
+
+def _getter(positions: dict[str, int], refused: dict[str, str]) -> Any:
     def get(row: Any, role: str) -> object:
         index = positions.get(role)
-        return None if index is None else row[index]
+        if index is None:
+            return None
+        value = row[index]
+        if role in refused:
+            # Only "holds a value" was read: a value there makes the row invalid.
+            return ColumnTypeRefused(refused[role]) if value else None
+        return value
 
     return get
 

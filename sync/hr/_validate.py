@@ -11,9 +11,17 @@ Pure (no I/O), so every rule is tested without a database. The rules, as the REA
   should be fixed instead; the reason says so.
 * An integer is written in decimal: ``123`` becomes ``"123"``, and so collides with a string
   ``"123"`` in the same source (both are then duplicates). A ``Decimal`` without a fraction (what
-  ``NUMERIC(10,0)`` columns return) counts as an integer.
-* Anything else — floats, booleans, bytes, dates, decimals with a fraction — is invalid with
-  ``"not a string/integer (<type>)"``: its text form is not a stable identifier.
+  ``NUMERIC(10,0)`` columns return) and a float holding an integer exactly (``2.0``, up to 2**53)
+  count as integers. A UUID becomes its canonical text.
+* Anything else — floats and decimals with a fraction, booleans, bytes, dates, times, intervals,
+  JSON, arrays — is invalid with ``"not a string/integer (<type>)"``: its text form is not a
+  stable identifier. In table mode a column whose declared type can never be an id (DATE,
+  DATETIME, TIME, INTERVAL, BOOLEAN, BLOB/BYTEA, JSON, arrays) is not even fetched (a driver may
+  fail to convert its values); each row holding a value there is invalid with a reason naming the
+  setting, the column and its type.
+* Text whose bytes are not UTF-8 (SQLite stores whatever it is given) is invalid with
+  ``"the id is not valid UTF-8 (N bytes)"``. Such a row, and a row whose id is longer than
+  ``max_value_length``, is keyed by its number (``<row N>``), not by an id that cannot be one.
 * An id on more than one in-scope row makes every one of those rows invalid:
   ``"duplicate id, rows 3, 7"`` (row numbers count from 1 in read order).
 
@@ -28,20 +36,65 @@ is invalid is reported invalid whatever its active value.
 
 **Optional columns** (employee number, badge number, e-mail) are match keys: ``None`` and blank
 become ``None``; integers (and integral decimals and floats such as ``1234.0``) become their
-decimal text; strings are trimmed (fixed-width ``CHAR`` columns pad them); e-mail is lower-cased.
-No value type makes a row fail.
+decimal text; UUIDs their canonical text; strings are trimmed (fixed-width ``CHAR`` columns pad
+them); e-mail is lower-cased. A value of any other type (a date, a boolean, bytes, JSON, a number
+with a fraction), undecodable text, or a value in a column whose type is refused makes the row
+invalid with a reason naming the column's role and the type, never the value.
+
+**An active column** that cannot say yes or no (DATE, DATETIME, TIME, INTERVAL, BLOB, JSON, arrays
+by its declared type; in query mode a date, time, interval or JSON value) is a configuration error
+naming ``IDSYNC_HR__ACTIVE_COLUMN``, with the hint to select ``termination_date IS NULL AS active``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from decimal import Decimal
+from uuid import UUID
 
 from sync.domain import HREmployee, HRSnapshot, InvalidHRRow
+from sync.errors import ConfigError
 from sync.values import value_problem
 
 FALSE_SPELLINGS = frozenset({"0", "f", "false", "n", "no", "off", "inactive"})
 _MAX_ROWS_LISTED = 10
+# Floats hold integers exactly up to 2**53; beyond, their decimal text is not the id HR meant.
+_EXACT_FLOAT = 2**53
+# Values of these types cannot say whether an employee is active (query mode: judged per value).
+_NOT_BOOLEAN_LIKE = (dt.date, dt.time, dt.timedelta, dict, list, tuple)
+
+
+class UndecodableText(bytes):
+    """A text value whose bytes are not UTF-8 (see :func:`decode_text`); makes its row invalid."""
+
+    __slots__ = ()
+
+
+class ColumnTypeRefused:
+    """Stands for a value in a column whose type can never be a key; ``why`` names the column."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def decode_text(raw: bytes) -> str | UndecodableText:
+    """A driver's text value: ``str`` when UTF-8, else marked undecodable (never an exception)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return UndecodableText(raw)
+
+
+def _unusable(value: object, what: str) -> str | None:
+    """Why ``value`` can never be read as text for ``what``, or None. Never shows the value."""
+    if isinstance(value, ColumnTypeRefused):
+        return f"{value.why}, not text or an integer"
+    if isinstance(value, UndecodableText):
+        return f"{what} is not valid UTF-8 ({len(value)} bytes)"
+    return None
 
 
 def _type_name(value: object) -> str:
@@ -62,36 +115,61 @@ def _integral_decimal(value: Decimal) -> bool:
     return value.is_finite() and value.as_tuple().exponent == 0
 
 
+def _number_text(value: object) -> tuple[bool, str | None]:
+    """``(is a number, its decimal text or None when it has a fraction)``."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
+        return False, None
+    if isinstance(value, int):
+        return True, str(value)
+    if isinstance(value, Decimal):
+        return True, str(int(value)) if _integral_decimal(value) else None
+    if math.isfinite(value) and value.is_integer() and abs(value) <= _EXACT_FLOAT:
+        return True, str(int(value))
+    return True, None
+
+
 def id_text(value: object, *, max_length: int) -> tuple[str | None, str | None]:
-    """``(text, problem)`` for a raw id: its text form (``None`` when empty) and why it is unusable."""
+    """``(text, problem)`` for a raw id: its text form (``None`` when empty, undecodable or too
+    long to be a key: the row is then keyed by its number) and why it is unusable."""
     if value is None:
         return None, "empty"
-    if isinstance(value, bool):
-        return _raw_text(value), "not a string/integer (bool)"
-    if isinstance(value, int):
+    unusable = _unusable(value, "the id")
+    if unusable is not None:
+        return None, unusable
+    is_number, number = _number_text(value)
+    if is_number:
+        return (number, None) if number is not None else (_raw_text(value), _not_id(value))
+    if isinstance(value, UUID):
         return str(value), None
-    if isinstance(value, Decimal) and _integral_decimal(value):
-        return str(int(value)), None
     if isinstance(value, str):
         problem = value_problem(value, max_length=max_length)
+        if problem is not None and len(value) > max_length:
+            # Too long to be a key anywhere (the state database keys are 255 characters): the
+            # row is keyed by its number, the reason says how long the id is.
+            return None, problem
         return (value or None), problem
-    return _raw_text(value), f"not a string/integer ({_type_name(value)})"
+    return _raw_text(value), _not_id(value)
+
+
+def _not_id(value: object) -> str:
+    return f"not a string/integer ({_type_name(value)})"
 
 
 def optional_text(value: object) -> str | None:
-    """A match key from any value: trimmed text, integers in decimal, ``None`` when blank."""
-    if value is None or isinstance(value, bool):
+    """A match key from any value: trimmed text, integers in decimal, ``None`` when blank.
+
+    Values :func:`key_problem` refuses never get here (their row is invalid).
+    """
+    if value is None or isinstance(value, bool | UndecodableText | ColumnTypeRefused):
         return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, Decimal):
-        if _integral_decimal(value):
-            return str(int(value))
-        return str(value) if value.is_finite() else None
-    if isinstance(value, float):
-        if not math.isfinite(value):
+    is_number, number = _number_text(value)
+    if is_number:
+        finite = value.is_finite() if isinstance(value, Decimal) else math.isfinite(float(value))  # type: ignore[arg-type]
+        if number is None and not finite:
             return None
-        return str(int(value)) if value.is_integer() else repr(value)
+        return number if number is not None else _raw_text(value)
+    if isinstance(value, UUID):
+        return str(value)
     if isinstance(value, bytes | bytearray | memoryview):
         try:
             text = bytes(value).decode("utf-8")
@@ -104,10 +182,34 @@ def optional_text(value: object) -> str | None:
     return text.strip() or None
 
 
+def key_problem(value: object, what: str) -> str | None:
+    """Why an optional key column's value makes its row invalid, or None (see the module doc)."""
+    if value is None:
+        return None
+    unusable = _unusable(value, what)
+    if unusable is not None:
+        return unusable
+    if isinstance(value, bool | dt.date | dt.time | dt.timedelta | dict | list | tuple):
+        return f"{what} is not text or a number ({_type_name(value)})"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return f"{what} is not text or a number (bytes)"
+    is_number, number = _number_text(value)
+    if is_number and number is None:
+        return f"{what} is not text or an integer ({_type_name(value)} with a fraction)"
+    return None
+
+
 def is_active(value: object) -> bool:
     """Whether an active-column value keeps the row in scope (see the module doc)."""
     if value is None:
         return True
+    if isinstance(value, _NOT_BOOLEAN_LIKE):
+        raise ConfigError(
+            f"IDSYNC_HR__ACTIVE_COLUMN holds {_type_name(value)} values, which cannot say whether "
+            "an employee is active; use a column that says yes or no (boolean, 0/1, "
+            "'active'/'inactive'), or set IDSYNC_HR__QUERY with an expression such as "
+            "`termination_date IS NULL AS active`"
+        )
     if isinstance(value, bool):
         return value
     if isinstance(value, Decimal):
@@ -159,6 +261,16 @@ class SnapshotBuilder:
         if problem is not None or text is None:
             self._invalid.append(InvalidHRRow(row_number, text, problem or "empty"))
             return
+        keys = (
+            (employee_number, "the employee number"),
+            (badge_number, "the badge number"),
+            (email, "the e-mail"),
+        )
+        for value, what in keys:
+            key_trouble = key_problem(value, what)
+            if key_trouble is not None:
+                self._invalid.append(InvalidHRRow(row_number, text, key_trouble))
+                return
         if not is_active(active):
             self._out_of_scope.add(text)
             return
