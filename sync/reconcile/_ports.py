@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sync.config import Settings
     from sync.domain import Action, Classification, HRSnapshot, Person, PriorState
     from sync.protime import ClientStats
-    from sync.state import ActionOutcome, MappingRow, RunSummary
+    from sync.state import ActionOutcome, LockFence, MappingRow, RunSummary
 
 
 class HRSource(Protocol):
@@ -71,8 +71,11 @@ class ProtimeAPI(Protocol):
 class RunState(Protocol):
     """The state database as a run uses it (:class:`sync.state.StateStore` is the real one)."""
 
-    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[None]:
-        """The run lock; raises :class:`~sync.errors.LockHeldError` when another run holds it."""
+    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[LockFence | None]:
+        """The run lock; raises :class:`~sync.errors.LockHeldError` when another run holds it.
+
+        Yields its fence (:attr:`~sync.state.LockFence.lost` is checked before every write), or
+        None for a lock that cannot be lost."""
 
     def close(self) -> None:
         """Release what the store opened itself."""

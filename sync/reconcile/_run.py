@@ -16,7 +16,7 @@ import socket
 import time
 from collections import Counter
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._classify import classify
+from sync.reconcile._fence import FencedStop, lock_lost
 from sync.reconcile._gates import check_input_gate, check_thresholds
 from sync.reconcile._plan import plan as make_plan
 from sync.reconcile._plan import summarize
@@ -154,8 +155,10 @@ def run(
     )
     with _ports(settings, hr=hr, state=state, protime=protime) as ports:
         try:
-            with ports.state.lock(timeout=settings.lock_timeout_seconds), _rare_collections():
-                return _locked_run(job, ports)
+            with ports.state.lock(timeout=settings.lock_timeout_seconds) as fence:
+                fenced = replace(job, stop=FencedStop(job.stop, fence))  # the lock as a fence
+                with _rare_collections():
+                    return _locked_run(fenced, ports)
         except LockHeldError as exc:
             log.warning("run.skipped_locked", trigger=trigger, reason=str(exc))
             store = ports.state
@@ -345,7 +348,7 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
                 return job.result(
                     run_id,
                     RunStatus.INTERRUPTED,
-                    message="stopped before writing (shutdown requested)",
+                    message=f"stopped before writing ({lock_lost(job.stop) or 'shutdown requested'})",
                     plan=the_plan,
                     counts=counts,
                     client=client,
@@ -380,9 +383,10 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
     message = tally.fatal or ""
     if status is RunStatus.INTERRUPTED:
         left = len(the_plan.actions) - tally.done
+        why = lock_lost(job.stop)
         message = (
-            f"stopped on request: {left} of {len(the_plan.actions)} action(s) not attempted;"
-            " the next run does them"
+            f"{f'run lock lost, stopped writing: {why}' if why else 'stopped on request'}: "
+            f"{left} of {len(the_plan.actions)} action(s) not attempted; the next run does them"
         )
     return job.result(
         run_id,

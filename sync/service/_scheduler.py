@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -144,6 +145,7 @@ class Scheduler:
         self._cond = threading.Condition()
         self._pending = False
         self._busy = False
+        self._run_started: float | None = None
         self._closing = False
         self._runner: threading.Thread | None = None
         self._scheduler = _Background(
@@ -189,6 +191,12 @@ class Scheduler:
         with self._cond:
             return self._busy
 
+    def running_for(self) -> float | None:
+        """Seconds the current run has been going; None between runs."""
+        with self._cond:
+            started = self._run_started
+        return None if started is None else time.monotonic() - started
+
     def problem(self) -> str | None:
         """None while the scheduler and the runner are alive; else what is dead."""
         if not self._scheduler.running or not self._scheduler.thread_alive():
@@ -222,6 +230,7 @@ class Scheduler:
                     return
                 self._pending = False
                 self._busy = True
+                self._run_started = time.monotonic()
             try:
                 if not self._stop.is_set():
                     self._run_once()
@@ -230,6 +239,7 @@ class Scheduler:
             finally:
                 with self._cond:
                     self._busy = False
+                    self._run_started = None
                     self._cond.notify_all()
 
     def shutdown(self, *, grace_seconds: float) -> bool:

@@ -206,7 +206,20 @@ class Service:
     def liveness_problem(self) -> str | None:
         if self._stopping.is_set():
             return "shutting down"
-        return self._scheduler.problem()
+        problem = self._scheduler.problem()
+        if problem is not None:
+            return problem
+        # The run deadline stops a run from inside; a run still going a grace later is stuck
+        # where that cannot reach it (a call that never returns): say so, for a restart.
+        running = self._scheduler.running_for()
+        deadline = self.settings.run_deadline_seconds
+        bound = deadline + self.settings.schedule.shutdown_grace_seconds
+        if running is not None and running > bound:
+            return (
+                f"the run has been going for {running:.0f} s, past the run deadline "
+                f"(IDSYNC_RUN_DEADLINE_SECONDS={deadline:g}) plus the shutdown grace: stuck"
+            )
+        return None
 
     def readiness_problem(self) -> str | None:
         alive = self.liveness_problem()

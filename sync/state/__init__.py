@@ -15,7 +15,7 @@ replicas, see ``_migrate``).
 """
 
 from sync.state._engine import create_state_engine, describe_error
-from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, run_lock
+from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, LockFence, run_lock
 from sync.state._migrate import (
     alembic_config,
     check_schema,
@@ -44,6 +44,7 @@ __all__ = [
     "ActionOutcome",
     "EventAction",
     "EventRow",
+    "LockFence",
     "MappingRow",
     "Rekey",
     "RunRow",

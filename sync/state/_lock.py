@@ -18,10 +18,20 @@ else, the lock was lost (the process stalled for longer than ``ttl``): that is l
 
 A caller that cannot take the lock gets :class:`~sync.errors.LockHeldError` at once with
 ``timeout=0`` (the default), or after polling for up to ``timeout`` seconds.
+
+**The lock is a fence.** The block gets a :class:`LockFence`; a run checks :attr:`LockFence.lost`
+at every safe point (before each write) and stops writing once it is set. On PostgreSQL a watcher
+asks the lock's own session every ``PG_CONFIRM_SECONDS`` whether it still holds the advisory
+lock: a dropped session (connection cut, server restarted, backend terminated) or an answer that
+does not come within ``PG_CONFIRM_BOUND_SECONDS`` (a half-open connection) loses the fence. The
+session is never re-established: a lock is never reconnected into. On SQLite the fence holds until
+``ttl * 3/4`` after the last renewal, a quarter of the ``ttl`` before anyone may take the lease
+over; a heartbeat that finds another owner loses it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -33,7 +43,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sync.errors import LockHeldError, StateError
@@ -49,9 +59,52 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 DEFAULT_LOCK_TTL_SECONDS = 60.0
+PG_CONFIRM_SECONDS = 1.0
+PG_CONFIRM_BOUND_SECONDS = 5.0
+# A lease holder trusts its lease for this share of the ttl after a renewal: it stops writing a
+# quarter ttl before anyone else may take the lease over.
+_LEASE_SAFE_SHARE = 0.75
 _POLL_FIRST = 0.05
 _POLL_MAX = 1.0
 _log = logging.getLogger(__name__)
+
+
+class LockFence:
+    """Whether the run lock is still ours; read :attr:`lost` at each safe point."""
+
+    def __init__(self, *, name: str, valid_for: float) -> None:
+        self._name = name
+        self._guard = threading.Lock()
+        self._lost: str | None = None
+        self._valid_until = time.monotonic() + valid_for
+        self._valid_for = valid_for
+
+    @property
+    def lost(self) -> str | None:
+        """None while the lock is held; else why it no longer is (one line, for the run record)."""
+        with self._guard:
+            if self._lost is None and time.monotonic() > self._valid_until:
+                self._lost = (
+                    f"the run lock {self._name!r} could not be confirmed for "
+                    f"{self._valid_for:g} s (state database unreachable or not answering)"
+                )
+                _log.error("run lock lost: %s", self._lost)
+            return self._lost
+
+    def confirm(self, *, valid_for: float | None = None) -> None:
+        """The lock was just seen held: the fence stands for ``valid_for`` seconds from now."""
+        with self._guard:
+            if self._lost is None:
+                self._valid_until = time.monotonic() + (
+                    valid_for if valid_for is not None else self._valid_for
+                )
+
+    def lose(self, reason: str) -> None:
+        """The lock is gone (taken over, or its session dropped): stop writing."""
+        with self._guard:
+            if self._lost is None:
+                self._lost = reason
+                _log.error("run lock lost: %s", reason)
 
 
 @contextmanager
@@ -61,7 +114,7 @@ def run_lock(
     name: str = "reconcile",
     timeout: float = 0.0,
     ttl: float = DEFAULT_LOCK_TTL_SECONDS,
-) -> Iterator[None]:
+) -> Iterator[LockFence]:
     """Hold the run lock ``name`` for the block, or raise :class:`LockHeldError`.
 
     ``timeout`` is how long to keep trying (0: one try). ``ttl`` only matters for the table lock
@@ -70,11 +123,11 @@ def run_lock(
     if not 0 < len(name) <= 64:  # noqa: PLR2004 - the width of run_lock.name
         raise ValueError("lock name must be 1-64 characters")
     if uses_advisory_locks(engine):
-        with _advisory_lock(engine, name=name, timeout=timeout):
-            yield
+        with _advisory_lock(engine, name=name, timeout=timeout) as fence:
+            yield fence
     else:
-        with _table_lock(engine, name=name, timeout=timeout, ttl=ttl):
-            yield
+        with _table_lock(engine, name=name, timeout=timeout, ttl=ttl) as fence:
+            yield fence
 
 
 def _poll(timeout: float) -> Iterator[None]:
@@ -91,7 +144,7 @@ def _poll(timeout: float) -> Iterator[None]:
 
 
 @contextmanager
-def _advisory_lock(engine: Engine, *, name: str, timeout: float) -> Iterator[None]:
+def _advisory_lock(engine: Engine, *, name: str, timeout: float) -> Iterator[LockFence]:
     try:
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     except SQLAlchemyError as exc:
@@ -107,16 +160,83 @@ def _advisory_lock(engine: Engine, *, name: str, timeout: float) -> Iterator[Non
             raise LockHeldError(
                 f"another run holds the run lock {name!r} (PostgreSQL advisory lock {key})"
             )
+        fence = LockFence(name=name, valid_for=PG_CONFIRM_BOUND_SECONDS)
+        watch = _SessionWatch(conn, key=key, name=name, fence=fence)
+        watch.start()
         try:
-            yield
+            yield fence
         finally:
-            try:
-                conn.execute(select(func.pg_advisory_unlock(key)))
-            except SQLAlchemyError:
-                # The session is gone, and its lock with it; never reuse this connection.
+            if watch.finish() and fence.lost is None:
+                try:
+                    conn.execute(select(func.pg_advisory_unlock(key)))
+                except SQLAlchemyError:
+                    # The session is gone, and its lock with it; never reuse this connection.
+                    conn.invalidate()
+            else:
+                # Lost, or the session stopped answering: never unlock through a new session.
                 conn.invalidate()
     finally:
         conn.close()
+
+
+class _SessionWatch(threading.Thread):
+    """Asks the lock's own session, every ``PG_CONFIRM_SECONDS``, whether it still holds it."""
+
+    def __init__(self, conn: Connection, *, key: int, name: str, fence: LockFence) -> None:
+        super().__init__(name=f"idsync-lock-{name}", daemon=True)
+        self._conn = conn
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF  # pg_locks splits a bigint key into two oids
+        self._params = {"classid": unsigned >> 32, "objid": unsigned & 0xFFFF_FFFF}
+        self._lock_name = name
+        self._fence = fence
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.wait(PG_CONFIRM_SECONDS):
+            try:
+                held = self._conn.execute(_HELD, self._params).scalar_one()
+            except SQLAlchemyError as exc:
+                self._fence.lose(
+                    f"the PostgreSQL session holding the run lock {self._lock_name!r} "
+                    f"dropped ({describe_error(exc)})"
+                )
+                return
+            if not held:
+                self._fence.lose(
+                    f"the PostgreSQL session no longer holds the run lock {self._lock_name!r}"
+                )
+                return
+            self._fence.confirm()
+
+    def finish(self) -> bool:
+        """Stop watching; False when the session did not answer in time (a half-open one)."""
+        self._stop_event.set()
+        self.join(PG_CONFIRM_BOUND_SECONDS)
+        if not self.is_alive():
+            return True
+        _shut_socket(self._conn)
+        self.join(PG_CONFIRM_BOUND_SECONDS)
+        return False
+
+
+_HELD = text(
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    " AND pid = pg_backend_pid() AND classid::bigint = :classid AND objid::bigint = :objid"
+    " AND objsubid = 1"
+)
+
+
+def _shut_socket(conn: Connection) -> None:
+    """Shut the socket of a connection stuck on a silent peer, so its blocked call returns."""
+    try:
+        raw = conn.connection.dbapi_connection
+        fd = raw.pgconn.socket if raw is not None else -1  # psycopg 3
+    except Exception:  # another driver, or already closed: nothing to shut
+        return
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _owner_token() -> str:
@@ -189,14 +309,20 @@ def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | Non
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, engine: Engine, *, name: str, owner: str, ttl: float) -> None:
+    def __init__(
+        self, engine: Engine, *, name: str, owner: str, ttl: float, fence: LockFence
+    ) -> None:
         super().__init__(name=f"idsync-lock-{name}", daemon=True)
         self._engine = engine
         self._lock_name = name
         self._owner = owner
         self._ttl = ttl
+        self._fence = fence
         self._stop_event = threading.Event()
-        self.lost = False
+
+    @property
+    def lost(self) -> bool:
+        return self._fence.lost is not None
 
     def run(self) -> None:
         table = RUN_LOCK
@@ -210,15 +336,16 @@ class _Heartbeat(threading.Thread):
                         .values(heartbeat_at=now, expires_at=now + timedelta(seconds=self._ttl))
                     ).rowcount
             except SQLAlchemyError as exc:
+                # The fence runs out on its own if this lasts (a quarter ttl before expiry).
                 _log.warning("run lock heartbeat failed, will retry: %s", describe_error(exc))
                 continue
             if renewed != 1:
-                self.lost = True
-                _log.error(
-                    "run lock %r was taken over by another process while this run held it",
-                    self._lock_name,
+                self._fence.lose(
+                    f"the run lock {self._lock_name!r} was taken over by another process "
+                    "while this run held it"
                 )
                 return
+            self._fence.confirm(valid_for=self._ttl * _LEASE_SAFE_SHARE)
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -226,7 +353,7 @@ class _Heartbeat(threading.Thread):
 
 
 @contextmanager
-def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Iterator[None]:
+def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Iterator[LockFence]:
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     owner = _owner_token()
@@ -243,10 +370,11 @@ def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Ite
         raise StateError(
             f"state database unreachable: {describe_error(exc, url=engine.url)}"
         ) from None
-    heartbeat = _Heartbeat(engine, name=name, owner=owner, ttl=ttl)
+    fence = LockFence(name=name, valid_for=ttl * _LEASE_SAFE_SHARE)
+    heartbeat = _Heartbeat(engine, name=name, owner=owner, ttl=ttl, fence=fence)
     heartbeat.start()
     try:
-        yield
+        yield fence
     finally:
         heartbeat.stop()
         table = RUN_LOCK

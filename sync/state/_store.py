@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Self
 from sync.state._admin import AdminStore
 from sync.state._engine import create_state_engine
 from sync.state._events import EventStore
-from sync.state._lock import run_lock
+from sync.state._lock import LockFence, run_lock
 from sync.state._map import MapStore
 from sync.state._migrate import check_schema
 from sync.state._runs import RunStore
@@ -64,7 +64,7 @@ class StateStore(RunStore, MapStore, EventStore, AdminStore):
             raise
         return cls(engine, owns_engine=True)
 
-    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[None]:
+    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[LockFence]:
         """The run lock of this database (:class:`~sync.errors.LockHeldError` when held)."""
         return run_lock(self._engine, timeout=timeout)
 

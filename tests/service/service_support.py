@@ -44,6 +44,9 @@ def make_settings(**schedule: Any) -> Settings:
     """Settings for a service test: port 0, a short grace, DEBUG JSON logs, no environment or .env."""
     http = schedule.pop("http", None) or HttpSettings(host="127.0.0.1", port=0)
     database_url = schedule.pop("database_url", "sqlite:///:memory:")
+    top: dict[str, Any] = {}
+    if "run_deadline_seconds" in schedule:
+        top["run_deadline_seconds"] = schedule.pop("run_deadline_seconds")
     log = LogSettings(level="DEBUG", format="json")
     values: dict[str, Any] = {
         "interval_seconds": 3600,
@@ -57,6 +60,7 @@ def make_settings(**schedule: Any) -> Settings:
         schedule=ScheduleSettings(**values),
         http=http,
         log=log,
+        **top,
     )
 
 

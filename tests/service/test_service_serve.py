@@ -249,6 +249,30 @@ def test_a_run_past_the_grace_is_left_behind(
         stuck.set()
 
 
+def test_a_run_stuck_past_the_run_deadline_makes_healthz_unhealthy(
+    started: list[Service], fake_state: FakeState
+) -> None:
+    """A run going past the run deadline plus the grace (a call that never returns) fails /healthz."""
+    stuck = threading.Event()
+    run = FakeRun(ignore_stop=stuck)
+    service = _start(
+        started,
+        run,
+        fake_state,
+        seconds=3600,
+        run_deadline_seconds=0.2,
+        shutdown_grace_seconds=0.1,
+    )
+    try:
+        run.entered.wait(5)
+        response = wait_for(lambda: (r := _get(service, "/healthz")).status_code == 503 and r)
+        assert "past the run deadline" in response.json()["reason"]
+        assert "IDSYNC_RUN_DEADLINE_SECONDS=0.2" in response.json()["reason"]
+    finally:
+        stuck.set()
+    wait_for(lambda: _get(service, "/healthz").status_code == 200)  # the run ended: alive again
+
+
 def test_sigterm_sets_the_stop_event_and_handlers_are_restored() -> None:
     """A real SIGTERM to this process sets the stop event; the previous handler comes back after."""
     before = signal.getsignal(signal.SIGTERM)

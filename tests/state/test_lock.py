@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -8,15 +9,17 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine, insert, select, text, update
 
 from sync.errors import LockHeldError
 from sync.state import _lock as lock_module
 from sync.state import create_state_engine, run_lock, upgrade
+from sync.state._engine import advisory_key
 from sync.state._models import RUN_LOCK
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 def _poll_until(predicate, *, seconds: float = 10.0) -> bool:
@@ -199,6 +202,62 @@ def test_sqlite_lock_lost_to_a_takeover_is_logged(
         assert _poll_until(lambda: "taken over by another process" in caplog.text)
     with sqlite_engine.connect() as conn:  # the thief's row is not ours to delete
         assert conn.execute(select(RUN_LOCK.c.owner)).scalar_one() == "thief:1:x"
+
+
+def test_sqlite_fence_is_lost_at_once_when_the_lease_is_taken_over(sqlite_engine: Engine) -> None:
+    """The fence the block gets reports the lock lost, with the reason, once another owns the row."""
+    with run_lock(sqlite_engine, ttl=0.4) as fence:
+        assert fence.lost is None
+        with sqlite_engine.begin() as conn:
+            conn.execute(update(RUN_LOCK).values(owner="thief:1:x"))
+        assert _poll_until(lambda: fence.lost is not None)
+        assert "taken over by another process" in (fence.lost or "")
+
+
+def test_sqlite_fence_runs_out_when_the_lease_cannot_be_renewed(
+    sqlite_engine: Engine, tmp_path: Path
+) -> None:
+    """With the heartbeat unable to write (database locked), the fence is lost before the lease expires."""
+    database = sqlite_engine.url.database
+    assert database is not None
+    blocker = sqlite3.connect(database, timeout=0)
+    with run_lock(sqlite_engine, ttl=0.4) as fence:
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # nobody else may write: the renewal waits
+            assert _poll_until(lambda: fence.lost is not None)
+            assert "could not be confirmed" in (fence.lost or "")
+        finally:
+            blocker.rollback()
+            blocker.close()
+        with sqlite_engine.connect() as conn:  # and it had not expired yet when the fence fell
+            assert conn.execute(select(RUN_LOCK.c.owner)).scalar_one() is not None
+
+
+@pytest.mark.postgres
+def test_postgresql_fence_is_lost_when_the_lock_session_is_terminated(pg_schema_url: str) -> None:
+    """Terminating the backend that holds the advisory lock loses the fence within seconds."""
+    engine = create_state_engine(pg_schema_url)
+    try:
+        with engine.connect() as conn:
+            unsigned = advisory_key(conn, "fence") & 0xFFFF_FFFF_FFFF_FFFF
+        with run_lock(engine, name="fence") as fence:
+            assert fence.lost is None
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                terminated = conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_locks"
+                        " WHERE locktype = 'advisory' AND granted AND objsubid = 1"
+                        " AND classid::bigint = :c AND objid::bigint = :o"
+                    ),
+                    {"c": unsigned >> 32, "o": unsigned & 0xFFFF_FFFF},
+                ).all()
+            assert len(terminated) == 1
+            assert _poll_until(lambda: fence.lost is not None, seconds=30)
+            assert "PostgreSQL session" in (fence.lost or "")
+        with run_lock(engine, name="fence"):  # free again, and released without error
+            pass
+    finally:
+        engine.dispose()
 
 
 _HOLDER = """
