@@ -329,3 +329,80 @@ def test_an_endless_chunked_body_stops_at_the_size_cap():
             asyncio.run(scenario())
         people_requests = [r for r in server.requests if "/people" in r]
         assert len(people_requests) == 1  # final, not retried
+
+
+def _bomb(sock: socket.socket, stop: threading.Event) -> None:
+    del stop
+    body = gzip.compress(b"[" + b" " * (8 * 1024 * 1024) + b"]")
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _gzip_page(sock: socket.socket, stop: threading.Event) -> None:
+    del stop
+    body = gzip.compress(json.dumps({"value": [person(1), person(2)]}).encode())
+    sock.sendall(
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _encoded_as(encoding: bytes, body: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    def handler(sock: socket.socket, stop: threading.Event) -> None:
+        del stop
+        sock.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Encoding: "
+            + encoding
+            + f"\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+
+    return handler
+
+
+def test_a_gzip_bomb_over_the_network_is_cut_while_it_inflates():
+    """Over a real socket the body is inflated by the client within the cap, not past it."""
+    with _server(_bomb) as server:
+
+        async def scenario() -> None:
+            async with _client(server.port, max_response_bytes=1024 * 1024) as client:
+                await client.read_people()
+
+        with pytest.raises(MalformedAnswerError, match="1048576 bytes after decompression"):
+            asyncio.run(scenario())
+
+
+def test_a_gzip_page_over_the_network_is_read():
+    """A well-formed gzip answer is inflated and parsed as before."""
+    with _server(_gzip_page) as server:
+
+        async def scenario() -> list[Any]:
+            async with _client(server.port) as client:
+                return await client.read_people()
+
+        assert [p.id for p in asyncio.run(scenario())] == [1, 2]
+        assert "Accept-Encoding" not in server.requests[-1]  # the request line only
+
+
+@pytest.mark.parametrize(
+    ("encoding", "body", "fragment"),
+    [
+        (b"br", b"\x00\x01", "encoded as 'br', which was not asked for"),
+        (b"gzip", b"not gzip at all", "compressed body is corrupt"),
+    ],
+)
+def test_unasked_or_corrupt_encodings_are_refused(encoding, body, fragment):
+    """An encoding we did not ask for, or a corrupt compressed body, is a clean final error."""
+    with _server(_encoded_as(encoding, body)) as server:
+
+        async def scenario() -> None:
+            async with _client(server.port) as client:
+                await client.read_people()
+
+        with pytest.raises(MalformedAnswerError, match=fragment) as info:
+            asyncio.run(scenario())
+        assert not is_retriable(info.value)
