@@ -94,11 +94,53 @@ def write_hr(
     return right
 
 
+def _phases(err_path: Path) -> dict[str, Any]:
+    """The suggest.read and suggest.scored log events (JSON lines on stderr)."""
+    found: dict[str, Any] = {}
+    for line in err_path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and str(event.get("event", "")).startswith("suggest."):
+            found[event["event"]] = {
+                k: v for k, v in event.items() if k not in {"event", "timestamp", "level", "logger"}
+            }
+    return found
+
+
+def _launch(
+    command: list[str], *, env: dict[str, str], workdir: Path, label: str
+) -> dict[str, Any]:
+    """One idsync process through the launcher: wall, peak RSS and CPU of that process alone."""
+    figures_path = workdir / f"{label}.rusage"
+    subprocess.run(
+        [sys.executable, "-c", _LAUNCHER, str(figures_path), *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=workdir,
+        check=False,
+    )
+    figures = json.loads(figures_path.read_text())
+    return {
+        "exit_code": figures["exit_code"],
+        "wall_seconds": round(figures["wall_seconds"], 2),
+        "max_rss_mb": round(figures["max_rss_kb"] / 1024, 1),
+        "cpu_seconds": round(figures["cpu_seconds"], 2),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=250_000)
     parser.add_argument("--unmatched", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="also measure `idsync reconcile --dry-run --json` on the same world",
+    )
     options = parser.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="idsync-suggest-bench-"))
     try:
@@ -130,6 +172,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                         check=False,
                     )
                 figures = json.loads(figures_path.read_text())
+                phases = _phases(err_path)
+                dry = (
+                    _launch(
+                        [shutil.which(IDSYNC) or IDSYNC, "reconcile", "--dry-run", "--json"],
+                        env=env,
+                        workdir=workdir,
+                        label="dry-run",
+                    )
+                    if options.compare
+                    else None
+                )
                 first: dict[str, int] = {}
                 with report.open(encoding="utf-8", newline="") as stream:
                     for row in csv.DictReader(stream):
@@ -149,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "max_rss_mb": round(figures["max_rss_kb"] / 1024, 1),
             "cpu_seconds": round(figures["cpu_seconds"], 2),
             "right_person_first": hits,
+            "phases": phases,
+            "dry_run_reconcile": dry,
             "summary": summary,
             "machine": machine(),
         }

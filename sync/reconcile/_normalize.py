@@ -6,6 +6,7 @@ onto a person is always the HR id exactly as HR has it. ``docs/matching.md`` exp
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from sync.domain import Normalizer
@@ -20,8 +21,12 @@ def _strip_leading_zeros(value: str) -> str:
     return stripped or value[:1]
 
 
+# \W is "not str.isalnum() and not _" in Python's Unicode mode: with _ it keeps what isalnum keeps.
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def _alnum_only(value: str) -> str:
-    return "".join(ch for ch in value if ch.isalnum())
+    return value if value.isalnum() else _NOT_ALNUM.sub("", value)
 
 
 _STEPS: dict[Normalizer, Callable[[str], str]] = {

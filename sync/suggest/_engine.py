@@ -20,9 +20,11 @@ The scores are documented in ``docs/matching.md`` ("Suggestions").
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import combinations
 from typing import TYPE_CHECKING
 
@@ -38,6 +40,7 @@ from sync.domain import (
     Rule,
     Situation,
 )
+from sync.reconcile._classify import quiet_gc
 from sync.reconcile._normalize import describe, normalizer
 
 if TYPE_CHECKING:
@@ -46,8 +49,15 @@ if TYPE_CHECKING:
 N = Normalizer
 # The loose key of the blocking; also the order in which "what would make them equal" is told.
 LOOSE = (N.TRIM, N.CASEFOLD, N.ALNUM_ONLY, N.STRIP_LEADING_ZEROS)
-_COMBOS = [c for size in range(1, len(LOOSE) + 1) for c in combinations(LOOSE, size)]
-_loose = normalizer(LOOSE)
+_COMBOS = [
+    (combo, normalizer(combo))
+    for size in range(1, len(LOOSE) + 1)
+    for combo in combinations(LOOSE, size)
+]
+_loose_steps = normalizer(LOOSE)
+assert _loose_steps is not None
+# One employee's keys are compared with up to ~30 candidates each: remember recent results.
+_loose = lru_cache(maxsize=1 << 16)(_loose_steps)
 _FIELDS = (Rule.REFERENCE, Rule.EMPLOYEE_NUMBER, Rule.BADGE_NUMBER, Rule.EMAIL)
 _PERSON_ATTR = {
     Rule.REFERENCE: "reference",
@@ -62,6 +72,9 @@ MIN_SCORE = 15.0
 NAME_CUTOFF = 70.0  # token_sort_ratio below this is no name evidence at all
 _NAMES_PER_BLOCK = 20  # similar names taken from one block
 _PERSONS_PER_NAME = 50  # persons taken per similar name (more share it: the name tells nothing)
+# Persons found by name alone that are scored in full: the best by name similarity. A person
+# found by name alone scores at most NAME_WEIGHT x 100, so only the best few can reach the top 3.
+_NAME_CANDIDATES = 30
 _PREFIX = 3
 # Scores (docs/matching.md, "Suggestions").
 SAME_FIELD_EXACT = 65.0
@@ -118,16 +131,18 @@ class Report:
     unreached: tuple[Unreached, ...]
 
 
+_NON_WORD = re.compile(r"[\W_]+")
+
+
 def fold_name(first: str | None, last: str | None) -> str | None:
     """A name for comparing: accents dropped, case folded, punctuation to spaces."""
-    text = " ".join(part for part in (first, last) if part)
+    text = f"{first} {last}" if first and last else (first or last)
     if not text:
         return None
-    decomposed = unicodedata.normalize("NFKD", text)
-    letters = "".join(
-        ch if ch.isalnum() else " " for ch in decomposed if not unicodedata.combining(ch)
-    )
-    folded = " ".join(letters.casefold().split())
+    if not text.isascii():  # most names are ASCII: no decomposition needed (250,000 per report)
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    folded = _NON_WORD.sub(" ", text.casefold()).strip()
     return folded or None
 
 
@@ -145,10 +160,13 @@ def _hr_key(employee: HREmployee, field: Rule) -> str | None:
 
 def _steps_to_equal(a: str, b: str) -> tuple[Normalizer, ...] | None:
     """The smallest list of normalizers (in LOOSE order) that makes ``a`` and ``b`` one key."""
-    for combo in _COMBOS:
-        apply = normalizer(combo)
+    assert _loose is not None
+    if _loose(a) is None or _loose(a) != _loose(b):
+        return None  # not even all of them together: no need to try each combination
+    for combo, apply in _COMBOS:
         assert apply is not None
-        if apply(a) is not None and apply(a) == apply(b):
+        key = apply(a)
+        if key is not None and key == apply(b):
             return combo
     return None
 
@@ -203,6 +221,9 @@ class _Pool:
                 for pid in self.names[other][:_PERSONS_PER_NAME]:
                     if score > found.get(pid, -1.0):
                         found[pid] = score
+        if len(found) > _NAME_CANDIDATES:
+            best = sorted(found.items(), key=lambda item: (-item[1], item[0]))[:_NAME_CANDIDATES]
+            found = dict(best)
         return found
 
 
@@ -298,6 +319,20 @@ def suggest(
     limit: int = MAX_CANDIDATES,
 ) -> Report:
     """The suggestion report for one classification of ``hr`` against ``people``."""
+    with quiet_gc():  # no cycles made; the collector would rescan the whole 250,000-row heap
+        return _suggest(
+            hr=hr, people=people, classifications=classifications, details=details, limit=limit
+        )
+
+
+def _suggest(
+    *,
+    hr: HRSnapshot,
+    people: Sequence[Person],
+    classifications: Sequence[Classification],
+    details: Mapping[str, HRDetails] | None,
+    limit: int,
+) -> Report:
     details = details or {}
     employees = {e.hr_id: e for e in hr.employees}
     resolved = {
@@ -354,6 +389,42 @@ def _suggest_one(
     duplicates: tuple[str, ...],
     limit: int,
 ) -> Suggestion:
+    hits = _key_hits(employee, pool, c)
+    name = fold_name(detail.first_name, detail.last_name) if detail else None
+    named: dict[int, float] = pool.by_name(name) if name else {}
+    ranked = [
+        cand
+        for pid, pairs in hits.items()
+        if (cand := _candidate(employee, pool.persons[pid], pairs, name=name, named=named, c=c))
+        is not None
+    ]
+    # Persons found by name alone, most similar first: one can score at most its name's share
+    # plus a key one typo away, so once the top `limit` are surely better, the rest cannot enter.
+    for pid, similarity in sorted(named.items(), key=lambda item: (-item[1], item[0])):
+        if pid in hits:
+            continue
+        if len(ranked) >= limit:
+            ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
+            if ranked[limit - 1].score >= NAME_WEIGHT * similarity + SIMILAR_KEY_MAX:
+                break
+        cand = _candidate(employee, pool.persons[pid], set(), name=name, named=named, c=c)
+        if cand is not None:
+            ranked.append(cand)
+    ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
+    return Suggestion(
+        hr_id=c.hr_id,
+        situation=c.situation,
+        reason=c.reason,
+        name=_shown_name(detail.first_name, detail.last_name) if detail else None,
+        candidates=tuple(ranked[:limit]),
+        hr_duplicates=duplicates,
+    )
+
+
+def _key_hits(
+    employee: HREmployee, pool: _Pool, c: Classification
+) -> dict[int, set[tuple[Rule, Rule]]]:
+    """Pool persons sharing a loose key with the employee (which fields), and its dispute's."""
     hits: dict[int, set[tuple[Rule, Rule]]] = defaultdict(set)
     for field in _FIELDS:
         value = _hr_key(employee, field)
@@ -363,39 +434,32 @@ def _suggest_one(
     for pid in c.candidates:
         if pid in pool.persons:
             hits.setdefault(pid, set())
-    name = fold_name(detail.first_name, detail.last_name) if detail else None
-    named: dict[int, float] = pool.by_name(name) if name else {}
-    for pid in named:
-        hits.setdefault(pid, set())
-    ranked: list[Candidate] = []
-    for pid, pairs in hits.items():
-        person = pool.persons[pid]
-        similarity = _name_similarity(name, person, named)
-        ev = _compare(employee, person, pairs)
-        score = ev.score(similarity)
-        if score < MIN_SCORE and pid not in c.candidates:
-            continue
-        ranked.append(
-            Candidate(
-                protime_id=pid,
-                score=score,
-                name=_shown_name(
-                    getattr(person, "first_name", None), getattr(person, "last_name", None)
-                ),
-                agree=tuple(ev.agree),
-                differ=tuple(ev.differ),
-                normalize=tuple(dict.fromkeys(ev.normalize)),
-                name_similarity=similarity,
-            )
-        )
-    ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
-    return Suggestion(
-        hr_id=c.hr_id,
-        situation=c.situation,
-        reason=c.reason,
-        name=_shown_name(detail.first_name, detail.last_name) if detail else None,
-        candidates=tuple(ranked[:limit]),
-        hr_duplicates=duplicates,
+    return hits
+
+
+def _candidate(
+    employee: HREmployee,
+    person: Person,
+    pairs: set[tuple[Rule, Rule]],
+    *,
+    name: str | None,
+    named: Mapping[int, float],
+    c: Classification,
+) -> Candidate | None:
+    """One person scored for one employee; ``None`` below the bar (a dispute's own: never)."""
+    similarity = _name_similarity(name, person, named)
+    ev = _compare(employee, person, pairs)
+    score = ev.score(similarity)
+    if score < MIN_SCORE and person.id not in c.candidates:
+        return None
+    return Candidate(
+        protime_id=person.id,
+        score=score,
+        name=_shown_name(getattr(person, "first_name", None), getattr(person, "last_name", None)),
+        agree=tuple(ev.agree),
+        differ=tuple(ev.differ),
+        normalize=tuple(dict.fromkeys(ev.normalize)),
+        name_similarity=similarity,
     )
 
 

@@ -4,12 +4,16 @@ the same classification a run would make. Reads only; nothing is written anywher
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING
 
 from sync.hr import read_hr, read_hr_details
+from sync.logging import get_logger
 from sync.protime import ProtimeClient
 from sync.reconcile import classify
 from sync.suggest._engine import Report, suggest
+
+log = get_logger(__name__)
 
 if TYPE_CHECKING:
     import httpx
@@ -50,8 +54,17 @@ def build_report(
 ) -> Report:
     """Read both sides, classify as a run would (same rules, normalizers, links), and suggest."""
     settings.hr.require()
+    started = time.perf_counter()
     prior = store.load_prior()
     hr, details, people = asyncio.run(_read(settings, transport))
+    read = time.perf_counter()
+    log.info(
+        "suggest.read",
+        employees=len(hr.employees),
+        with_details=len(details),
+        people=len(people),
+        seconds=round(read - started, 3),
+    )
     classifications = classify(
         hr=hr,
         people=people,
@@ -60,7 +73,16 @@ def build_report(
         reference_name=settings.protime.reference_name,
         normalize=settings.match.normalizers(),
     )
-    return suggest(hr=hr, people=people, classifications=classifications, details=details)
+    classified = time.perf_counter()
+    report = suggest(hr=hr, people=people, classifications=classifications, details=details)
+    log.info(
+        "suggest.scored",
+        suggestions=len(report.suggestions),
+        unreached=len(report.unreached),
+        classify_seconds=round(classified - read, 3),
+        suggest_seconds=round(time.perf_counter() - classified, 3),
+    )
+    return report
 
 
 async def _exists(
