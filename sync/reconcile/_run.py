@@ -431,6 +431,8 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
         only=set(job.only) if job.only else None,
         reference_name=name,
     )
+    # Known before the thresholds judge the plan: a run they block still reports its situations.
+    job.reached.counts = summarize(the_plan)
     if not job.force:
         check_thresholds(plan=the_plan, safety=settings.safety)
     log.info(

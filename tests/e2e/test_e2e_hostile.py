@@ -147,3 +147,19 @@ def test_a_write_answered_with_html_is_failed_and_verified_by_the_next_read(
     # Protime did take the writes (only the answers were wrong): the next read sees them linked.
     again = _run(h)
     assert again.counts_by_situation.get("linked") == COUNT, again.counts_by_situation
+
+
+def test_a_run_blocked_by_a_threshold_keeps_its_situations_and_calls(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """Blocked after classifying: the run row has the counts by situation, HR, Protime, calls."""
+    h = make_harness(config=sim_config(people=COUNT), rows=_everyone, safety={"max_writes": 3})
+    result = _run(h)
+    assert result.status is RunStatus.BLOCKED, result.message
+    assert result.counts_by_situation.get("unlinked") == COUNT
+    with h.store() as store:
+        row = store.runs(limit=1)[0]
+    assert row.status == "blocked"
+    assert (row.hr_count, row.protime_count) == (COUNT, COUNT)
+    assert row.counts_by_situation.get("unlinked") == COUNT
+    assert row.api_calls.get("people:200", 0) >= 1

@@ -95,6 +95,7 @@ def test_a_gzip_bomb_is_refused_after_decompression(fake, make_client):
         _read_people(make_client, max_response_bytes=256 * 1024)
     assert "262144 bytes after decompression" in str(info.value)
     assert not is_retriable(info.value)
+    _no_secret_no_traceback(info.value)
 
 
 def test_an_answer_declaring_a_huge_length_is_refused_unread(fake, make_client):
@@ -114,8 +115,9 @@ def test_too_deep_json_is_a_clean_failure(fake, make_client, where):
     deep = b"[" * 200_000 + b"]" * 200_000
     if where == "people":
         fake.script("GET", PEOPLE_PATH, httpx.Response(200, content=deep))
-        with pytest.raises(MalformedAnswerError, match="nested too deeply"):
+        with pytest.raises(MalformedAnswerError, match="nested too deeply") as info:
             _read_people(make_client)
+        _no_secret_no_traceback(info.value)
     elif where == "token":
         fake.script("POST", "/tenants/acme/connect/token", httpx.Response(200, content=deep))
         with pytest.raises(MalformedAnswerError, match="token answer: the answer is nested"):
@@ -152,6 +154,7 @@ def test_a_write_counts_only_on_the_documented_answer(fake, make_client, answer,
         asyncio.run(scenario())
     assert f"PUT {REFERENCE_PREFIX}H1" in str(info.value)
     assert not is_retriable(info.value)
+    _no_secret_no_traceback(info.value)
 
 
 def test_a_documented_write_answer_counts(fake, make_client):
@@ -325,8 +328,9 @@ def test_an_endless_chunked_body_stops_at_the_size_cap():
             async with _client(server.port, max_response_bytes=1024 * 1024) as client:
                 await client.read_people()
 
-        with pytest.raises(MalformedAnswerError, match="larger than"):
+        with pytest.raises(MalformedAnswerError, match="larger than") as info:
             asyncio.run(scenario())
+        _no_secret_no_traceback(info.value)
         people_requests = [r for r in server.requests if "/people" in r]
         assert len(people_requests) == 1  # final, not retried
 
