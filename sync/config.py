@@ -299,6 +299,8 @@ class SafetySettings(_Section):
     max_writes: int | None = Field(default=None, ge=0)  # None: no limit on total writes
     min_snapshot_ratio: float = Field(default=0.9, ge=0, le=1)
     allow_empty_snapshot: bool = False
+    # `idsync apply` refuses a plan older than this (exit 3): its review is stale.
+    plan_ttl_hours: float = Field(default=24.0, gt=0)
 
 
 class ScheduleSettings(_Section):

@@ -68,6 +68,7 @@ class Outcome(StrEnum):
     FAILED = "failed"  # permanent for these inputs (4xx other than 401/429)
     RETRIABLE = "retriable"  # gave up after retries (429/5xx/network); next run tries again
     SKIPPED = "skipped"  # not attempted (run interrupted or an earlier step of the record failed)
+    STALE = "stale"  # a stored plan's action whose precondition no longer holds: not attempted
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +189,20 @@ class Action:
     def fingerprint(self) -> str:
         """Identifies the inputs of this action; a failed action is retried once this changes."""
         return f"{self.kind}:{self.value}:{self.protime_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Precondition:
+    """What an action of a stored plan expects to find when it is applied.
+
+    ``expect_value`` is the value the action's person held for our reference and
+    ``expect_holder`` the person that held the action's value, both as the plan saw them;
+    ``hr_fingerprint`` identifies the HR row of the action's HR id (``None``: not checked).
+    """
+
+    expect_value: str | None
+    expect_holder: int | None
+    hr_fingerprint: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

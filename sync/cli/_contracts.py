@@ -37,7 +37,9 @@ MAPPING_FIELDS = (
     "manual",
     "ignored",
     "candidates",
+    "hr_wants",
     "last_written_value",
+    "last_written_at",
     "protime_value",
     "first_seen_at",
     "last_verified_at",
@@ -104,6 +106,7 @@ def run_object(row: RunRow) -> dict[str, Any]:
         "message": row.error,
         "host": row.host,
         "pid": row.pid,
+        "plan_id": row.plan_id,
     }
 
 
@@ -124,6 +127,8 @@ def result_object(result: RunResult) -> dict[str, Any]:
         "api_calls": dict(result.api_requests),
         "retries": result.retries,
         "message": result.message or None,
+        "plan_id": result.plan_id,
+        "would_block": list(result.would_block),
     }
 
 
@@ -139,7 +144,9 @@ def mapping_object(row: MappingRow) -> dict[str, Any]:
         "manual": row.manual,
         "ignored": row.ignored,
         "candidates": list(row.candidates),
+        "hr_wants": row.hr_wants,
         "last_written_value": row.last_written_value,
+        "last_written_at": _time(row.last_written_at),
         "protime_value": row.protime_value,
         "first_seen_at": _time(row.first_seen_at),
         "last_verified_at": _time(row.last_verified_at),
@@ -191,6 +198,7 @@ def event_object(row: EventRow) -> dict[str, Any]:
         "situation": row.situation,
         "value": row.value,
         "previous_value": row.previous_value,
+        "previous_protime_id": row.previous_protime_id,
         "reason": row.reason,
         "outcome": row.outcome,
         "http_status": row.http_status,

@@ -63,9 +63,20 @@ def _register() -> None:
     # an embedding tool) and typer would otherwise stack a second copy of every command.
     if _registered:
         return
-    from sync.cli import admin, config, db, demo, inspect, reconcile, serve, simulator, suggest
+    from sync.cli import (
+        admin,
+        config,
+        db,
+        demo,
+        inspect,
+        plans,
+        reconcile,
+        serve,
+        simulator,
+        suggest,
+    )
 
-    for module in (reconcile, inspect, suggest, admin, db, config, serve, simulator, demo):
+    for module in (reconcile, plans, inspect, suggest, admin, db, config, serve, simulator, demo):
         module.register(app)
     _registered.append(True)
 

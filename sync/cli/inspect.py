@@ -246,6 +246,22 @@ def _print_mapping(row: MappingRow) -> None:
         first_seen_at=when(row.first_seen_at),
         last_verified_at=when(row.last_verified_at),
         last_changed_at=when(row.last_changed_at),
+        last_written_at=when(row.last_written_at),
+    )
+    out.print(
+        table(
+            f"HR id {row.hr_id}: three ways",
+            ["side", "value"],
+            [
+                (f"HR wants (on person {human(row.protime_id)})", human(row.hr_wants)),
+                (
+                    "idsync last wrote",
+                    f"{human(row.last_written_value)}"
+                    + (f" on {when(row.last_written_at)}" if row.last_written_at else ""),
+                ),
+                ("Protime showed (last read)", human(row.protime_value)),
+            ],
+        )
     )
     out.print(
         table(

@@ -180,5 +180,8 @@ def _print(result: RunResult) -> None:
         f"{result.duration_seconds:.1f}s; HR {result.hr_count}, Protime {result.protime_count}, "
         f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
     )
+    if result.dry_run:
+        for line in result.would_block:
+            out.print(f"[yellow]would block: {line}[/yellow]")
     if result.message:
         err.print(f"[yellow]{shown(result.message)}[/yellow]")

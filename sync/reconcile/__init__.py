@@ -8,16 +8,20 @@ from sync.reconcile._classify import classify
 from sync.reconcile._gates import check_input_gate, check_thresholds
 from sync.reconcile._plan import plan, summarize
 from sync.reconcile._result import EXIT_CODES, RunResult, RunStatus
+from sync.reconcile._review import apply_plan, make_plan, rollback
 from sync.reconcile._run import run
 
 __all__ = [
     "EXIT_CODES",
     "RunResult",
     "RunStatus",
+    "apply_plan",
     "check_input_gate",
     "check_thresholds",
     "classify",
+    "make_plan",
     "plan",
+    "rollback",
     "run",
     "summarize",
 ]

@@ -21,9 +21,9 @@ from sync.state import ActionOutcome
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
-    from sync.domain import Action
+    from sync.domain import Action, Precondition
     from sync.reconcile._ports import ProtimeAPI, RunState
 
 log = get_logger(__name__)
@@ -49,6 +49,7 @@ async def apply_actions(
     store: RunState,
     run_id: str,
     actions: Sequence[Action],
+    preconditions: Iterable[Precondition] | None = None,
     concurrency: int,
     stop: threading.Event | None,
     progress: Callable[[int, int], None] | None,
@@ -61,7 +62,9 @@ async def apply_actions(
     """
     if not actions:
         return tally or Tally()
-    event_ids = await asyncio.to_thread(store.record_pending, run_id=run_id, actions=actions)
+    event_ids = await asyncio.to_thread(
+        store.record_pending, run_id=run_id, actions=actions, preconditions=preconditions
+    )
     applier = _Applier(client=client, recorder=_Recorder(store), stop=stop, progress=progress)
     if tally is not None:
         applier.tally = tally

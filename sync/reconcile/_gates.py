@@ -84,5 +84,6 @@ def check_thresholds(*, plan: Plan, safety: SafetySettings) -> None:
         raise ThresholdError(
             "blocked before any write: "
             + "; ".join(problems)
-            + ". Review them with --dry-run; then raise the limit or run once with --force."
+            + ". Review the plan (`idsync plan show`) and approve exactly it (`idsync apply`),"
+            " raise the limit, or run once with --force."
         )

@@ -14,15 +14,22 @@ from typing import TYPE_CHECKING, Protocol, Self
 from sync.hr import read_hr, write_back
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
 
     from sync.config import Settings
-    from sync.domain import Action, Classification, HRSnapshot, Person, PriorState
+    from sync.domain import (
+        Action,
+        Classification,
+        HRSnapshot,
+        Person,
+        Precondition,
+        PriorState,
+    )
     from sync.protime import ClientStats
-    from sync.state import ActionOutcome, LockFence, MappingRow, RunSummary
+    from sync.state import ActionOutcome, LockFence, MappingRow, PlanRow, RunSummary
 
 
 class HRSource(Protocol):
@@ -83,7 +90,13 @@ class RunState(Protocol):
     def mark_interrupted_runs(self, *, except_run_id: str | None = None) -> int: ...
 
     def start_run(
-        self, *, trigger: str, dry_run: bool, forced: bool, only: Sequence[str] = ()
+        self,
+        *,
+        trigger: str,
+        dry_run: bool,
+        forced: bool,
+        only: Sequence[str] = (),
+        plan_id: str | None = None,
     ) -> str: ...
 
     def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
@@ -99,11 +112,31 @@ class RunState(Protocol):
         prune: bool = False,
     ) -> None: ...
 
-    def record_pending(self, *, run_id: str, actions: Sequence[Action]) -> list[int]: ...
+    def record_pending(
+        self,
+        *,
+        run_id: str,
+        actions: Sequence[Action],
+        preconditions: Iterable[Precondition] | None = None,
+    ) -> list[int]: ...
 
     def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None: ...
 
     def iter_mappings(self) -> Iterator[MappingRow]: ...
+
+    def written(
+        self, hr_ids: Sequence[str]
+    ) -> dict[str, tuple[int | None, str, datetime | None]]: ...
+
+    def save_plan(
+        self, header: PlanRow, actions: Iterable[tuple[Action, Precondition]]
+    ) -> None: ...
+
+    def plan(self, plan_id: str) -> PlanRow | None: ...
+
+    def iter_plan_actions(self, plan_id: str) -> Iterator[tuple[Action, Precondition]]: ...
+
+    def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None: ...
 
 
 class SettingsHRSource:

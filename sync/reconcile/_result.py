@@ -50,6 +50,10 @@ class RunResult:
     protime_count: int = 0
     plan: Plan | None = None
     message: str = ""  # why blocked/failed/skipped, one line, never a secret
+    plan_id: str | None = None  # the plan stored (blocked reconcile, plan) or applied
+    would_block: tuple[str, ...] = ()  # what a reconcile blocks on (or would, for a plan)
+    stale: tuple[tuple[str, str], ...] = ()  # apply: (action, why) of each stale action
+    done: int = 0  # apply: actions of the plan already in effect (nothing to call)
 
     @property
     def exit_code(self) -> int:

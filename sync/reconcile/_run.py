@@ -14,13 +14,15 @@ import gc
 import os
 import socket
 import time
+import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from sync.domain import Plan, Rule
+from sync.domain import Plan, Rule, Situation
 from sync.errors import BlockedError, ConfigError, IdsyncError, LockHeldError, UsageError
 from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
@@ -31,16 +33,30 @@ from sync.reconcile._gates import check_input_gate, check_thresholds
 from sync.reconcile._plan import plan as make_plan
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
+from sync.reconcile._preconditions import (
+    iter_preconditions,
+    settings_digest,
+    snapshot_fingerprint,
+)
 from sync.reconcile._result import RunResult, RunStatus
-from sync.state import RunSummary, StateStore
+from sync.state import PlanRow, RunSummary, StateStore
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 
     from sync.config import Settings
-    from sync.domain import Classification, HRSnapshot, Person, PriorState
+    from sync.domain import (
+        Action,
+        Classification,
+        HRSnapshot,
+        Person,
+        Precondition,
+        PriorState,
+    )
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
+
+    Pipeline = Callable[["Job", "Ports", str], Coroutine[Any, Any, RunResult]]
 
 log = get_logger(__name__)
 
@@ -61,7 +77,7 @@ class _Reached:
 
 
 @dataclass(frozen=True, slots=True)
-class _Job:
+class Job:
     """One run as its caller asked for it, and when it started."""
 
     settings: Settings
@@ -72,6 +88,7 @@ class _Job:
     retry_failed: bool
     stop: threading.Event | None
     progress: Callable[[int, int], None] | None
+    plan_id: str | None = None  # an apply or rollback: the plan it runs
     started: float = field(default_factory=time.monotonic)
     reached: _Reached = field(default_factory=_Reached)
 
@@ -86,11 +103,14 @@ class _Job:
         *,
         message: str = "",
         client: ProtimeAPI | None = None,
-        hr: HRSnapshot | None = None,
-        people: Sequence[Person] | None = None,
+        inputs: Inputs | None = None,
         plan: Plan | None = None,
         counts: dict[str, int] | None = None,
         actions: dict[str, int] | None = None,
+        plan_id: str | None = None,
+        would_block: tuple[str, ...] = (),
+        stale: tuple[tuple[str, str], ...] = (),
+        done: int = 0,
     ) -> RunResult:
         """The result of this job so far: whatever figures the run got to before it ended.
 
@@ -99,8 +119,8 @@ class _Job:
         """
         reached = self.reached
         client = client or reached.client
-        hr = hr or reached.hr
-        people = people if people is not None else reached.people
+        hr = inputs.hr if inputs is not None else reached.hr
+        people = inputs.people if inputs is not None else reached.people
         plan = plan or reached.plan
         counts = counts or reached.counts
         if actions is None and reached.tally.outcomes:
@@ -118,6 +138,10 @@ class _Job:
             protime_count=len(people) if people is not None else 0,
             plan=plan,
             message=message,
+            plan_id=plan_id,
+            would_block=would_block,
+            stale=stale,
+            done=done,
         )
 
 
@@ -143,7 +167,7 @@ def run(
     ``protime`` are the run's ports (see ``_ports``), built from ``settings`` when not given; a
     given ``protime`` client is used for this one run and closed with it.
     """
-    job = _Job(
+    job = Job(
         settings=settings,
         trigger=trigger,
         dry_run=dry_run,
@@ -153,23 +177,41 @@ def run(
         stop=stop,
         progress=progress,
     )
-    with _ports(settings, hr=hr, state=state, protime=protime) as ports:
+    return execute(job, _pipeline, hr=hr, state=state, protime=protime)
+
+
+def execute(
+    job: Job,
+    pipeline: Pipeline,
+    *,
+    hr: HRSource | None,
+    state: RunState | None,
+    protime: ProtimeAPI | None,
+) -> RunResult:
+    """Run ``pipeline`` as one recorded run under the run lock, with the ports built."""
+    with _ports(job.settings, hr=hr, state=state, protime=protime) as ports:
         try:
-            with ports.state.lock(timeout=settings.lock_timeout_seconds) as fence:
+            with ports.state.lock(timeout=job.settings.lock_timeout_seconds) as fence:
                 fenced = replace(job, stop=FencedStop(job.stop, fence))  # the lock as a fence
                 with _rare_collections():
-                    return _locked_run(fenced, ports)
+                    return _locked_run(fenced, ports, pipeline)
         except LockHeldError as exc:
-            log.warning("run.skipped_locked", trigger=trigger, reason=str(exc))
+            log.warning("run.skipped_locked", trigger=job.trigger, reason=str(exc))
             store = ports.state
-            run_id = store.start_run(trigger=trigger, dry_run=dry_run, forced=force, only=only)
+            run_id = store.start_run(
+                trigger=job.trigger,
+                dry_run=job.dry_run,
+                forced=job.force,
+                only=job.only,
+                plan_id=job.plan_id,
+            )
             result = job.result(run_id, RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
             store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
             return result
 
 
 @dataclass(frozen=True, slots=True)
-class _Ports:
+class Ports:
     hr: HRSource
     state: RunState
     protime: ProtimeAPI
@@ -182,7 +224,7 @@ def _ports(
     hr: HRSource | None,
     state: RunState | None,
     protime: ProtimeAPI | None,
-) -> Iterator[_Ports]:
+) -> Iterator[Ports]:
     """The given ports, and the settings' defaults for the others (closed afterwards)."""
     if protime is None:
         settings.protime.require()
@@ -192,7 +234,7 @@ def _ports(
         client = protime
         if client is None:
             client = ProtimeClient(settings.protime, read_email=Rule.EMAIL in settings.match.rules)
-        yield _Ports(hr=source, state=store, protime=client)
+        yield Ports(hr=source, state=store, protime=client)
     finally:
         if state is None:
             store.close()
@@ -217,13 +259,17 @@ def _rare_collections() -> Iterator[None]:
         gc.set_threshold(*before)
 
 
-def _locked_run(job: _Job, ports: _Ports) -> RunResult:
+def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
     store = ports.state
     interrupted = store.mark_interrupted_runs()
     if interrupted:
         log.warning("run.found_interrupted", runs=interrupted)
     run_id = store.start_run(
-        trigger=job.trigger, dry_run=job.dry_run, forced=job.force, only=job.only
+        trigger=job.trigger,
+        dry_run=job.dry_run,
+        forced=job.force,
+        only=job.only,
+        plan_id=job.plan_id,
     )
     bind_context(run_id=run_id)
     log.info(
@@ -236,7 +282,7 @@ def _locked_run(job: _Job, ports: _Ports) -> RunResult:
         pid=os.getpid(),
     )
     try:
-        result = asyncio.run(_bounded_pipeline(job, ports, run_id))
+        result = asyncio.run(_bounded(job, ports, run_id, pipeline))
     except BlockedError as exc:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except (ConfigError, UsageError) as exc:
@@ -275,14 +321,14 @@ def _locked_run(job: _Job, ports: _Ports) -> RunResult:
     return result
 
 
-async def _bounded_pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
-    """:func:`_pipeline` within ``IDSYNC_RUN_DEADLINE_SECONDS``; past it the run stops like an
+async def _bounded(job: Job, ports: Ports, run_id: str, pipeline: Pipeline) -> RunResult:
+    """``pipeline`` within ``IDSYNC_RUN_DEADLINE_SECONDS``; past it the run stops like an
     interrupt: calls in flight are cut off, known outcomes recorded, the rest left pending."""
     deadline = job.settings.run_deadline_seconds
     scope = asyncio.timeout(deadline)
     try:
         async with scope:
-            return await _pipeline(job, ports, run_id)
+            return await pipeline(job, ports, run_id)
     except TimeoutError:
         if not scope.expired():
             raise
@@ -301,46 +347,107 @@ async def _bounded_pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
     )
 
 
-async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
-    settings = job.settings
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """One read of everything a decision needs: HR, Protime, the state's prior."""
+
+    hr: HRSnapshot
+    people: list[Person]
+    prior: PriorState
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decide step's answer: the plan, and what a reconcile would block on (never raised)."""
+
+    plan: Plan
+    would_block: tuple[str, ...]
+    gate_blocked: bool = False  # the input gate is among them (it blocks an apply too)
+
+
+async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
+    """Read HR, Protime and the prior state, overlapped; what was read is kept in
+    ``job.reached`` as it comes, for a run that fails half-way to report."""
+    job.reached.client = client
+    # The HR read and the state read run on worker threads while the event loop pages through
+    # Protime: at 100,000 people the three reads overlap instead of adding up.
+    hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read))
+    prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
+    people = job.reached.people = []
+    try:
+        async for page in client.iter_people():
+            people.extend(page)
+    finally:
+        hr, prior = await asyncio.gather(hr_read, prior_read)
+        job.reached.hr = hr
+    log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
+    log.info("run.protime_read", people=len(people))
+    return Inputs(hr=hr, people=people, prior=prior)
+
+
+async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
     store = ports.state
     async with ports.protime as client:
-        job.reached.client = client
         try:
-            # The HR read and the state read run on worker threads while the event loop pages
-            # through Protime: at 100,000 people the three reads overlap instead of adding up.
-            hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read))
-            prior_read = asyncio.create_task(asyncio.to_thread(store.load_prior))
-            people = job.reached.people = []
-            try:
-                async for page in client.iter_people():
-                    people.extend(page)
-            finally:
-                hr, prior = await asyncio.gather(hr_read, prior_read)
-                job.reached.hr = hr
-            log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
-            log.info("run.protime_read", people=len(people))
-            try:
-                the_plan = _decide(job, hr=hr, people=people, prior=prior)
-            except BlockedError as exc:
-                # Blocked before any write; the snapshot sizes go with it, for the operator (and
-                # the runs table) to see what the gate saw.
-                return job.result(
-                    run_id, RunStatus.BLOCKED, message=str(exc), client=client, hr=hr, people=people
-                )
+            inputs = await read_inputs(job, ports, client)
+            decision = await asyncio.to_thread(decide, job, inputs, store)
+            the_plan = decision.plan
             counts = summarize(the_plan)
             job.reached.plan, job.reached.counts = the_plan, counts
+            if decision.would_block and not job.force:
+                # Blocked before any write. The plan is stored for review and approval (not on
+                # a dry run: `idsync plan` stores one), with the figures the run reached.
+                message = "blocked before any write: " + "; ".join(
+                    line.rstrip(".") for line in decision.would_block
+                )
+                plan_id = None
+                if job.dry_run:
+                    message += ". Store this plan for review and approval with `idsync plan`."
+                else:
+                    header = await asyncio.to_thread(
+                        partial(
+                            store_plan,
+                            settings=job.settings,
+                            store=store,
+                            run_id=run_id,
+                            decision=decision,
+                            inputs=inputs,
+                        )
+                    )
+                    plan_id = header.id
+                    short = plan_id[:8]
+                    if decision.gate_blocked:
+                        message += (
+                            f". The plan is stored for review (`idsync plan show {short}`); the"
+                            " input gate blocks `idsync apply` too."
+                        )
+                    else:
+                        message += (
+                            f". The plan is stored: review it with `idsync plan show {short}`,"
+                            f" approve it with `idsync apply {short}`."
+                        )
+                return job.result(
+                    run_id,
+                    RunStatus.BLOCKED,
+                    message=message,
+                    plan=the_plan,
+                    counts=counts,
+                    actions=_planned(the_plan),
+                    plan_id=plan_id,
+                    would_block=decision.would_block,
+                    client=client,
+                    inputs=inputs,
+                )
             if job.dry_run:
-                planned = dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
                 return job.result(
                     run_id,
                     RunStatus.SUCCEEDED,
                     plan=the_plan,
                     counts=counts,
-                    actions=planned,
+                    actions=_planned(the_plan),
+                    would_block=decision.would_block,
                     client=client,
-                    hr=hr,
-                    people=people,
+                    inputs=inputs,
                 )
             if job.stopping and the_plan.actions:
                 # Asked to stop while reading: leave before the first write, map untouched.
@@ -352,8 +459,7 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
                     plan=the_plan,
                     counts=counts,
                     client=client,
-                    hr=hr,
-                    people=people,
+                    inputs=inputs,
                 )
             # A full run classifies every key there is, so rows it did not classify (an HR id
             # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
@@ -365,29 +471,17 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
                 now=datetime.now(UTC),
                 prune=not job.only,
             )
-            tally = await apply_actions(
+            tally = await apply_step(
+                job=job,
+                ports=ports,
                 client=client,
-                store=store,
                 run_id=run_id,
                 actions=the_plan.actions,
-                concurrency=settings.protime.concurrency,
-                stop=job.stop,
-                progress=job.progress,
-                tally=job.reached.tally,
+                preconditions=iter_preconditions(the_plan, inputs.hr),
             )
         finally:
             unbind_context("hr_id")
-    if ports.hr.writeback_enabled:
-        await asyncio.to_thread(_write_back, hr=ports.hr, store=store)
-    status = _status(tally=tally, stop=job.stop, total=len(the_plan.actions))
-    message = tally.fatal or ""
-    if status is RunStatus.INTERRUPTED:
-        left = len(the_plan.actions) - tally.done
-        why = lock_lost(job.stop)
-        message = (
-            f"{f'run lock lost, stopped writing: {why}' if why else 'stopped on request'}: "
-            f"{left} of {len(the_plan.actions)} action(s) not attempted; the next run does them"
-        )
+    status, message = await finish_writes(job, ports, tally, total=len(the_plan.actions))
     return job.result(
         run_id,
         status,
@@ -396,22 +490,76 @@ async def _pipeline(job: _Job, ports: _Ports, run_id: str) -> RunResult:
         counts=counts,
         actions=dict(tally.outcomes),
         client=client,
-        hr=hr,
-        people=people,
+        inputs=inputs,
     )
 
 
-def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: PriorState) -> Plan:
-    """The pure part: gate, classify, plan, thresholds. No I/O, timed for the run log."""
+async def apply_step(
+    *,
+    job: Job,
+    ports: Ports,
+    client: ProtimeAPI,
+    run_id: str,
+    actions: Sequence[Action],
+    preconditions: Iterable[Precondition],
+) -> Tally:
+    """The one apply step of every run that writes: record pending, call, record outcomes."""
+    return await apply_actions(
+        client=client,
+        store=ports.state,
+        run_id=run_id,
+        actions=actions,
+        preconditions=preconditions,
+        concurrency=job.settings.protime.concurrency,
+        stop=job.stop,
+        progress=job.progress,
+        tally=job.reached.tally,
+    )
+
+
+async def finish_writes(
+    job: Job, ports: Ports, tally: Tally, *, total: int
+) -> tuple[RunStatus, str]:
+    """After the apply step: write-back, then the run's status and message."""
+    if ports.hr.writeback_enabled:
+        await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
+    status = _status(tally=tally, stop=job.stop, total=total)
+    message = tally.fatal or ""
+    if status is RunStatus.INTERRUPTED:
+        left = total - tally.done
+        why = lock_lost(job.stop)
+        message = (
+            f"{f'run lock lost, stopped writing: {why}' if why else 'stopped on request'}: "
+            f"{left} of {total} action(s) not attempted; the next run does them"
+        )
+    return status, message
+
+
+def _planned(the_plan: Plan) -> dict[str, int]:
+    return dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
+
+
+def decide(job: Job, inputs: Inputs, store: RunState) -> Decision:
+    """The one decide step: gate, classify, plan, thresholds; what would block is collected.
+
+    Pure but for one small read: what idsync last wrote for the drifted records, so their
+    reason says when a value changed in Protime since idsync wrote it. Timed for the run log.
+    """
     settings = job.settings
+    hr, people, prior = inputs.hr, inputs.people, inputs.prior
     cpu = time.process_time()
-    if not job.force:
+    would_block: list[str] = []
+    gate_blocked = False
+    try:
         check_input_gate(
             hr_count=len(hr.employees),
             protime_count=len(people),
             prior=prior,
             safety=settings.safety,
         )
+    except BlockedError as exc:
+        would_block.append(_reason(exc))
+        gate_blocked = True
     name = settings.protime.reference_name
     classifications = classify(
         hr=hr,
@@ -423,6 +571,9 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
     )
     if job.only:
         _check_only(job.only, classifications)
+    drifted = [c.hr_id for c in classifications if c.situation is Situation.DRIFTED]
+    if drifted:
+        classifications = annotate_drift(classifications, store.written(drifted))
     the_plan = make_plan(
         classifications=classifications,
         reactions=settings.reactions,
@@ -433,14 +584,70 @@ def _decide(job: _Job, *, hr: HRSnapshot, people: Sequence[Person], prior: Prior
     )
     # Known before the thresholds judge the plan: a run they block still reports its situations.
     job.reached.counts = summarize(the_plan)
-    if not job.force:
+    try:
         check_thresholds(plan=the_plan, safety=settings.safety)
+    except BlockedError as exc:
+        would_block.append(_reason(exc))
     log.info(
         "run.planned",
         actions=len(the_plan.actions),
+        would_block=len(would_block),
         planning_cpu_seconds=round(time.process_time() - cpu, 3),
     )
-    return the_plan
+    return Decision(plan=the_plan, would_block=tuple(would_block), gate_blocked=gate_blocked)
+
+
+def _reason(exc: BlockedError) -> str:
+    return str(exc).removeprefix("blocked before any write: ")
+
+
+def annotate_drift(
+    classifications: Sequence[Classification],
+    written: Mapping[str, tuple[int | None, str, datetime | None]],
+) -> list[Classification]:
+    """Say "changed in Protime since idsync wrote it on ..." where idsync wrote the drifted id."""
+    out = list(classifications)
+    for i, c in enumerate(out):
+        w = written.get(c.hr_id)
+        if c.situation is not Situation.DRIFTED or w is None or w[1] != c.hr_id:
+            continue
+        person, _, at = w
+        when = at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an unknown date"
+        out[i] = replace(
+            c,
+            reason=f"changed in Protime since idsync wrote it on {when} (on person {person}):"
+            f" {c.reason}",
+        )
+    return out
+
+
+def store_plan(
+    *,
+    settings: Settings,
+    store: RunState,
+    run_id: str | None,
+    decision: Decision,
+    inputs: Inputs,
+) -> PlanRow:
+    """Store a decision as a plan (``kind`` reconcile) with every action's precondition."""
+    the_plan = decision.plan
+    hr, people = inputs.hr, inputs.people
+    header = PlanRow(
+        id=str(uuid.uuid4()),
+        kind="reconcile",
+        created_at=datetime.now(UTC),
+        run_id=run_id,
+        rollback_of=None,
+        settings_digest=settings_digest(settings),
+        snapshot_fingerprint=snapshot_fingerprint(hr, people),
+        counts_by_situation=summarize(the_plan),
+        actions_by_kind=dict(Counter(a.kind.value for a in the_plan.actions)),
+        would_block=decision.would_block,
+        action_count=len(the_plan.actions),
+    )
+    store.save_plan(header, zip(the_plan.actions, iter_preconditions(the_plan, hr), strict=True))
+    log.info("run.plan_stored", plan_id=header.id, actions=header.action_count)
+    return header
 
 
 def _check_only(only: Sequence[str], classifications: Sequence[Classification]) -> None:

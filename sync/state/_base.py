@@ -66,6 +66,7 @@ _OUTCOME_FIELDS = (
     "failed_fingerprint",
     "last_changed_at",
     "previous_hr_id",
+    "last_written_at",
 )
 _MAPPING_COLUMNS = (
     _M.hr_id,
@@ -87,6 +88,7 @@ _MAPPING_COLUMNS = (
     _M.failed_fingerprint,
     _M.last_run_id,
     _M.previous_hr_id,
+    _M.last_written_at,
 )
 _EVENT_COLUMNS = tuple(_EVENTS.c)
 _RUN_COLUMNS = tuple(_RUNS.c)
@@ -185,6 +187,7 @@ def _new_mapping(hr_id: str, *, now: datetime, situation: Situation, reason: str
         "failed_fingerprint": None,
         "last_run_id": None,
         "previous_hr_id": None,
+        "last_written_at": None,
     }
 
 

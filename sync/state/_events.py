@@ -14,12 +14,12 @@ from sqlalchemy import (
     update,
 )
 
-from sync.domain import Action, ActionKind, Outcome
+from sync.domain import Action, ActionKind, Outcome, Precondition
 from sync.state._engine import write_transaction
 from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
     from sync.state._rows import (
         ActionOutcome,
@@ -45,19 +45,27 @@ class EventStore(StoreBase):
 
     # ---------------------------------------------------------------------- writes
 
-    def record_pending(self, *, run_id: str, actions: Sequence[Action]) -> list[int]:
+    def record_pending(
+        self,
+        *,
+        run_id: str,
+        actions: Sequence[Action],
+        preconditions: Iterable[Precondition] | None = None,
+    ) -> list[int]:
         """Write one ``pending`` event per action, committed before any call is made.
 
-        Returns the event ids in the order of ``actions``. ``previous_value`` is what the person
-        held as far as the map knows (for a write: the row's ``protime_value`` when the row points
-        at the same person; for a delete: the value being deleted).
+        Returns the event ids in the order of ``actions``. With ``preconditions`` (one per
+        action) ``previous_value`` and ``previous_protime_id`` are what the person held and who
+        held the value when the snapshot was read; without, ``previous_value`` is what the
+        person held as far as the map knows (for a write: the row's ``protime_value`` when the
+        row points at the same person; for a delete: the value being deleted).
         """
         if not actions:
             return []
         now = _now()
         with write_transaction(self._engine) as conn:
             known: dict[str, tuple[int | None, str | None]] = {}
-            hr_ids = sorted({a.hr_id for a in actions})
+            hr_ids = sorted({a.hr_id for a in actions}) if preconditions is None else []
             for chunk in _chunks(hr_ids):
                 for hr_id, protime_id, protime_value in conn.execute(
                     select(_M.hr_id, _M.protime_id, _M.protime_value).where(_M.hr_id.in_(chunk))
@@ -66,11 +74,17 @@ class EventStore(StoreBase):
             ids: list[int] = []
             # In batches, like the classifications: 100,000 event dicts at once would cost about
             # 100 MB in a first run that writes to every person.
+            expected = iter(preconditions) if preconditions is not None else None
             for batch in _chunks(actions, _WRITE_BATCH):
                 params = []
                 for a in batch:
-                    if a.kind is ActionKind.DELETE:
-                        previous: str | None = a.value
+                    holder: int | None = None
+                    if expected is not None:
+                        pre = next(expected)
+                        previous: str | None = pre.expect_value
+                        holder = pre.expect_holder
+                    elif a.kind is ActionKind.DELETE:
+                        previous = a.value
                     else:
                         protime_id, protime_value = known.get(a.hr_id, (None, None))
                         previous = protime_value if protime_id == a.protime_id else None
@@ -83,6 +97,7 @@ class EventStore(StoreBase):
                             "situation": a.situation.value,
                             "value": a.value,
                             "previous_value": previous,
+                            "previous_protime_id": holder,
                             "reason": a.reason,
                             "outcome": Outcome.PENDING.value,
                             "http_status": None,

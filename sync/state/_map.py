@@ -137,8 +137,11 @@ def _after_outcome(
     if a.kind is ActionKind.WRITE:
         if previous and previous != a.value:
             row["previous_hr_id"] = previous  # a re-key: the person held another HR id
+        # A rollback writes an orphan's value back: it stays an orphan, not a link.
+        orphan = a.situation is Situation.ORPHANED
         row.update(
-            situation=Situation.LINKED.value,
+            situation=(Situation.ORPHANED if orphan else Situation.LINKED).value,
+            last_written_at=now,
             protime_id=a.protime_id,
             last_written_value=a.value,
             protime_value=a.value,
@@ -154,7 +157,7 @@ def _after_outcome(
 
 def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: datetime) -> None:
     """Apply a batch of outcomes to their mapping rows (see ``EventStore.record_outcomes``)."""
-    relevant = [o for o in outcomes if o.outcome is not Outcome.SKIPPED]
+    relevant = [o for o in outcomes if o.outcome not in (Outcome.SKIPPED, Outcome.STALE)]
     if not relevant:
         return
     rows: dict[str, dict[str, Any] | None] = {}
@@ -357,6 +360,18 @@ class MapStore(StoreBase):
                 )
             )
             yield from ((situation, rule, reason) for situation, rule, reason in result)
+
+    def written(self, hr_ids: Sequence[str]) -> dict[str, tuple[int | None, str, datetime | None]]:
+        """HR id -> (Protime id, value, when) of what idsync last wrote, for the rows that have it."""
+        found: dict[str, tuple[int | None, str, datetime | None]] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(sorted(set(hr_ids))):
+                query = select(
+                    _M.hr_id, _M.protime_id, _M.last_written_value, _M.last_written_at
+                ).where(_M.hr_id.in_(chunk), _M.last_written_value.is_not(None))
+                for hr_id, protime_id, value, at in conn.execute(query):
+                    found[hr_id] = (protime_id, value, at)
+        return found
 
     def counts_by_situation(self) -> dict[str, int]:
         """Rows of the map per situation, as stored now."""

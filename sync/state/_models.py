@@ -80,6 +80,7 @@ class MappingRecord(Base):
     manual: Mapped[bool] = mapped_column(Boolean, default=False)
     ignored: Mapped[bool] = mapped_column(Boolean, default=False)
     last_written_value: Mapped[str | None] = mapped_column(Text)
+    last_written_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     protime_value: Mapped[str | None] = mapped_column(Text)
     candidates: Mapped[str | None] = mapped_column(Text)  # comma-separated Protime ids
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -115,6 +116,7 @@ class RunRecord(Base):
     duration_seconds: Mapped[float | None] = mapped_column(Float)
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
+    plan_id: Mapped[str | None] = mapped_column(String(36))  # the plan an apply/rollback ran
 
 
 class EventRecord(Base):
@@ -132,6 +134,8 @@ class EventRecord(Base):
     situation: Mapped[str | None] = mapped_column(String(16))
     value: Mapped[str | None] = mapped_column(Text)
     previous_value: Mapped[str | None] = mapped_column(Text)
+    # Who held ``value`` before the call (a re-point moves it from there): what a rollback restores.
+    previous_protime_id: Mapped[int | None] = mapped_column(BigInteger)
     reason: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int | None] = mapped_column(Integer)
@@ -139,6 +143,48 @@ class EventRecord(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class PlanRecord(Base):
+    """A stored plan: what a reconcile (or a rollback) would do, for an operator to approve."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # reconcile | rollback
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    run_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("runs.id"))  # made by
+    rollback_of: Mapped[str | None] = mapped_column(String(36))  # the run a rollback undoes
+    settings_digest: Mapped[str] = mapped_column(String(64))
+    snapshot_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    counts_by_situation: Mapped[str | None] = mapped_column(Text)  # JSON object
+    actions_by_kind: Mapped[str | None] = mapped_column(Text)  # JSON object
+    would_block: Mapped[str | None] = mapped_column(Text)  # JSON list of lines
+    action_count: Mapped[int] = mapped_column(Integer, default=0)
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    applied_by: Mapped[str | None] = mapped_column(String(36))  # the last apply run
+
+
+class PlanActionRecord(Base):
+    """One action of a stored plan, with the precondition it is applied under."""
+
+    __tablename__ = "plan_actions"
+
+    plan_id: Mapped[str] = mapped_column(String(36), ForeignKey("plans.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(16))
+    hr_id: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    protime_id: Mapped[int] = mapped_column(BigInteger)
+    value: Mapped[str] = mapped_column(Text)
+    situation: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    phase: Mapped[int] = mapped_column(Integer)
+    depends_on: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    # The precondition: the person's value and the value's holder as the plan saw them, and the
+    # fingerprint of the HR row (NULL: not checked, as for a rollback).
+    expect_value: Mapped[str | None] = mapped_column(Text)
+    expect_holder: Mapped[int | None] = mapped_column(BigInteger)
+    hr_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
 class RunLockRecord(Base):
@@ -158,3 +204,5 @@ MAPPINGS = cast("Table", MappingRecord.__table__)
 RUNS = cast("Table", RunRecord.__table__)
 EVENTS = cast("Table", EventRecord.__table__)
 RUN_LOCK = cast("Table", RunLockRecord.__table__)
+PLANS = cast("Table", PlanRecord.__table__)
+PLAN_ACTIONS = cast("Table", PlanActionRecord.__table__)

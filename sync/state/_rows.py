@@ -28,6 +28,9 @@ class RunStatus(StrEnum):
 class Trigger(StrEnum):
     CLI = "cli"
     SCHEDULE = "schedule"
+    PLAN = "plan"  # `idsync plan`: reads and stores a plan, writes nothing
+    APPLY = "apply"  # `idsync apply`: performs a stored plan's still-valid actions
+    ROLLBACK = "rollback"  # `idsync rollback --yes`: builds and applies the undo of a run
 
 
 class EventAction(StrEnum):
@@ -76,6 +79,15 @@ class MappingRow:
     failed_fingerprint: str | None
     last_run_id: str | None
     previous_hr_id: str | None = None
+    last_written_at: datetime | None = None
+
+    @property
+    def hr_wants(self) -> str | None:
+        """The value HR wants on ``protime_id``: the HR id itself for an employee idsync keeps
+        linked, nothing for an orphan (its HR id is gone or inactive) or a row HR cannot name."""
+        if self.situation in ("orphaned", "invalid", "ignored") or self.protime_id is None:
+            return None
+        return self.hr_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +128,7 @@ class EventRow:
     attempts: int
     created_at: datetime
     completed_at: datetime | None
+    previous_protime_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +155,7 @@ class RunRow:
     duration_seconds: float | None
     host: str | None
     pid: int | None
+    plan_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,3 +194,27 @@ class ActionOutcome:
     http_status: int | None = None
     error: str | None = None
     attempts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class PlanRow:
+    """A stored plan's header; its actions are read with :meth:`StateStore.iter_plan_actions`.
+
+    ``kind`` is ``reconcile`` (from ``idsync plan`` or a blocked reconcile) or ``rollback``
+    (``rollback_of`` names the run it undoes). ``would_block`` lists what a reconcile would have
+    blocked on; ``applied_by`` is the last run that applied it.
+    """
+
+    id: str
+    kind: str
+    created_at: datetime
+    run_id: str | None
+    rollback_of: str | None
+    settings_digest: str
+    snapshot_fingerprint: str | None
+    counts_by_situation: dict[str, int]
+    actions_by_kind: dict[str, int]
+    would_block: tuple[str, ...]
+    action_count: int
+    applied_at: datetime | None = None
+    applied_by: str | None = None

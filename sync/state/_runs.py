@@ -48,7 +48,13 @@ class RunStore(StoreBase):
     """Runs: start, finish, mark the interrupted, read."""
 
     def start_run(
-        self, *, trigger: str, dry_run: bool, forced: bool, only: Sequence[str] = ()
+        self,
+        *,
+        trigger: str,
+        dry_run: bool,
+        forced: bool,
+        only: Sequence[str] = (),
+        plan_id: str | None = None,
     ) -> str:
         """Record a new run as ``running`` (committed at once) and return its id (a UUID)."""
         run_id = str(uuid.uuid4())
@@ -64,6 +70,7 @@ class RunStore(StoreBase):
                     only_ids=json.dumps(list(only)) if only else None,
                     host=socket.gethostname()[:255],
                     pid=os.getpid(),
+                    plan_id=plan_id,
                 )
             )
         return run_id

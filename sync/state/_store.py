@@ -3,6 +3,7 @@
 * :class:`~sync.state._runs.RunStore` — runs: start, finish, the ones a dead process left;
 * :class:`~sync.state._map.MapStore` — the map: what the planner needs, classifications, lookups;
 * :class:`~sync.state._events.EventStore` — the audit trail of calls: pending, then the outcome;
+* :class:`~sync.state._plans.PlanStore` — stored plans and their actions, for review and apply;
 * :class:`~sync.state._admin.AdminStore` — an admin's changes to the map.
 
 Every method opens its own connection and transaction, so one :class:`StateStore` may be shared by
@@ -34,6 +35,7 @@ from sync.state._events import EventStore
 from sync.state._lock import LockFence, run_lock
 from sync.state._map import MapStore
 from sync.state._migrate import check_schema
+from sync.state._plans import PlanStore
 from sync.state._runs import RunStore
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
-class StateStore(RunStore, MapStore, EventStore, AdminStore):
+class StateStore(RunStore, MapStore, EventStore, PlanStore, AdminStore):
     """The state database behind one engine (see :func:`~sync.state.create_state_engine`).
 
     Built on an engine the caller owns (``StateStore(engine)``), or with :meth:`open` on a URL,

@@ -1,0 +1,176 @@
+"""Stored plans: a header and its actions with their preconditions, for review and apply.
+
+A plan of 250,000 actions is written in batches and read back streamed, never held as rows all at
+once by this module. Plans older than ``PLAN_RETENTION`` are removed when a new one is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import delete, insert, select, update
+
+from sync.domain import Action, ActionKind, Outcome, Precondition, Situation
+from sync.errors import UsageError
+from sync.state._base import _EVENTS, _WRITE_BATCH, StoreBase, _event_row, _json_or_empty, _now
+from sync.state._engine import write_transaction
+from sync.state._models import PLAN_ACTIONS, PLANS
+from sync.state._rows import EventAction, PlanRow
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+
+    from sqlalchemy import Row
+
+    from sync.state._rows import EventRow
+
+PLAN_RETENTION = timedelta(days=30)
+MIN_PREFIX = 4
+_P = PLANS.c
+_A = PLAN_ACTIONS.c
+_E = _EVENTS.c
+_PLAN_COLUMNS = tuple(PLANS.c)
+_ACTION_COLUMNS = (
+    _A.kind,
+    _A.hr_id,
+    _A.protime_id,
+    _A.value,
+    _A.situation,
+    _A.reason,
+    _A.phase,
+    _A.depends_on,
+    _A.expect_value,
+    _A.expect_holder,
+    _A.hr_fingerprint,
+)
+
+
+def _plan_row(row: Row[Any]) -> PlanRow:
+    data = row._asdict()
+    data["counts_by_situation"] = _json_or_empty(data["counts_by_situation"])
+    data["actions_by_kind"] = _json_or_empty(data["actions_by_kind"])
+    data["would_block"] = tuple(json.loads(data["would_block"] or "[]"))
+    return PlanRow(**data)
+
+
+class PlanStore(StoreBase):
+    """Stored plans: save, find by id prefix, list, read the actions back, mark applied."""
+
+    def save_plan(self, header: PlanRow, actions: Iterable[tuple[Action, Precondition]]) -> None:
+        """Store a plan and its actions (in order) in one transaction; prune old plans."""
+        with write_transaction(self._engine) as conn:
+            old = select(_P.id).where(_P.created_at < _now() - PLAN_RETENTION)
+            conn.execute(delete(PLAN_ACTIONS).where(_A.plan_id.in_(old)))
+            conn.execute(delete(PLANS).where(_P.created_at < _now() - PLAN_RETENTION))
+            conn.execute(
+                insert(PLANS).values(
+                    id=header.id,
+                    kind=header.kind,
+                    created_at=header.created_at,
+                    run_id=header.run_id,
+                    rollback_of=header.rollback_of,
+                    settings_digest=header.settings_digest,
+                    snapshot_fingerprint=header.snapshot_fingerprint,
+                    counts_by_situation=json.dumps(header.counts_by_situation),
+                    actions_by_kind=json.dumps(header.actions_by_kind),
+                    would_block=json.dumps(list(header.would_block)),
+                    action_count=header.action_count,
+                )
+            )
+            batch: list[dict[str, Any]] = []
+            for seq, (a, pre) in enumerate(actions):
+                batch.append(
+                    {
+                        "plan_id": header.id,
+                        "seq": seq,
+                        "kind": a.kind.value,
+                        "hr_id": a.hr_id,
+                        "protime_id": a.protime_id,
+                        "value": a.value,
+                        "situation": a.situation.value,
+                        "reason": a.reason,
+                        "phase": a.phase,
+                        "depends_on": a.depends_on,
+                        "expect_value": pre.expect_value,
+                        "expect_holder": pre.expect_holder,
+                        "hr_fingerprint": pre.hr_fingerprint,
+                    }
+                )
+                if len(batch) >= _WRITE_BATCH:
+                    conn.execute(insert(PLAN_ACTIONS), batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(PLAN_ACTIONS), batch)
+
+    def plan(self, plan_id: str) -> PlanRow | None:
+        """One plan by its full id, ``None`` when unknown."""
+        with self._engine.connect() as conn:
+            row = conn.execute(select(*_PLAN_COLUMNS).where(_P.id == plan_id)).first()
+        return _plan_row(row) if row is not None else None
+
+    def find_plan(self, prefix: str) -> PlanRow:
+        """The plan whose id starts with ``prefix`` (4 characters or more, unique), else UsageError."""
+        prefix = prefix.strip().lower()
+        if len(prefix) < MIN_PREFIX:
+            raise UsageError(f"a plan id needs at least {MIN_PREFIX} characters, got {prefix!r}")
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(*_PLAN_COLUMNS).where(_P.id.like(f"{escaped}%", escape="\\")).limit(2)
+            ).all()
+        if not rows:
+            raise UsageError(f"no plan with id {prefix!r} (see `idsync plans`)")
+        if len(rows) > 1:
+            raise UsageError(f"plan id {prefix!r} is ambiguous: give more characters")
+        return _plan_row(rows[0])
+
+    def plans(self, *, limit: int = 20) -> list[PlanRow]:
+        """The latest plans, newest first."""
+        query = select(*_PLAN_COLUMNS).order_by(_P.created_at.desc(), _P.id).limit(limit)
+        with self._engine.connect() as conn:
+            return [_plan_row(r) for r in conn.execute(query)]
+
+    def iter_plan_actions(self, plan_id: str) -> Iterator[tuple[Action, Precondition]]:
+        """The actions of a plan in their order, each with its precondition, streamed."""
+        query = (
+            select(*_ACTION_COLUMNS).where(_A.plan_id == plan_id).order_by(_A.seq)
+        ).execution_options(yield_per=_WRITE_BATCH)
+        with self._engine.connect() as conn:
+            for r in conn.execute(query):
+                yield (
+                    Action(
+                        kind=ActionKind(r.kind),
+                        hr_id=r.hr_id,
+                        protime_id=r.protime_id,
+                        value=r.value,
+                        situation=Situation(r.situation),
+                        reason=r.reason,
+                        phase=r.phase,
+                        depends_on=r.depends_on,
+                    ),
+                    Precondition(r.expect_value, r.expect_holder, r.hr_fingerprint),
+                )
+
+    def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None:
+        """Remember the run that applied the plan last (a plan may be applied again: no-op)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(PLANS).where(_P.id == plan_id).values(applied_at=_now(), applied_by=run_id)
+            )
+
+    def iter_run_calls(self, run_id: str) -> Iterator[EventRow]:
+        """The succeeded writes and deletes of a run, in the order they were recorded."""
+        query = (
+            select(*_EVENTS.c)
+            .where(
+                _E.run_id == run_id,
+                _E.outcome == Outcome.SUCCEEDED.value,
+                _E.action.in_((EventAction.WRITE.value, EventAction.DELETE.value)),
+            )
+            .order_by(_E.id)
+        ).execution_options(yield_per=_WRITE_BATCH)
+        with self._engine.connect() as conn:
+            for r in conn.execute(query):
+                yield _event_row(r)
