@@ -189,3 +189,27 @@ def test_plan_out_file_is_applied_from_the_file(
         listed = validate(json.loads(_idsync(h, "plans", "--json").stdout))
         (only,) = listed["plans"]
         assert only["applied_by"] == json.loads(applied.stdout)["run_id"]
+
+
+def test_a_value_changed_in_protime_since_idsync_wrote_it_says_so(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """The three-way view: a reference idsync wrote and someone changed in Protime is drifted
+    "changed in Protime since idsync wrote it on ..."; the map keeps what idsync wrote and when."""
+    h = make_harness(
+        rows=lambda sim: [
+            row_for(p, f"E{i:03d}") for i, p in enumerate(sim.world.people_list()[:5])
+        ]
+    )
+    assert h.run().status is RunStatus.SUCCEEDED
+    person = h.sim.world.people_list()[0]
+    h.sim.world.set_reference("TYPO", person.id)  # someone overwrote E000 in Protime
+    dry = h.run(dry_run=True)
+    assert dry.plan is not None
+    (record,) = [c for c in dry.plan.classifications if c.hr_id == "E000"]
+    assert record.reason.startswith("changed in Protime since idsync wrote it on ")
+    with h.store() as store:
+        row = store.mapping("E000")
+    assert row is not None
+    assert (row.hr_wants, row.last_written_value) == ("E000", "E000")
+    assert row.last_written_at is not None
