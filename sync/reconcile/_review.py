@@ -8,7 +8,7 @@
 * :func:`rollback` — builds the plan that undoes a run's Protime changes from its events
   (``_rollback``), stores it, and with ``apply_now`` applies it in a run (trigger ``rollback``).
 
-They share :func:`~sync.reconcile._run.decide` and :func:`~sync.reconcile._run.apply_step` with
+They share :func:`~sync.reconcile._decide.decide` and :func:`~sync.reconcile._run.apply_step` with
 :func:`~sync.reconcile.run`.
 """
 
@@ -24,20 +24,13 @@ from typing import TYPE_CHECKING
 from sync.domain import Outcome, Plan
 from sync.logging import get_logger, unbind_context
 from sync.reconcile._classify import classify
+from sync.reconcile._decide import decide, store_plan
 from sync.reconcile._gates import check_input_gate
 from sync.reconcile._plan import summarize
 from sync.reconcile._preconditions import Current, hr_fingerprints, settings_digest, verdicts
 from sync.reconcile._result import RunResult, RunStatus
 from sync.reconcile._rollback import rollback_actions
-from sync.reconcile._run import (
-    Job,
-    apply_step,
-    decide,
-    execute,
-    finish_writes,
-    read_inputs,
-    store_plan,
-)
+from sync.reconcile._run import Job, apply_step, execute, finish_writes, read_inputs
 from sync.state import ActionOutcome, PlanRow, StateStore
 
 if TYPE_CHECKING:

@@ -1,7 +1,9 @@
 """One reconciliation run, top to bottom: lock, read HR, read Protime, gate, classify, plan,
 check thresholds, apply, record.
 
-The CLI (`idsync reconcile`) and the scheduler (`idsync serve`) both call :func:`run`. Durability
+The CLI (`idsync reconcile`) and the scheduler (`idsync serve`) both call :func:`run`; `plan`,
+`apply` and `rollback` (``_review``) run through the same :func:`execute` (lock, run row, ports),
+:func:`~sync.reconcile._decide.decide` and :func:`apply_step`. Durability
 rule: every action is recorded as ``pending`` before its call, and its outcome is recorded as soon
 as it completes (flushed in small batches), so a crash at any moment leaves either a finished
 outcome or a pending one; the next run re-reads Protime and converges either way.
@@ -14,7 +16,6 @@ import gc
 import os
 import socket
 import time
-import uuid
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -22,37 +23,31 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sync.domain import Plan, Rule, Situation
+from sync.domain import Plan, Rule
 from sync.errors import BlockedError, ConfigError, IdsyncError, LockHeldError, UsageError
 from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
-from sync.reconcile._classify import classify
+from sync.reconcile._decide import Inputs, decide, store_plan
 from sync.reconcile._fence import FencedStop, lock_lost
-from sync.reconcile._gates import check_input_gate, check_thresholds
-from sync.reconcile._plan import plan as make_plan
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
     iter_preconditions,
-    settings_digest,
-    snapshot_fingerprint,
 )
 from sync.reconcile._result import RunResult, RunStatus
-from sync.state import PlanRow, RunSummary, StateStore
+from sync.state import RunSummary, StateStore
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
 
     from sync.config import Settings
     from sync.domain import (
         Action,
-        Classification,
         HRSnapshot,
         Person,
         Precondition,
-        PriorState,
     )
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
 
@@ -347,24 +342,6 @@ async def _bounded(job: Job, ports: Ports, run_id: str, pipeline: Pipeline) -> R
     )
 
 
-@dataclass(frozen=True, slots=True)
-class Inputs:
-    """One read of everything a decision needs: HR, Protime, the state's prior."""
-
-    hr: HRSnapshot
-    people: list[Person]
-    prior: PriorState
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """The decide step's answer: the plan, and what a reconcile would block on (never raised)."""
-
-    plan: Plan
-    would_block: tuple[str, ...]
-    gate_blocked: bool = False  # the input gate is among them (it blocks an apply too)
-
-
 async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
     """Read HR, Protime and the prior state, overlapped; what was read is kept in
     ``job.reached`` as it comes, for a run that fails half-way to report."""
@@ -537,130 +514,6 @@ async def finish_writes(
 
 def _planned(the_plan: Plan) -> dict[str, int]:
     return dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
-
-
-def decide(job: Job, inputs: Inputs, store: RunState) -> Decision:
-    """The one decide step: gate, classify, plan, thresholds; what would block is collected.
-
-    Pure but for one small read: what idsync last wrote for the drifted records, so their
-    reason says when a value changed in Protime since idsync wrote it. Timed for the run log.
-    """
-    settings = job.settings
-    hr, people, prior = inputs.hr, inputs.people, inputs.prior
-    cpu = time.process_time()
-    would_block: list[str] = []
-    gate_blocked = False
-    try:
-        check_input_gate(
-            hr_count=len(hr.employees),
-            protime_count=len(people),
-            prior=prior,
-            safety=settings.safety,
-        )
-    except BlockedError as exc:
-        would_block.append(_reason(exc))
-        gate_blocked = True
-    name = settings.protime.reference_name
-    classifications = classify(
-        hr=hr,
-        people=people,
-        prior=prior,
-        rules=settings.match.rules,
-        reference_name=name,
-        normalize=settings.match.normalizers(),
-    )
-    if job.only:
-        _check_only(job.only, classifications)
-    drifted = [c.hr_id for c in classifications if c.situation is Situation.DRIFTED]
-    if drifted:
-        classifications = annotate_drift(classifications, store.written(drifted))
-    the_plan = make_plan(
-        classifications=classifications,
-        reactions=settings.reactions,
-        prior=prior,
-        retry_failed=job.retry_failed,
-        only=set(job.only) if job.only else None,
-        reference_name=name,
-    )
-    # Known before the thresholds judge the plan: a run they block still reports its situations.
-    job.reached.counts = summarize(the_plan)
-    try:
-        check_thresholds(plan=the_plan, safety=settings.safety)
-    except BlockedError as exc:
-        would_block.append(_reason(exc))
-    log.info(
-        "run.planned",
-        actions=len(the_plan.actions),
-        would_block=len(would_block),
-        planning_cpu_seconds=round(time.process_time() - cpu, 3),
-    )
-    return Decision(plan=the_plan, would_block=tuple(would_block), gate_blocked=gate_blocked)
-
-
-def _reason(exc: BlockedError) -> str:
-    return str(exc).removeprefix("blocked before any write: ")
-
-
-def annotate_drift(
-    classifications: Sequence[Classification],
-    written: Mapping[str, tuple[int | None, str, datetime | None]],
-) -> list[Classification]:
-    """Say "changed in Protime since idsync wrote it on ..." where idsync wrote the drifted id."""
-    out = list(classifications)
-    for i, c in enumerate(out):
-        w = written.get(c.hr_id)
-        if c.situation is not Situation.DRIFTED or w is None or w[1] != c.hr_id:
-            continue
-        person, _, at = w
-        when = at.strftime("%Y-%m-%d %H:%M UTC") if at is not None else "an unknown date"
-        out[i] = replace(
-            c,
-            reason=f"changed in Protime since idsync wrote it on {when} (on person {person}):"
-            f" {c.reason}",
-        )
-    return out
-
-
-def store_plan(
-    *,
-    settings: Settings,
-    store: RunState,
-    run_id: str | None,
-    decision: Decision,
-    inputs: Inputs,
-) -> PlanRow:
-    """Store a decision as a plan (``kind`` reconcile) with every action's precondition."""
-    the_plan = decision.plan
-    hr, people = inputs.hr, inputs.people
-    header = PlanRow(
-        id=str(uuid.uuid4()),
-        kind="reconcile",
-        created_at=datetime.now(UTC),
-        run_id=run_id,
-        rollback_of=None,
-        settings_digest=settings_digest(settings),
-        snapshot_fingerprint=snapshot_fingerprint(hr, people),
-        counts_by_situation=summarize(the_plan),
-        actions_by_kind=dict(Counter(a.kind.value for a in the_plan.actions)),
-        would_block=decision.would_block,
-        action_count=len(the_plan.actions),
-    )
-    store.save_plan(header, zip(the_plan.actions, iter_preconditions(the_plan, hr), strict=True))
-    log.info("run.plan_stored", plan_id=header.id, actions=header.action_count)
-    return header
-
-
-def _check_only(only: Sequence[str], classifications: Sequence[Classification]) -> None:
-    """--only ids nobody has are a usage error when none is known, a warning otherwise."""
-    known = {c.hr_id for c in classifications}
-    unknown = [hr_id for hr_id in dict.fromkeys(only) if hr_id not in known]
-    if unknown and len(unknown) == len(set(only)):
-        raise UsageError(
-            f"--only: {', '.join(unknown)}: no such HR employee or Protime reference value;"
-            " nothing to do"
-        )
-    if unknown:
-        log.warning("run.only_unknown", hr_ids=unknown)
 
 
 def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
