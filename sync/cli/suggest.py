@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path  # noqa: TC003 - typer reads the annotation at run time
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import typer
 
@@ -29,17 +29,24 @@ def suggest(
     if fmt not in {"csv", "json"}:
         raise UsageError(f"--format must be csv or json, not {fmt!r}")
     settings = settings_and_logging()
-    from sync.suggest import build_report, write_csv, write_json
+    from sync.cli._contracts import document
+    from sync.suggest import build_report, report_json, write_csv, write_json
 
     started = time.monotonic()
     with open_store(settings) as store:
         report = build_report(settings=settings, store=store)
-    write = write_csv if fmt == "csv" else write_json
+
+    def write(stream: TextIO) -> None:
+        if fmt == "csv":
+            write_csv(report, stream)
+        else:
+            write_json(document("suggest", report_json(report)), stream)
+
     if output is None:
-        write(report, sys.stdout)
+        write(sys.stdout)
     else:
         with output.open("w", encoding="utf-8", newline="") as stream:
-            write(report, stream)
+            write(stream)
     with_candidates = sum(1 for s in report.suggestions if s.candidates)
     err.print(
         f"{len(report.suggestions)} unmatched or disputed employee(s), {with_candidates} with"

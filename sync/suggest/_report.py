@@ -16,6 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from sync.suggest._engine import Candidate, Report, Suggestion, Unreached
@@ -82,17 +83,12 @@ def _unreached(u: Unreached) -> dict[str, Any]:
 
 
 def report_json(report: Report) -> dict[str, Any]:
-    """The report as the JSON document ``idsync suggest --format json`` writes
-    (``docs/schemas/suggest.schema.json``)."""
-    from sync.cli._contracts import document
-
-    return document(
-        "suggest",
-        {
-            "suggestions": [_suggestion(s) for s in report.suggestions],
-            "unreached": [_unreached(u) for u in report.unreached],
-        },
-    )
+    """The body of the JSON ``idsync suggest --format json`` writes (the CLI adds the schema
+    name and versions: ``docs/schemas/suggest.schema.json``)."""
+    return {
+        "suggestions": [_suggestion(s) for s in report.suggestions],
+        "unreached": [_unreached(u) for u in report.unreached],
+    }
 
 
 def _unreached_words(u: Unreached) -> str:
@@ -165,8 +161,9 @@ def write_csv(report: Report, stream: IO[str]) -> None:
         )
 
 
-def write_json(report: Report, stream: IO[str]) -> None:
-    json.dump(report_json(report), stream, ensure_ascii=False, indent=1)
+def write_json(document: Mapping[str, Any], stream: IO[str]) -> None:
+    """A JSON document, indented one space per level (thousands of suggestions stay readable)."""
+    json.dump(document, stream, ensure_ascii=False, indent=1)
     stream.write("\n")
 
 

@@ -16,6 +16,7 @@ from sync.suggest import (
     Suggestion,
     Unreached,
     read_reviewed,
+    report_json,
     write_csv,
     write_json,
 )
@@ -101,7 +102,7 @@ def test_reviewed_csv_gives_the_accepted_rows_with_their_problems(tmp_path):
 def test_reviewed_json_report_and_flat_list(tmp_path):
     """The JSON report with accept set in place, or a flat list of rows, reads the same way."""
     stream = io.StringIO()
-    write_json(_report(), stream)
+    write_json(report_json(_report()), stream)
     document = json.loads(stream.getvalue())
     document["suggestions"][0]["candidates"][0]["accept"] = True
     document["unreached"][0].update(accept="yes", hr_id="E3")
