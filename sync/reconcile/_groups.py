@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 def reason_group(situation: str, rule: str | None, reason: str) -> str:
     """A short label of why an unmatched or disputed record is so."""
+    if reason.startswith("manual link;"):
+        return "linked by hand, waiting for the next run"  # `idsync link` wrote the row
     if situation == Situation.UNMATCHED.value:
         if rule == Rule.MANUAL.value:
             return "manual link to a person Protime no longer has"

@@ -47,6 +47,12 @@ def test_every_unmatched_and_disputed_kind_has_its_group():
     }
 
 
+def test_a_row_an_admin_just_linked_waits_for_the_next_run():
+    """Between `idsync link` and the next run the row keeps its situation but says why."""
+    reason = "manual link; the next run writes the reference"
+    assert reason_group("unmatched", "manual", reason) == "linked by hand, waiting for the next run"
+
+
 def test_counts_put_unmatched_first_then_the_biggest_groups():
     """Counts per (situation, group): unmatched before disputed, larger groups first."""
     rows = [
