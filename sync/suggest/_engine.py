@@ -72,6 +72,7 @@ MIN_SCORE = 15.0
 NAME_CUTOFF = 70.0  # token_sort_ratio below this is no name evidence at all
 _NAMES_PER_BLOCK = 20  # similar names taken from one block
 _PERSONS_PER_NAME = 50  # persons taken per similar name (more share it: the name tells nothing)
+_PERSONS_PER_KEY = 50  # a key more persons share (a placeholder badge "0") is no evidence
 # Persons found by name alone that are scored in full: the best by name similarity. A person
 # found by name alone scores at most NAME_WEIGHT x 100, so only the best few can reach the top 3.
 _NAME_CANDIDATES = 30
@@ -200,9 +201,11 @@ class _Pool:
         self.blocks = blocks
 
     def by_key(self, value: str) -> list[tuple[int, Rule]]:
+        """The persons holding ``value`` (loosely), unless so many do that it tells nothing."""
         assert _loose is not None
         key = _loose(value)
-        return self.keys.get(key, []) if key is not None else []
+        found = self.keys.get(key, []) if key is not None else []
+        return found if len(found) <= _PERSONS_PER_KEY else []
 
     def by_name(self, name: str) -> dict[int, float]:
         """Person id -> name similarity, for the similar names in the name's blocks."""

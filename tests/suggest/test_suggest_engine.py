@@ -181,3 +181,11 @@ def test_no_suggestions_for_linked_employees():
     )
     assert report.suggestions == ()
     assert report.unreached == ()
+
+
+def test_a_key_shared_by_many_persons_is_no_evidence():
+    """A placeholder key on 60 persons (badge 0) finds no one: it tells nothing, and it would make
+    every employee with it compare with all of them."""
+    people = [Person(id=i, badge_number="0") for i in range(1, 61)]
+    report = _report([HREmployee("E1", badge_number="000")], people)
+    assert report.suggestions[0].candidates == ()
