@@ -33,6 +33,7 @@ COMMANDS: list[list[str]] = [
     ["db", "current"],
     ["config", "check", "--skip-protime"],
     ["config", "check"],
+    ["serve"],
 ]
 
 BAD_STATE_URLS = {
@@ -57,6 +58,10 @@ def _env(**extra: str) -> dict[str, str]:
         "IDSYNC_PROTIME__RETRY_ATTEMPTS": "1",
         "IDSYNC_PROTIME__CONNECT_TIMEOUT_SECONDS": "2",
         "IDSYNC_LOG__LEVEL": "DEBUG",
+        "IDSYNC_SCHEDULE__INTERVAL_SECONDS": "3600",
+        "IDSYNC_SCHEDULE__RUN_AT_START": "false",
+        "IDSYNC_HTTP__HOST": "127.0.0.1",
+        "IDSYNC_HTTP__PORT": "0",
         **extra,
     }
 
