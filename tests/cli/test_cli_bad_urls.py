@@ -34,6 +34,11 @@ COMMANDS: list[list[str]] = [
     ["config", "check", "--skip-protime"],
     ["config", "check"],
     ["serve"],
+    ["plan"],
+    ["plans"],
+    ["apply", "abcd1234"],
+    ["rollback", "abcd1234"],
+    ["suggest"],
 ]
 
 BAD_STATE_URLS = {
