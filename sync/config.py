@@ -145,7 +145,10 @@ class ProtimeSettings(_Section):
     user_agent_company: str = "unknown"
     max_value_length: int = Field(default=255, ge=1, le=4000)
     concurrency: int = Field(default=8, ge=1, le=256)
-    rate_limit_per_second: float = Field(default=50.0, ge=0)  # 0: no client-side limit
+    # "auto": find Protime's undisclosed limit (sync.protime._rate); a number fixes the rate;
+    # 0: no client-side limit.
+    rate_limit_per_second: float | Literal["auto"] = "auto"
+    max_rate_per_second: float = Field(default=200.0, gt=0)  # the ceiling of "auto"
     connect_timeout_seconds: float = Field(default=10.0, gt=0)
     read_timeout_seconds: float = Field(default=30.0, gt=0)
     # The whole of one HTTP exchange (connect, headers, body), whatever the server trickles: the
@@ -157,6 +160,26 @@ class ProtimeSettings(_Section):
     retry_attempts: int = Field(default=8, ge=1, le=100)
     retry_timeout_seconds: float = Field(default=300.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
+
+    @field_validator("rate_limit_per_second", mode="before")
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        try:
+            rate = float(value)  # type: ignore[arg-type] # anything else is refused below
+        except (TypeError, ValueError):
+            rate = -1.0
+        if not rate >= 0 or rate == float("inf"):
+            raise ValueError(
+                f"must be 'auto' or a number of requests per second >= 0, not {value!r}"
+            )
+        return rate
+
+    @property
+    def adaptive_rate(self) -> bool:
+        """Whether the client finds Protime's limit itself (``auto``)."""
+        return self.rate_limit_per_second == "auto"
 
     @field_validator("base_url", "token_url")
     @classmethod

@@ -107,6 +107,7 @@ def run_object(row: RunRow) -> dict[str, Any]:
         "host": row.host,
         "pid": row.pid,
         "plan_id": row.plan_id,
+        "rate_per_second": row.rate_per_second,
     }
 
 
@@ -126,6 +127,9 @@ def result_object(result: RunResult) -> dict[str, Any]:
         "actions": nested_actions(result.actions_by_outcome),
         "api_calls": dict(result.api_requests),
         "retries": result.retries,
+        "rate_per_second": (
+            round(result.rate_per_second, 2) if result.rate_per_second is not None else None
+        ),
         "message": result.message or None,
         "plan_id": result.plan_id,
         "would_block": list(result.would_block),

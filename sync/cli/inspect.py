@@ -33,6 +33,7 @@ from sync.domain import Situation
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
+    from sync.config import Settings
     from sync.state import EventRow, MappingRow, Rekey, RunRow, StateStore
 
 # `runs` prints run ids cut to this many characters (a UUID's first group: unique in practice);
@@ -63,6 +64,7 @@ def status(
         counts = store.counts_by_situation()
         attention = group_counts(store.attention())
         recent = store.runs(limit=5)
+        learned = store.learned_rate()
     if as_json:
         print_json(
             document(
@@ -74,6 +76,7 @@ def status(
                         {"situation": s, "reason": group, "count": n} for s, group, n in attention
                     ],
                     "recent_runs": [run_object(r) for r in recent],
+                    "learned_rate_per_second": learned,
                 },
             )
         )
@@ -94,6 +97,23 @@ def status(
             )
         )
     _print_runs(recent, title="Latest runs")
+    _print_rate(settings, learned)
+
+
+def _print_rate(settings: Settings, learned: float | None) -> None:
+    rate = settings.protime.rate_limit_per_second
+    if rate != "auto":
+        setting = f"fixed at {rate:g}/s" if rate else "off"
+        out.print(f"Request rate to Protime: {setting} (IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND)")
+    elif learned is None:
+        out.print(
+            "Request rate to Protime: auto, nothing learned yet (the next run starts at 10/s)"
+        )
+    else:
+        out.print(
+            f"Request rate to Protime: auto, learned {learned:.1f}/s (the next run starts there;"
+            f" at most {settings.protime.max_rate_per_second:g}/s)"
+        )
 
 
 def show(

@@ -24,7 +24,6 @@ from urllib.parse import quote
 import httpx
 import stamina
 import structlog
-from aiolimiter import AsyncLimiter
 
 from sync import __version__
 from sync.config import redact_http_url, url_credentials
@@ -47,6 +46,7 @@ from sync.protime._parse import (
     parse_people_page,
     parse_token,
 )
+from sync.protime._rate import FIRST_RATE, AdaptiveRate, RateLimiter
 from sync.protime._retry import (
     Backoff,
     is_retriable,
@@ -361,12 +361,7 @@ class ProtimeClient:
         for _ in range(settings.concurrency):
             self._lanes.put_nowait(None)
         self._lane_clients: list[httpx.AsyncClient] = []
-        rate = settings.rate_limit_per_second
-        # AsyncLimiter(b, b / rate) paces at `rate` per second with bursts of at most b requests.
-        # A burst as large as the rate would fire a second's worth of calls at once into
-        # Protime's own (unpublished, likely smaller) burst allowance.
-        burst = max(1.0, min(rate, float(settings.concurrency)))
-        self._limiter = AsyncLimiter(burst, burst / rate) if rate > 0 else None
+        self._limiter = _rate_limiter(settings, learned_rate=None)
         people_refs = "".join(
             f"(people,{name})"
             for name in (
@@ -406,6 +401,16 @@ class ProtimeClient:
         await self._http.aclose()
 
     # ----------------------------------------------------------------------------- public calls
+
+    @property
+    def rate_per_second(self) -> float | None:
+        """The client-side rate now (with ``auto``: what it has learned so far); None: off."""
+        return self._limiter.rate if self._limiter is not None else None
+
+    def resume_rate(self, rate: float | None) -> None:
+        """Start an ``auto`` rate at ``rate`` (the last run's); before the first request."""
+        if rate is not None and rate > 0 and self._settings.rate_limit_per_second == "auto":
+            self._limiter = _rate_limiter(self._settings, learned_rate=rate)
 
     async def check_token(self) -> None:
         """Fetch a token now, to prove the token URL and the credentials (``config check``)."""
@@ -697,10 +702,44 @@ class ProtimeClient:
             if lane is None:
                 lane = self._new_lane()
             if self._limiter is not None:
-                await self._limiter.acquire()
+                return await self._paced_send(
+                    self._limiter, call, url, headers=headers, content=content, lane=lane
+                )
             return await self._send(call, url, headers=headers, content=content, client=lane)
         finally:
             self._lanes.put_nowait(lane)
+
+    async def _paced_send(
+        self,
+        limiter: RateLimiter,
+        call: _Call,
+        url: httpx.URL,
+        *,
+        headers: dict[str, str],
+        content: bytes | None,
+        lane: httpx.AsyncClient,
+    ) -> _Answer:
+        """The rate limit's two hooks: wait for a slot, then tell it how the answer came."""
+        await limiter.acquire()
+        started = time.perf_counter()
+        response = await self._send(call, url, headers=headers, content=content, client=lane)
+        status = response.status_code
+        retry_after = (
+            parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None  # noqa: PLR2004
+        )
+        control = limiter.control
+        cuts = control.cuts
+        control.observe(
+            status=status, latency=time.perf_counter() - started, retry_after=retry_after
+        )
+        if control.cuts != cuts:
+            log.info(
+                "protime.rate_cut",
+                status=status,
+                retry_after=retry_after,
+                rate_per_second=round(control.rate, 2),
+            )
+        return response
 
     def _new_lane(self) -> httpx.AsyncClient:
         if self._ssl_context is None:
@@ -900,3 +939,27 @@ class ProtimeClient:
             wait_seconds=round(wait, 3),
         )
         return wait
+
+
+def _rate_limiter(settings: ProtimeSettings, *, learned_rate: float | None) -> RateLimiter | None:
+    """The client-side limit the settings ask for: ``auto``, a fixed rate, or none (0)."""
+    rate = settings.rate_limit_per_second
+    # Bursts of at most `concurrency`: a burst as large as the rate would fire a second's worth
+    # of calls at once into Protime's own (unpublished, likely smaller) burst allowance.
+    burst = float(settings.concurrency)
+    if rate == "auto":
+        control = AdaptiveRate(
+            start=learned_rate or FIRST_RATE,
+            maximum=settings.max_rate_per_second,
+            adaptive=True,
+            learned=learned_rate is not None,
+            burst=burst,
+            clock=time.monotonic,
+        )
+    elif rate > 0:
+        control = AdaptiveRate(
+            start=rate, maximum=rate, adaptive=False, burst=burst, clock=time.monotonic
+        )
+    else:
+        return None
+    return RateLimiter(control)

@@ -62,6 +62,13 @@ class ProtimeAPI(Protocol):
         tb: TracebackType | None,
     ) -> None: ...
 
+    @property
+    def rate_per_second(self) -> float | None:
+        """The client-side request rate now (``auto``: as learned so far); None: no limit."""
+
+    def resume_rate(self, rate: float | None) -> None:
+        """Start an ``auto`` rate from what the last run learned (no-op for a fixed rate)."""
+
     async def read_people(self) -> list[Person]:
         """Every person with the references idsync reads."""
 
@@ -102,6 +109,8 @@ class RunState(Protocol):
     def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
 
     def load_prior(self) -> PriorState: ...
+
+    def learned_rate(self) -> float | None: ...
 
     def save_classifications(
         self,

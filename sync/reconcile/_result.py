@@ -49,6 +49,8 @@ class RunResult:
     hr_count: int = 0
     protime_count: int = 0
     plan: Plan | None = None
+    # The client-side rate at the end of the run: with "auto", what it learned (None: no limit).
+    rate_per_second: float | None = None
     message: str = ""  # why blocked/failed/skipped, one line, never a secret
     plan_id: str | None = None  # the plan stored (blocked reconcile, plan) or applied
     would_block: tuple[str, ...] = ()  # what a reconcile blocks on (or would, for a plan)

@@ -129,6 +129,7 @@ class Job:
             actions_by_outcome=actions or {},
             api_requests=_requests(client) if client is not None else {},
             retries=client.stats.retries if client is not None else 0,
+            rate_per_second=client.rate_per_second if client is not None else None,
             hr_count=len(hr.employees) if hr is not None else 0,
             protime_count=len(people) if people is not None else 0,
             plan=plan,
@@ -267,6 +268,9 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         plan_id=job.plan_id,
     )
     bind_context(run_id=run_id)
+    adaptive = job.settings.protime.adaptive_rate
+    if adaptive:
+        ports.protime.resume_rate(store.learned_rate())
     log.info(
         "run.start",
         trigger=job.trigger,
@@ -294,7 +298,9 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         # A second Ctrl-C (the first only sets `stop`): close the run now rather than leave it
         # `running` until the next run finds it.
         result = job.result(run_id, RunStatus.INTERRUPTED, message="interrupted (Ctrl-C)")
-        store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
+        store.finish_run(
+            run_id=run_id, status=result.status, summary=_summary(result, adaptive=adaptive)
+        )
         unbind_context("run_id")
         raise
     except Exception as exc:
@@ -303,7 +309,9 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         log.exception("run.crashed")
         message = f"unexpected error: {type(exc).__name__}: {exc}"
         result = job.result(run_id, RunStatus.FAILED, message=message)
-    store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
+    store.finish_run(
+        run_id=run_id, status=result.status, summary=_summary(result, adaptive=adaptive)
+    )
     log.info(
         "run.finish",
         status=result.status,
@@ -539,7 +547,7 @@ def _requests(client: ProtimeAPI) -> dict[str, int]:
     return {f"{kind}:{status or 'error'}": n for (kind, status), n in client.stats.requests.items()}
 
 
-def _summary(result: RunResult) -> RunSummary:
+def _summary(result: RunResult, *, adaptive: bool = False) -> RunSummary:
     by_kind: dict[str, dict[str, int]] = {}
     for key, n in result.actions_by_outcome.items():
         kind, _, outcome = key.partition(":")
@@ -552,4 +560,6 @@ def _summary(result: RunResult) -> RunSummary:
         api_calls=result.api_requests,
         duration_seconds=result.duration_seconds,
         error=result.message or None,
+        # Only what "auto" learned is kept: a fixed rate says nothing about Protime's limit.
+        rate_per_second=result.rate_per_second if adaptive else None,
     )

@@ -95,6 +95,12 @@ class Metrics:
             "Unix time at which the last completed (succeeded or partial) non-dry run ended; 0: none yet.",
             registry=r,
         )
+        self.rate = Gauge(
+            "idsync_protime_rate_per_second",
+            "The client-side request rate to Protime at the end of the last run: with "
+            "IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND=auto, the rate it learned; 0: no limit.",
+            registry=r,
+        )
         self.up.set(1)
         self.build_info.labels(version=__version__).set(1)
         # Every known series exists from the start at 0, so rate() and alerts see the first change.
@@ -123,6 +129,8 @@ class Metrics:
                 self.api_requests.labels(kind=kind, status=status).inc(count)
         if result.retries > 0:
             self.retries.inc(result.retries)
+        if result.status is not RunStatus.SKIPPED:
+            self.rate.set(result.rate_per_second or 0.0)
         if result.status in COMPLETED and not result.dry_run:
             self.last_success.set(self._clock())
 

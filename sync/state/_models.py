@@ -117,6 +117,8 @@ class RunRecord(Base):
     host: Mapped[str | None] = mapped_column(String(255))
     pid: Mapped[int | None] = mapped_column(Integer)
     plan_id: Mapped[str | None] = mapped_column(String(36))  # the plan an apply/rollback ran
+    # The client-side rate "auto" reached (requests/s); NULL for a fixed rate or no limit.
+    rate_per_second: Mapped[float | None] = mapped_column(Float)
 
 
 class EventRecord(Base):

@@ -156,6 +156,7 @@ class RunRow:
     host: str | None
     pid: int | None
     plan_id: str | None = None
+    rate_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,7 @@ class RunSummary:
     * ``api_calls`` — free-form call counters, e.g. by HTTP status ``{"200": 10, "429": 2}``.
     * ``error`` — why the run failed or was blocked; never a secret (callers build it from names).
     * ``duration_seconds`` — measured by the caller; ``None`` to use finished minus started.
+    * ``rate_per_second`` — the request rate ``auto`` learned; the next run starts from it.
     """
 
     hr_count: int | None = None
@@ -178,6 +180,7 @@ class RunSummary:
     api_calls: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
     duration_seconds: float | None = None
+    rate_per_second: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

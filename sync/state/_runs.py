@@ -109,6 +109,7 @@ class RunStore(StoreBase):
                     api_calls=json.dumps(dict(summary.api_calls)),
                     error=summary.error,
                     duration_seconds=duration,
+                    rate_per_second=summary.rate_per_second,
                 )
             )
             conn.execute(
@@ -159,6 +160,17 @@ class RunStore(StoreBase):
                 "marked %d run(s) left running by a dead process as interrupted", len(stale)
             )
         return len(stale)
+
+    def learned_rate(self) -> float | None:
+        """The request rate the latest run with ``auto`` learned (None: none has yet)."""
+        query = (
+            select(_R.rate_per_second)
+            .where(_R.rate_per_second.is_not(None))
+            .order_by(_R.started_at.desc(), _R.id)
+            .limit(1)
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     def runs(self, *, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first."""

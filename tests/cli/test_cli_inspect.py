@@ -93,6 +93,23 @@ def test_status_counts_the_map_by_situation(
     assert "Mappings by situation" in table.stdout
 
 
+def test_status_shows_the_learned_rate(
+    served: Callable[..., Harness], idsync: Callable[..., CliResult]
+) -> None:
+    """With `auto`, status names the rate the last run learned, in the table and in --json."""
+    h = served(rows=everyone)
+    env = h.env(IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND="auto")
+    assert idsync("status", env=env).stdout.count("nothing learned yet") == 1
+    assert idsync("reconcile", env=env).code == 0
+    data = json.loads(idsync("status", "--json", env=env).stdout)
+    learned = data["learned_rate_per_second"]
+    assert learned is not None
+    assert learned >= 10.0
+    assert f"learned {learned:.1f}/s" in idsync("status", env=env).stdout
+    fixed = idsync("status", env=h.env())  # the harness fixes the rate at 0: off
+    assert "Request rate to Protime: off" in fixed.stdout
+
+
 def test_runs_lists_runs_and_runs_show_gives_one(
     synced: Harness, idsync: Callable[..., CliResult]
 ) -> None:

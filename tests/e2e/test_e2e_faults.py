@@ -12,6 +12,7 @@ import pytest
 from e2e.harness import CLIENT_ID, CLIENT_SECRET, HRRow, hook, is_put, row_for, sim_config
 from sync.reconcile import RunStatus
 from sync.simulator import PEOPLE_READ, ClientSpec, serve_in_thread
+from sync.state import RunSummary
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -267,3 +268,47 @@ def test_wrong_client_secret_fails_without_printing_it(
     assert "IDSYNC_PROTIME__CLIENT_SECRET" in result.message
     assert wrong not in result.message
     assert h.writes() == 0
+
+
+def test_auto_rate_learns_from_429s_and_the_next_run_starts_there(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """With `auto`, a run that meets Protime's limit stores a lower rate; the next run starts at it."""
+    config = sim_config(
+        people=COUNT, rate_limit_per_second=20, rate_limit_burst=2, retry_after_style="fractional"
+    )
+    h = make_harness(
+        config=config,
+        rows=_everyone,
+        protime={"rate_limit_per_second": "auto", "retry_attempts": 30},
+    )
+    with h.store() as store:
+        # A previous run learned 100/s: far above what this tenant now allows.
+        earlier = store.start_run(trigger="cli", dry_run=False, forced=False)
+        store.finish_run(
+            run_id=earlier, status="succeeded", summary=RunSummary(rate_per_second=100)
+        )
+    first = h.run()
+    assert first.status is RunStatus.SUCCEEDED, first.message
+    assert first.api_requests.get("put_reference:429", 0) > 0
+    assert first.rate_per_second is not None
+    assert first.rate_per_second < 100
+    with h.store() as store:
+        assert store.learned_rate() == first.rate_per_second
+    second = h.run()
+    assert second.status is RunStatus.SUCCEEDED, second.message
+    # Started from the learned rate: no writes to make, so no reason to move far from it.
+    assert second.rate_per_second is not None
+    assert first.rate_per_second <= second.rate_per_second < 100
+
+
+def test_a_fixed_rate_is_not_stored_as_learned(make_harness: Callable[..., Harness]) -> None:
+    """A number in IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND paces the run but teaches nothing."""
+    h = make_harness(
+        config=sim_config(people=COUNT), rows=_everyone, protime={"rate_limit_per_second": 500}
+    )
+    result = h.run()
+    assert result.status is RunStatus.SUCCEEDED, result.message
+    assert result.rate_per_second == 500
+    with h.store() as store:
+        assert store.learned_rate() is None

@@ -10,7 +10,7 @@ from structlog.testing import capture_logs
 
 from protime_fakes import API_PATH, REFERENCE_PREFIX, make_settings, person
 from sync.errors import ConfigError
-from sync.protime import ProtimeClient, RequestKind
+from sync.protime import Backoff, ProtimeClient, RequestKind
 
 
 def test_stats_and_events_count_every_request(fake, make_client):
@@ -117,23 +117,76 @@ def test_concurrency_is_bounded_by_settings(fake, make_client):
     assert fake.max_in_flight == 3
 
 
-@pytest.mark.parametrize(
-    ("rate", "burst"), [(50.0, 8.0), (0.5, 1.0), (2.5, 2.5), (4.0, 4.0), (1000.0, 8.0)]
-)
-def test_rate_limit_follows_settings(rate, burst):
-    """The limiter paces at settings.rate_limit_per_second with bursts of at most `concurrency`."""
+@pytest.mark.parametrize("rate", [50.0, 0.5, 2.5, 1000.0])
+def test_a_number_fixes_the_rate(rate):
+    """A number in rate_limit_per_second paces at that rate, never adapted, bursts of `concurrency`."""
     client = ProtimeClient(make_settings(rate_limit_per_second=rate, concurrency=8))
     limiter = client._limiter
     assert limiter is not None
-    assert limiter.max_rate == burst
-    assert limiter.max_rate / limiter.time_period == pytest.approx(rate)
+    assert not limiter.control.adaptive
+    assert client.rate_per_second == rate
+    client.resume_rate(3.0)  # a learned rate does not move a fixed one
+    assert client.rate_per_second == rate
     asyncio.run(client.aclose())
+
+
+def test_auto_starts_at_ten_or_at_the_learned_rate():
+    """`auto` adapts, starts at 10/s, or at the last run's rate once resumed (within the maximum)."""
+    client = ProtimeClient(make_settings(rate_limit_per_second="auto", max_rate_per_second=80))
+    assert client._limiter is not None
+    assert client._limiter.control.adaptive
+    assert client.rate_per_second == 10.0
+    client.resume_rate(57.5)
+    assert client.rate_per_second == 57.5
+    client.resume_rate(500.0)
+    assert client.rate_per_second == 80.0
+    client.resume_rate(None)  # nothing learned yet: unchanged
+    assert client.rate_per_second == 80.0
+    asyncio.run(client.aclose())
+
+
+def test_reads_and_writes_share_one_budget(fake, make_client):
+    """People pages and reference writes take their slots from the same limiter (tokens do not)."""
+    fake.people = [person(1), person(2), person(3)]
+    booked = []
+
+    async def scenario():
+        async with make_client(rate_limit_per_second="auto") as client:
+            control = client._limiter.control
+            reserve = control.reserve
+
+            def counting() -> float:
+                booked.append(1)
+                return reserve()
+
+            control.reserve = counting
+            await client.read_people()
+            await client.put_reference(value="H1", protime_id=1)
+            await client.delete_reference(value="H2")
+
+    asyncio.run(scenario())
+    assert len(booked) == len(fake.api_requests) == 4
+
+
+def test_a_429_cuts_the_auto_rate(fake, make_client):
+    """With `auto`, a 429 answer lowers the rate the client paces at."""
+    fake.script("PUT", f"{REFERENCE_PREFIX}H1", httpx.Response(429, headers={"Retry-After": "0"}))
+
+    async def scenario():
+        fast = Backoff(initial=0.001, maximum=0.001)
+        async with make_client(rate_limit_per_second="auto", backoff=fast) as client:
+            client.resume_rate(40.0)
+            await client.put_reference(value="H1", protime_id=1)
+            return client.rate_per_second
+
+    assert asyncio.run(scenario()) == pytest.approx(36.0)
 
 
 def test_rate_limit_zero_means_no_limiter():
     """rate_limit_per_second=0 switches the client-side limit off."""
     client = ProtimeClient(make_settings(rate_limit_per_second=0))
     assert client._limiter is None
+    assert client.rate_per_second is None
     asyncio.run(client.aclose())
 
 

@@ -129,3 +129,15 @@ def test_exposition_parses_and_uses_a_private_registry() -> None:
     }
     assert REGISTRY.get_sample_value("idsync_up") is None
     assert _value(metrics, "idsync_up") == 1
+
+
+def test_the_rate_gauge_follows_the_last_run() -> None:
+    """idsync_protime_rate_per_second is the rate of the last run that ran (0: no limit)."""
+    metrics = Metrics()
+    assert _value(metrics, "idsync_protime_rate_per_second") == 0
+    metrics.observe_run(_result(RunStatus.SUCCEEDED, rate_per_second=42.5))
+    assert _value(metrics, "idsync_protime_rate_per_second") == 42.5
+    metrics.observe_run(_result(RunStatus.SKIPPED, rate_per_second=None))
+    assert _value(metrics, "idsync_protime_rate_per_second") == 42.5
+    metrics.observe_run(_result(RunStatus.SUCCEEDED))
+    assert _value(metrics, "idsync_protime_rate_per_second") == 0

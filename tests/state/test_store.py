@@ -108,6 +108,21 @@ def test_runs_lists_newest_first_with_a_limit(store: StateStore) -> None:
     assert listed == [ids[2], ids[1]]
 
 
+def test_learned_rate_is_the_latest_run_that_learned_one(store: StateStore) -> None:
+    """learned_rate() gives the rate of the newest run that stored one; runs without one are skipped."""
+    assert store.learned_rate() is None
+    first = store.start_run(trigger="cli", dry_run=False, forced=False)
+    store.finish_run(run_id=first, status="succeeded", summary=RunSummary(rate_per_second=42.5))
+    second = store.start_run(trigger="cli", dry_run=False, forced=False)
+    store.finish_run(run_id=second, status="succeeded", summary=RunSummary(rate_per_second=61.0))
+    fixed = store.start_run(trigger="cli", dry_run=False, forced=False)
+    store.finish_run(run_id=fixed, status="succeeded", summary=RunSummary())
+    assert store.learned_rate() == 61.0
+    row = store.run(second)
+    assert row is not None
+    assert row.rate_per_second == 61.0
+
+
 def test_finishing_a_run_skips_its_pending_events(store: StateStore) -> None:
     """Events still pending when their run finishes become skipped; finished ones stay."""
     run_id = _run(store)

@@ -1,0 +1,259 @@
+"""The client-side request rate: a pacer, and the controller that finds Protime's limit (AIMD).
+
+Protime rate-limits each API client but publishes no number. With ``auto`` the client starts at the
+rate the last run learned and adjusts it from what Protime answers, as TCP does with its window:
+
+* while calls succeed and the rate is what holds them back, it is raised: by 50 % per second
+  until the first cut of a run that starts without a learned rate (to find the order of magnitude
+  in seconds, not minutes), otherwise additively by 1 % of the rate of the last cut per second;
+* a 429 cuts it to 0.9 times the lower of the current rate and the rate Protime actually accepted
+  in the last second, and no new request starts before its ``Retry-After``. Further 429s of the
+  calls already in flight do not cut again (one cut per episode);
+* a sustained rise in latency (three 1-second windows in a row whose mean latency is at least
+  twice the lowest seen and 50 ms above it) cuts it the same way: Protime is slowing down before
+  it refuses. The level that caused the cut becomes the new reference, so a tenant that is simply
+  slower today is cut once, not to nothing.
+
+The rate never leaves ``[minimum, maximum]``. A fixed rate (a number in the settings) uses the same
+pacer and never changes. Everything takes its time from an injected clock, so the tests are
+deterministic; the only I/O, sleeping, is in :class:`RateLimiter`.
+
+Written by hand rather than with aiolimiter (which idsync used for the fixed rate): aiolimiter's
+rate is fixed at construction, and the controller is the part specific to us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+FIRST_RATE = 10.0  # requests/s of a first run with nothing learned yet
+_TOO_MANY = 429
+
+
+@dataclass(frozen=True, slots=True)
+class RateTuning:
+    """The constants of the controller (tests and the benchmark may change them)."""
+
+    minimum: float = 1.0  # requests/s; never cut below
+    probe_growth: float = 2.0  # factor per second before the first cut of an unlearned run
+    cut: float = 0.9  # multiplicative decrease
+    near: float = 0.98  # "near the limit": this share of the estimate
+    recover: float = 0.02  # below near: raise by this share of the estimate per second
+    creep: float = 0.0005  # from near on: raise by this share of the estimate per second...
+    accelerate: float = 20.0  # ...growing by its own size every this many seconds without a cut
+    window: float = 1.0  # seconds of one measuring window
+    latency_windows: int = 3  # windows in a row above the threshold that make a sustained rise
+    latency_factor: float = 2.0  # a window is slow at this multiple of the reference latency...
+    latency_floor: float = 0.05  # ...and at least this many seconds above it
+    latency_min_samples: int = 3  # a window with fewer answers says nothing about latency
+
+
+class AdaptiveRate:
+    """Pacing (GCRA) at :attr:`rate`, and the AIMD decisions that move it.
+
+    ``reserve()`` books the next slot for one request and returns how long to wait for it;
+    ``observe()`` is told how each request ended. ``adaptive=False`` keeps the rate fixed.
+    ``burst``: requests that may go at once after a quiet spell (at most ``concurrency``).
+    """
+
+    def __init__(
+        self,
+        *,
+        start: float,
+        maximum: float,
+        adaptive: bool,
+        clock: Callable[[], float],
+        learned: bool = True,
+        burst: float = 1.0,
+        tuning: RateTuning | None = None,
+    ) -> None:
+        self.tuning = t = tuning or RateTuning()
+        self.adaptive = adaptive
+        self.maximum = maximum
+        self._clock = clock
+        low = min(t.minimum, maximum) if adaptive else 0.0
+        self.rate = min(max(start, low), maximum) if adaptive else start
+        self._burst = max(1.0, burst)
+        now = clock()
+        self._tat = now  # GCRA's theoretical arrival time of the next request
+        self._paused_until = now
+        # Probing (fast raise) until the first cut, unless we start from a learned rate.
+        self._probing = adaptive and not learned
+        # The limit as last measured (the rate Protime accepted when it first refused more);
+        # None until a cut: a learned rate is its own estimate.
+        self._estimate: float | None = self.rate if learned else None
+        self._sure = learned
+        self._last_grow = now
+        self._near_since = now
+        self._limited_at = -1e18  # when a request last had to wait for its slot
+        self._cut_at = -1e18  # when the rate was last cut
+        self._episode_until = -1e18  # 429s before this belong to the last cut
+        # When each answer of the last window came (the rate Protime accepted), and the
+        # latency of the current window's answers.
+        self._accepted: deque[float] = deque()
+        self._window_start = now
+        self._window_latency = 0.0
+        self._window_count = 0
+        self._reference_latency: float | None = None
+        self._slow_windows = 0
+        self.cuts = 0
+
+    # ----------------------------------------------------------------------------------- pacing
+
+    def reserve(self) -> float:
+        """Book the next request's slot; the seconds to wait before sending it (0: now)."""
+        now = self._clock()
+        tolerance = self._tolerance()
+        tat = max(self._tat, now, self._paused_until)
+        wait = max(0.0, tat - tolerance - now, self._paused_until - now)
+        self._tat = tat + 1.0 / self.rate
+        if wait > 0:
+            self._limited_at = now + wait
+        return wait
+
+    def _tolerance(self) -> float:
+        """How far ahead of its slot a request may go: the burst allowance, in seconds."""
+        return (max(1.0, min(self._burst, self.rate)) - 1.0) / self.rate
+
+    def pause_left(self) -> float:
+        """Seconds until a ``Retry-After`` pause ends (0: none); a woken request checks it."""
+        return max(0.0, self._paused_until - self._clock())
+
+    # ---------------------------------------------------------------------------------- control
+
+    def observe(self, *, status: int | None, latency: float, retry_after: float | None) -> None:
+        """One request ended: ``status`` None when no answer came."""
+        now = self._clock()
+        if status == _TOO_MANY:
+            cut = self.adaptive and now >= self._episode_until
+            if cut:
+                self._cut(now, measure=True)
+            if retry_after is not None and retry_after > 0:
+                self._paused_until = max(self._paused_until, now + retry_after)
+                # No burst when the pause ends: the bucket on Protime's side holds little.
+                self._tat = max(self._tat, self._paused_until + self._tolerance())
+            if cut:
+                # The calls sent before the cut answer within about a window after the pause;
+                # their 429s belong to this cut.
+                self._episode_until = max(now, self._paused_until) + self.tuning.window
+                self._last_grow = self._episode_until
+            return
+        if not self.adaptive or status is None:
+            return
+        self._accepted.append(now)
+        self._forget_before(now - self.tuning.window)
+        self._close_windows(now)
+        if status < 500:  # noqa: PLR2004 - a server error says nothing about its speed
+            self._window_latency += latency
+            self._window_count += 1
+        self._grow(now)
+
+    def _grow(self, now: float) -> None:
+        t = self.tuning
+        # At most one window at a time: no jump after a quiet spell.
+        elapsed = min(now - self._last_grow, t.window)
+        self._last_grow = now
+        # Raise only while the rate is what holds the calls back, and not while a pause or the
+        # last cut's in-flight calls are still settling.
+        if elapsed <= 0 or now - self._limited_at > t.window or now < self._episode_until:
+            return
+        if self._probing:
+            self.rate *= t.probe_growth**elapsed
+        else:
+            estimate = self._estimate or self.rate
+            # After the probe's cut the estimate is only a lower bound (the rate was still
+            # rising through the window that measured it): recover straight to the next 429.
+            if self.rate < estimate * t.near or not self._sure:
+                self.rate += estimate * t.recover * elapsed
+                self._near_since = now
+            else:
+                # Slowly at first (the last limit is likely still the limit), then faster the
+                # longer Protime keeps accepting more (it may have raised the limit).
+                since = now - self._near_since
+                self.rate += estimate * t.creep * (1 + since / t.accelerate) * elapsed
+        self.rate = min(self.rate, self.maximum)
+
+    def _accepted_rate(self, now: float) -> float | None:
+        """Answers other than 429 per second over the last window, if it was a clean one."""
+        t = self.tuning
+        self._forget_before(now - t.window)
+        # A window cut short by a pause or by the last cut does not measure the limit.
+        if self._paused_until > now - t.window - 1e-9 or self._cut_at > now - t.window:
+            return None
+        return len(self._accepted) / t.window
+
+    def _forget_before(self, moment: float) -> None:
+        accepted = self._accepted
+        while accepted and accepted[0] < moment:
+            accepted.popleft()
+
+    def _cut(self, now: float, *, measure: bool) -> None:
+        t = self.tuning
+        basis = self.rate
+        measured = self._accepted_rate(now) if measure else None
+        if measured is not None and measured > 0:
+            basis = min(basis, measured)
+        self._estimate = basis
+        self.rate = max(min(t.minimum, self.maximum), basis * t.cut)
+        self._sure = not self._probing
+        self._probing = False
+        self._cut_at = now
+        self._episode_until = max(now, self._paused_until) + t.window
+        self._last_grow = self._episode_until
+        self.cuts += 1
+
+    def _close_windows(self, now: float) -> None:
+        t = self.tuning
+        if now - self._window_start < t.window:
+            return
+        if self._window_count >= t.latency_min_samples:
+            self._judge_latency(now, self._window_latency / self._window_count)
+        self._window_start = now
+        self._window_latency = 0.0
+        self._window_count = 0
+
+    def _judge_latency(self, now: float, mean: float) -> None:
+        t = self.tuning
+        reference = self._reference_latency
+        if reference is None or mean < reference:
+            self._reference_latency = mean
+            self._slow_windows = 0
+            return
+        slow = mean >= reference * t.latency_factor and mean - reference >= t.latency_floor
+        self._slow_windows = self._slow_windows + 1 if slow else 0
+        if self._slow_windows >= t.latency_windows:
+            self._cut(now, measure=False)
+            # The new level is the reference now: only a further rise cuts again.
+            self._reference_latency = mean
+            self._slow_windows = 0
+
+
+class RateLimiter:
+    """The asyncio face of :class:`AdaptiveRate`: wait for a slot, report how the call ended."""
+
+    def __init__(
+        self,
+        control: AdaptiveRate,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.control = control
+        self._sleep = sleep
+
+    async def acquire(self) -> None:
+        wait = self.control.reserve()
+        while wait > 0:
+            await self._sleep(wait)
+            # A 429 seen while this request slept pauses it too (Retry-After): it books a new
+            # slot after the pause, so the requests that waited do not all go at once.
+            wait = self.control.reserve() if self.control.pause_left() > 0 else 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.control.rate
