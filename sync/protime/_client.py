@@ -944,21 +944,26 @@ class ProtimeClient:
 def _rate_limiter(settings: ProtimeSettings, *, learned_rate: float | None) -> RateLimiter | None:
     """The client-side limit the settings ask for: ``auto``, a fixed rate, or none (0)."""
     rate = settings.rate_limit_per_second
-    # Bursts of at most `concurrency`: a burst as large as the rate would fire a second's worth
-    # of calls at once into Protime's own (unpublished, likely smaller) burst allowance.
-    burst = float(settings.concurrency)
     if rate == "auto":
+        # No bursts: Protime's bucket is small, and requests bunched by a busy event loop would
+        # be refused although the average is below the limit, and then cut the rate for nothing.
         control = AdaptiveRate(
             start=learned_rate or FIRST_RATE,
             maximum=settings.max_rate_per_second,
             adaptive=True,
             learned=learned_rate is not None,
-            burst=burst,
+            burst=1.0,
             clock=time.monotonic,
         )
     elif rate > 0:
+        # Bursts of at most `concurrency`: a burst as large as the rate would fire a second's
+        # worth of calls at once into Protime's own (unpublished, likely smaller) allowance.
         control = AdaptiveRate(
-            start=rate, maximum=rate, adaptive=False, burst=burst, clock=time.monotonic
+            start=rate,
+            maximum=rate,
+            adaptive=False,
+            burst=float(settings.concurrency),
+            clock=time.monotonic,
         )
     else:
         return None

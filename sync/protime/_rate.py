@@ -1,18 +1,20 @@
 """The client-side request rate: a pacer, and the controller that finds Protime's limit (AIMD).
 
 Protime rate-limits each API client but publishes no number. With ``auto`` the client starts at the
-rate the last run learned and adjusts it from what Protime answers, as TCP does with its window:
+rate the last run learned and adjusts it from what Protime answers, as TCP does with its window
+(docs/protime-client.md gives the rules with their numbers):
 
-* while calls succeed and the rate is what holds them back, it is raised: by 50 % per second
+* while calls succeed and the rate is what holds them back, it is raised: doubling per second
   until the first cut of a run that starts without a learned rate (to find the order of magnitude
-  in seconds, not minutes), otherwise additively by 1 % of the rate of the last cut per second;
+  in seconds, not minutes), then additively: quickly back to just under the estimate of the limit,
+  slowly past it, a little faster the longer no 429 comes;
 * a 429 cuts it to 0.9 times the lower of the current rate and the rate Protime actually accepted
-  in the last second, and no new request starts before its ``Retry-After``. Further 429s of the
-  calls already in flight do not cut again (one cut per episode);
-* a sustained rise in latency (three 1-second windows in a row whose mean latency is at least
-  twice the lowest seen and 50 ms above it) cuts it the same way: Protime is slowing down before
-  it refuses. The level that caused the cut becomes the new reference, so a tenant that is simply
-  slower today is cut once, not to nothing.
+  in the last second (the estimate of the limit), and no new request starts before its
+  ``Retry-After``. Further 429s of the calls already in flight do not cut again;
+* a sustained rise in latency (five 1-second windows in a row whose mean is at least twice the
+  fastest window's and 100 ms above it) cuts it the same way: Protime is slowing down before it
+  refuses. Only a rise to twice that level cuts again, so a tenant that is simply slower today (or
+  a busy machine) is cut once, not to nothing.
 
 The rate never leaves ``[minimum, maximum]``. A fixed rate (a number in the settings) uses the same
 pacer and never changes. Everything takes its time from an injected clock, so the tests are
@@ -48,9 +50,9 @@ class RateTuning:
     creep: float = 0.0005  # from near on: raise by this share of the estimate per second...
     accelerate: float = 20.0  # ...growing by its own size every this many seconds without a cut
     window: float = 1.0  # seconds of one measuring window
-    latency_windows: int = 3  # windows in a row above the threshold that make a sustained rise
+    latency_windows: int = 5  # windows in a row above the threshold that make a sustained rise
     latency_factor: float = 2.0  # a window is slow at this multiple of the reference latency...
-    latency_floor: float = 0.05  # ...and at least this many seconds above it
+    latency_floor: float = 0.1  # ...and at least this many seconds above it
     latency_min_samples: int = 3  # a window with fewer answers says nothing about latency
 
 
@@ -101,6 +103,7 @@ class AdaptiveRate:
         self._window_latency = 0.0
         self._window_count = 0
         self._reference_latency: float | None = None
+        self._latency_cut_level = 0.0  # the mean latency that caused the last latency cut
         self._slow_windows = 0
         self.cuts = 0
 
@@ -225,12 +228,17 @@ class AdaptiveRate:
             self._reference_latency = mean
             self._slow_windows = 0
             return
-        slow = mean >= reference * t.latency_factor and mean - reference >= t.latency_floor
+        slow = (
+            mean >= reference * t.latency_factor
+            and mean - reference >= t.latency_floor
+            and mean > self._latency_cut_level * t.latency_factor
+        )
         self._slow_windows = self._slow_windows + 1 if slow else 0
         if self._slow_windows >= t.latency_windows:
             self._cut(now, measure=False)
-            # The new level is the reference now: only a further rise cuts again.
-            self._reference_latency = mean
+            # Only a rise to twice the level that caused this cut cuts again: a tenant that is
+            # simply slower today (or a busy machine) is cut once, not to nothing.
+            self._latency_cut_level = mean
             self._slow_windows = 0
 
 

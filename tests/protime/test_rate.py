@@ -163,18 +163,23 @@ def test_near_the_limit_it_creeps_then_accelerates():
 
 
 def test_sustained_latency_rise_cuts_once():
-    """Three slow windows in a row cut the rate; the slower level is then the reference."""
+    """Enough slow windows in a row cut the rate; only a rise above that level cuts again."""
     clock = Clock()
+    windows = RateTuning().latency_windows
     rate = _rate(clock, start=100.0, learned=True)
     _busy(rate, clock, 3.0, latency=0.02)
     before = rate.rate
-    _busy(rate, clock, 2.5, latency=0.2)  # two slow windows: not yet sustained
+    _busy(rate, clock, windows - 0.5, latency=0.2)  # one window short of sustained
     assert rate.cuts == 0
     _busy(rate, clock, 1.6, latency=0.2)
     assert rate.cuts == 1
     assert rate.rate < before
-    _busy(rate, clock, 5.0, latency=0.2)  # as slow as before: no further cut
+    _busy(rate, clock, 3 * windows, latency=0.2)  # as slow as before: no further cut
+    _busy(rate, clock, 2.0, latency=0.02)  # fast again...
+    _busy(rate, clock, 3 * windows, latency=0.2)  # ...then back to the same slow level
     assert rate.cuts == 1
+    _busy(rate, clock, windows + 1.5, latency=1.0)  # a further rise
+    assert rate.cuts == 2
 
 
 def test_small_latency_noise_does_not_cut():
