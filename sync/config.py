@@ -364,6 +364,9 @@ class Settings(BaseSettings):
     # A run still going after this long stops like an interrupt: it records what it did and
     # releases the lock, so a hung upstream never holds the lock for good.
     run_deadline_seconds: float = Field(default=DEFAULT_RUN_DEADLINE_SECONDS, gt=0)
+    # The longest one state-database statement may take: PostgreSQL's statement_timeout, then
+    # the client closes a connection silent for 5 s more; PyMySQL's socket timeouts.
+    state_timeout_seconds: float = Field(default=60.0, gt=0)
     hr: HRSettings = HRSettings()
     protime: ProtimeSettings = ProtimeSettings()
     match: MatchSettings = MatchSettings()

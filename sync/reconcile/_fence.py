@@ -1,4 +1,4 @@
-"""The run's stop signal with the run lock as a fence.
+"""The run's stop signal with the run lock as a fence, and a state database that goes away.
 
 A run stops writing at its next safe point when its caller asks (SIGTERM, Ctrl-C) *or* when it
 no longer holds the run lock (:class:`~sync.state.LockFence`: the PostgreSQL session behind the
@@ -11,7 +11,14 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from sync.errors import StateError
+from sync.state import describe_error
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sync.state import LockFence
 
 
@@ -40,3 +47,32 @@ class FencedStop(threading.Event):
 def lock_lost(stop: threading.Event | None) -> str | None:
     """The lock-lost reason carried by a run's stop event, if any."""
     return stop.lock_lost if isinstance(stop, FencedStop) else None
+
+
+def state_failure(exc: BaseException) -> str | None:
+    """One line when ``exc`` is the state database failing (also inside an exception group, as
+    the apply step's task group raises it); None for anything else."""
+    if isinstance(exc, SQLAlchemyError):
+        return f"state database unreachable mid-run: {describe_error(exc)}"
+    if isinstance(exc, StateError):
+        return str(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = state_failure(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def record_or_raise(record: Callable[[], None]) -> None:
+    """Record the run's end; when the state database is gone, say so in one line (exit 1).
+
+    The run then stays ``running`` in the run table; the next run marks it interrupted.
+    """
+    try:
+        record()
+    except SQLAlchemyError as exc:
+        raise StateError(
+            f"state database unreachable, the run could not be recorded (the next run marks it "
+            f"interrupted and converges): {describe_error(exc)}"
+        ) from None

@@ -29,7 +29,7 @@ from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._decide import Inputs, decide, store_plan
-from sync.reconcile._fence import FencedStop, lock_lost
+from sync.reconcile._fence import FencedStop, lock_lost, record_or_raise, state_failure
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
@@ -225,7 +225,11 @@ def _ports(
     if protime is None:
         settings.protime.require()
     source = hr if hr is not None else SettingsHRSource(settings)
-    store = state if state is not None else StateStore.open(settings.state_url)
+    store = (
+        state
+        if state is not None
+        else StateStore.open(settings.state_url, timeout=settings.state_timeout_seconds)
+    )
     try:
         client = protime
         if client is None:
@@ -304,13 +308,21 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         unbind_context("run_id")
         raise
     except Exception as exc:
-        # Unknown failures are recorded by type and message only; our own messages never carry
-        # secrets, and a stack trace goes to the log at error level for the operator.
-        log.exception("run.crashed")
-        message = f"unexpected error: {type(exc).__name__}: {exc}"
-        result = job.result(run_id, RunStatus.FAILED, message=message)
-    store.finish_run(
-        run_id=run_id, status=result.status, summary=_summary(result, adaptive=adaptive)
+        gone = state_failure(exc)
+        if gone is not None:
+            # The state database went away mid-run: a known trouble, one line, no traceback.
+            log.error("run.state_unavailable", error=gone)  # noqa: TRY400 - one line: no traceback
+            result = job.result(run_id, RunStatus.FAILED, message=gone)
+        else:
+            # Unknown failures are recorded by type and message only; our own messages never
+            # carry secrets, and a stack trace goes to the log at error level for the operator.
+            log.exception("run.crashed")
+            message = f"unexpected error: {type(exc).__name__}: {exc}"
+            result = job.result(run_id, RunStatus.FAILED, message=message)
+    record_or_raise(
+        lambda: store.finish_run(
+            run_id=run_id, status=result.status, summary=_summary(result, adaptive=adaptive)
+        )
     )
     log.info(
         "run.finish",

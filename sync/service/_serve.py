@@ -97,7 +97,7 @@ class Service:
         self._state = (
             self._state_arg
             if self._state_arg is not None
-            else StateBackend(self.settings.state_url)
+            else StateBackend(self.settings.state_url, timeout=self.settings.state_timeout_seconds)
         )
         if not self._migrate(self._state) or self.stop_event.is_set():
             return  # stopped while migrating: no listener, no scheduler; shutdown() follows

@@ -63,10 +63,10 @@ def _streak_reason(streak: int, threshold: int) -> str | None:
 class StateBackend:
     """:class:`ServiceState` on the real state database (:mod:`sync.state`)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, timeout: float = 60.0) -> None:
         from sync.state import create_state_engine
 
-        self._engine = create_state_engine(url)
+        self._engine = create_state_engine(url, timeout=timeout)
 
     def upgrade(self) -> None:
         from sync.state import upgrade

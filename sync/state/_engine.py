@@ -34,20 +34,28 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from sync.errors import ConfigError, StateError
+from sync.state._watchdog import WATCHDOG
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
+# The longest one state-database statement may take (IDSYNC_STATE_TIMEOUT_SECONDS).
+DEFAULT_STATE_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 10
+# The client waits this much longer than the server's statement_timeout before it gives up.
+_CLIENT_MARGIN_SECONDS = 5.0
 _BEGIN_MODE = "sqlite_begin_mode"
 _BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
 
 
-def create_state_engine(url: str) -> Engine:
+def create_state_engine(url: str, *, timeout: float = DEFAULT_STATE_TIMEOUT_SECONDS) -> Engine:
     """An :class:`~sqlalchemy.Engine` for the state database, tuned for its dialect.
 
-    Raises :class:`~sync.errors.ConfigError` (naming ``IDSYNC_DATABASE_URL``, never the URL
-    itself, which may hold a password) when the URL cannot be parsed.
+    ``timeout`` bounds every statement (``IDSYNC_STATE_TIMEOUT_SECONDS``; see
+    docs/operations.md, "Bounds"). Raises :class:`~sync.errors.ConfigError` (naming
+    ``IDSYNC_DATABASE_URL``, never the URL itself, which may hold a password) when the URL cannot
+    be parsed.
     """
     try:
         parsed = make_url(url)
@@ -60,7 +68,19 @@ def create_state_engine(url: str) -> Engine:
         if backend == "sqlite":
             return _sqlite_engine(parsed)
         if backend == "postgresql":
-            return _postgresql_engine(parsed)
+            return _postgresql_engine(parsed, timeout=timeout)
+        if backend in {"mysql", "mariadb"} and parsed.get_driver_name() == "pymysql":
+            # PyMySQL's own socket timeouts bound every read and write of a statement.
+            return create_engine(
+                parsed,
+                pool_pre_ping=True,
+                pool_recycle=3600,
+                connect_args={
+                    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                    "read_timeout": timeout,
+                    "write_timeout": timeout,
+                },
+            )
         return create_engine(parsed, pool_pre_ping=True, pool_recycle=3600)
     except (ArgumentError, ImportError) as exc:
         # An unknown dialect (NoSuchModuleError is an ArgumentError), a driver not installed,
@@ -133,11 +153,23 @@ def _ensure_wal(cursor: Any) -> None:
         pause = min(pause * 2, 0.1)
 
 
-def _postgresql_engine(url: URL) -> Engine:
+def _postgresql_engine(url: URL, *, timeout: float) -> Engine:
     connect_args: dict[str, Any] = {}
-    if url.get_driver_name() == "psycopg":
-        connect_args = {"application_name": "idsync", "connect_timeout": 10}
-    return create_engine(
+    psycopg = url.get_driver_name() == "psycopg"
+    if psycopg:
+        connect_args = {
+            "application_name": "idsync",
+            # libpq: the whole connection set-up, authentication included.
+            "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            # A peer that stopped acknowledging (host gone, cable cut) ends the connection:
+            # keepalives when it is idle, tcp_user_timeout when data waits for an ACK.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+            "tcp_user_timeout": int(timeout * 1000),
+        }
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
@@ -146,6 +178,46 @@ def _postgresql_engine(url: URL) -> Engine:
         pool_recycle=1800,
         connect_args=connect_args,
     )
+    if not psycopg:
+        return engine
+    bound = timeout + _CLIENT_MARGIN_SECONDS
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The server ends a statement it runs for longer than the bound (a lock wait, a slow
+        # plan); committed, since a SET rolled back is undone.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET statement_timeout = {int(timeout * 1000)}")
+        dbapi_connection.commit()
+
+    # The client gives up on a connection silent past the bound (sync/state/_watchdog.py).
+    @event.listens_for(engine, "before_cursor_execute")
+    def _begin(_conn: Any, cursor: Any, *_args: Any) -> None:
+        WATCHDOG.begin(cursor.connection, bound)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _end(_conn: Any, cursor: Any, *_args: Any) -> None:
+        WATCHDOG.end(cursor.connection)
+
+    @event.listens_for(engine, "handle_error")
+    def _failed(context: Any) -> None:
+        cursor = getattr(context, "cursor", None)  # absent when the connect itself failed
+        if cursor is not None:
+            WATCHDOG.end(cursor.connection)
+
+    ping = engine.dialect.do_ping
+
+    def _bounded_ping(dbapi_connection: Any) -> bool:
+        # The pool's pre-ping runs outside the cursor events: a pooled connection gone silent
+        # would block the checkout for ever.
+        WATCHDOG.begin(dbapi_connection, CONNECT_TIMEOUT_SECONDS)
+        try:
+            return bool(ping(dbapi_connection))
+        finally:
+            WATCHDOG.end(dbapi_connection)
+
+    engine.dialect.do_ping = _bounded_ping  # type: ignore[method-assign]
+    return engine
 
 
 @contextmanager

@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Self
 
 from sync.state._admin import AdminStore
-from sync.state._engine import create_state_engine
+from sync.state._engine import DEFAULT_STATE_TIMEOUT_SECONDS, create_state_engine
 from sync.state._events import EventStore
 from sync.state._lock import LockFence, run_lock
 from sync.state._map import MapStore
@@ -56,9 +56,11 @@ class StateStore(RunStore, MapStore, EventStore, PlanStore, AdminStore):
         self._owns_engine = owns_engine
 
     @classmethod
-    def open(cls, url: str) -> Self:
-        """A store on its own engine, after checking the schema is at head (else exit 2)."""
-        engine = create_state_engine(url)
+    def open(cls, url: str, *, timeout: float = DEFAULT_STATE_TIMEOUT_SECONDS) -> Self:
+        """A store on its own engine, after checking the schema is at head (else exit 2).
+
+        ``timeout`` bounds each statement (see :func:`~sync.state.create_state_engine`)."""
+        engine = create_state_engine(url, timeout=timeout)
         try:
             check_schema(engine)
         except BaseException:
