@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck pytest tools lock stress bench bench-simulator clean
+.PHONY: install demo test lint typecheck pytest tools lock stress chaos bench bench-simulator clean
 
 # promtool (checks deploy/prometheus/alerts.yml) comes from Debian's `prometheus` package, unpacked
 # into .tools/ rather than installed: the package's maintainer scripts would start a Prometheus
@@ -54,6 +54,10 @@ test: tools lint typecheck pytest
 STRESS_RUNS ?= 20
 stress: install
 	CI=true $(PY) tests/stress.py --runs $(STRESS_RUNS)
+
+# The chaos suite (tests/e2e/test_e2e_chaos.py, ~5 min): its own CI step, left out of `make test`.
+chaos: install
+	CI=true $(VENV)/bin/pytest -m chaos -s -q -p no:cacheprovider tests/e2e/test_e2e_chaos.py
 
 bench-simulator: install
 	$(PY) benchmarks/simulator_bench.py

@@ -163,6 +163,7 @@ class ApiApp:
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+        self._seen = 0  # API requests so far, for fault_every_429
 
     # ---- entry ---------------------------------------------------------------------------------
 
@@ -268,6 +269,10 @@ class ApiApp:
         if faults.latency_ms or faults.latency_jitter_ms:
             delay = faults.latency_ms + rng.random() * faults.latency_jitter_ms
             await _sleep(delay / 1000)
+        if faults.fault_every_429:
+            self._seen += 1
+            if self._seen % faults.fault_every_429 == 0:
+                return self._too_many(faults.retry_after_seconds), False
         p429, p500, p503 = faults.fault_rate_429, faults.fault_rate_500, faults.fault_rate_503
         if not (p429 or p500 or p503 or faults.fault_drop_rate):
             return None, False

@@ -64,6 +64,7 @@ class Faults:
     retry_after_seconds: float = 1.0
     faults_on_token: bool = False
     fault_seed: int = 7
+    fault_every_429: int = 0  # every Nth API request answers 429, whatever the RNG says (0: off)
 
     def __post_init__(self) -> None:
         for name in (
@@ -83,6 +84,8 @@ class Faults:
             raise ValueError("rate_limit_per_second must be > 0 (or None for no limit)")
         if self.rate_limit_burst < 1:
             raise ValueError("rate_limit_burst must be >= 1")
+        if self.fault_every_429 < 0:
+            raise ValueError("fault_every_429 must be >= 0 (0: off)")
         if self.retry_after_style not in ("whole", "fractional", "none"):
             raise ValueError("retry_after_style must be 'whole', 'fractional' or 'none'")
         if self.latency_ms < 0 or self.latency_jitter_ms < 0 or self.retry_after_seconds < 0:
@@ -127,6 +130,7 @@ class SimulatorConfig:
     retry_after_seconds: float = 1.0
     faults_on_token: bool = False
     fault_seed: int | None = None
+    fault_every_429: int = 0
     # Where the in-process transport pretends to live; any host works, this one reads well in logs.
     host_suffix: str = "sim.local"
 
@@ -181,6 +185,7 @@ class SimulatorConfig:
             retry_after_seconds=self.retry_after_seconds,
             faults_on_token=self.faults_on_token,
             fault_seed=self.seed if self.fault_seed is None else self.fault_seed,
+            fault_every_429=self.fault_every_429,
         )
 
     def client(self, client_id: str) -> ClientSpec | None:
