@@ -101,7 +101,7 @@ class TcpProxy:
                     dst.shutdown(socket.SHUT_WR)
                 return
             with self._guard:
-                forward = self._mode == "forward" or self._mode == "refuse"
+                forward = self._mode in {"forward", "refuse"}
             if not forward:
                 continue  # blackholed: swallowed
             try:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from sqlalchemy.engine import make_url
-from tcp_proxy import TcpProxy
 
 from e2e.harness import Harness, HRRow, row_for, sim_config
 from sync.reconcile._result import RunStatus
 from sync.simulator import serve_in_thread
+from tcp_proxy import TcpProxy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
