@@ -197,10 +197,21 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+def _printable_values(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """Console lines are read by people: an HR id's U+202E or escape sequence is shown escaped,
+    not obeyed (JSON lines escape them by JSON's rules). Tracebacks keep their lines."""
+    from sync.display import printable
+
+    for key, value in event_dict.items():
+        if isinstance(value, str) and key not in ("exception", "stack"):
+            event_dict[key] = printable(value)
+    return event_dict
+
+
 def _renderer(fmt: LogFormat, stream: IO[str]) -> tuple[list[Processor], Processor]:
     is_tty = bool(getattr(stream, "isatty", lambda: False)())
     if fmt == "console" or (fmt == "auto" and is_tty):
-        return [], structlog.dev.ConsoleRenderer(colors=is_tty)
+        return [_printable_values], structlog.dev.ConsoleRenderer(colors=is_tty)
     # JSON: the traceback becomes an "exception" string field, so it is redacted like any other
     # field and stays on the event's one line.
     return [structlog.processors.format_exc_info], structlog.processors.JSONRenderer(

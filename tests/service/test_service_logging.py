@@ -239,3 +239,18 @@ def test_settings_secrets_are_registered(logs: LogCapture) -> None:
     for secret in ("st4te-Pw-91", "hr-Pw-77x", "cs-bare-Word-55"):
         assert secret not in text
     assert "words *** *** ***" in text
+
+
+def test_console_lines_show_bidi_and_control_characters_escaped() -> None:
+    """On a console an id's U+202E or escape sequence is printed escaped; JSON lines escape too."""
+    for fmt in ("console", "json"):
+        stream = io.StringIO()
+        configure_logging(level="INFO", fmt=fmt, stream=stream)
+        try:
+            get_logger("test.bidi").warning("write.not_done", hr_id="E\u202eX1", error="a\x1b[31mb")
+        finally:
+            configure_logging(level="INFO", fmt="json", stream=io.StringIO())
+        text = stream.getvalue()
+        assert "\u202e" not in text, fmt
+        assert "\x1b[31m" not in text, fmt
+        assert "202e" in text.lower(), fmt
