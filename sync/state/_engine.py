@@ -204,6 +204,13 @@ def _postgresql_engine(url: URL, *, timeout: float) -> Engine:
         cursor = getattr(context, "cursor", None)  # absent when the connect itself failed
         if cursor is not None:
             WATCHDOG.end(cursor.connection)
+            return
+        conn = getattr(context, "connection", None)
+        # The private attribute: the public one would reconnect an invalidated connection.
+        fairy = getattr(conn, "_dbapi_connection", None) if conn is not None else None
+        dbapi = getattr(fairy, "dbapi_connection", None) if fairy is not None else None
+        if dbapi is not None:
+            WATCHDOG.end(dbapi)
 
     ping = engine.dialect.do_ping
 

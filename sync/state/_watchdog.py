@@ -27,24 +27,36 @@ _SCAN_SECONDS = 0.5
 class _Watchdog:
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._calls: dict[int, tuple[float, int]] = {}  # id(dbapi connection) -> deadline, fd
+        # id(dbapi connection) -> (deadline, a duplicate of its socket's fd). The duplicate keeps
+        # the socket itself: should the driver close its own fd meanwhile and the number be
+        # reused, the watchdog still shuts the right socket, never another one.
+        self._calls: dict[int, tuple[float, int]] = {}
         self._thread: threading.Thread | None = None
 
     def begin(self, dbapi_connection: Any, bound: float) -> None:
         fd = _socket_of(dbapi_connection)
         if fd < 0:
             return
+        try:
+            held = os.dup(fd)
+        except OSError:
+            return
         with self._guard:
-            self._calls[id(dbapi_connection)] = (time.monotonic() + bound, fd)
+            previous = self._calls.pop(id(dbapi_connection), None)
+            self._calls[id(dbapi_connection)] = (time.monotonic() + bound, held)
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._scan, name="idsync-state-watchdog", daemon=True
                 )
                 self._thread.start()
+        if previous is not None:
+            _close(previous[1])
 
     def end(self, dbapi_connection: Any) -> None:
         with self._guard:
-            self._calls.pop(id(dbapi_connection), None)
+            entry = self._calls.pop(id(dbapi_connection), None)
+        if entry is not None:
+            _close(entry[1])
 
     def _scan(self) -> None:
         while True:
@@ -52,15 +64,14 @@ class _Watchdog:
             now = time.monotonic()
             with self._guard:
                 overdue = [key for key, (deadline, _) in self._calls.items() if deadline < now]
-                for key in overdue:
-                    _, fd = self._calls.pop(key)
-                    # Under the guard: the call cannot end, nor its fd be reused, meanwhile.
-                    _shut(fd)
-            if overdue:
+                held = [self._calls.pop(key)[1] for key in overdue]
+            for fd in held:
+                _shut(fd)
+            if held:
                 _log.warning(
                     "state database: %d call(s) got no answer within their bound; "
                     "their connections are closed",
-                    len(overdue),
+                    len(held),
                 )
 
 
@@ -72,8 +83,19 @@ def _socket_of(dbapi_connection: Any) -> int:
 
 
 def _shut(fd: int) -> None:
-    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as sock:
+    """Shut the socket behind ``fd`` (our duplicate) both ways, then close the duplicate."""
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        _close(fd)
+        return
+    with contextlib.suppress(OSError), sock:
         sock.shutdown(socket.SHUT_RDWR)
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
 
 
 WATCHDOG = _Watchdog()
