@@ -321,6 +321,9 @@ class SafetySettings(_Section):
     max_repoints: int = Field(default=100, ge=0)
     max_writes: int | None = Field(default=None, ge=0)  # None: no limit on total writes
     min_snapshot_ratio: float = Field(default=0.9, ge=0, le=1)
+    # The twin of the shrink gate: an HR snapshot, or a plan, this many times larger than the
+    # last good run's blocks the run (a dropped filter, an active column that no longer filters).
+    max_growth_ratio: float = Field(default=1.5, ge=1)
     allow_empty_snapshot: bool = False
     # `idsync apply` refuses a plan older than this (exit 3): its review is stale.
     plan_ttl_hours: float = Field(default=24.0, gt=0)
@@ -345,6 +348,8 @@ class HttpSettings(_Section):
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["auto", "json", "console"] = "auto"
+    # A run logs `run.progress` this often while it reads and writes (and updates its run row).
+    progress_seconds: float = Field(default=15.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -147,6 +147,8 @@ class PriorState:
     failed: dict[str, str] = field(default_factory=dict)
     last_good_hr_count: int | None = None
     last_good_protime_count: int | None = None
+    # Actions the last good run planned (all outcomes); the growth gate compares the plan with it.
+    last_good_action_count: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -108,6 +108,7 @@ def run_object(row: RunRow) -> dict[str, Any]:
         "pid": row.pid,
         "plan_id": row.plan_id,
         "rate_per_second": row.rate_per_second,
+        "progress": dict(row.progress) if row.progress else None,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path  # noqa: TC003 - typer reads the annotation at run time
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -65,6 +66,7 @@ def status(
         attention = group_counts(store.attention())
         recent = store.runs(limit=5)
         learned = store.learned_rate()
+        running = store.running()
     if as_json:
         print_json(
             document(
@@ -75,12 +77,15 @@ def status(
                     "attention": [
                         {"situation": s, "reason": group, "count": n} for s, group, n in attention
                     ],
+                    "running": [run_object(r) for r in running],
                     "recent_runs": [run_object(r) for r in recent],
                     "learned_rate_per_second": learned,
                 },
             )
         )
         return
+    for run in running:
+        out.print(_running_line(run))
     out.print(
         table(
             "Mappings by situation",
@@ -303,6 +308,38 @@ def human(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.1f}"
     return str(value)
+
+
+def _running_line(run: RunRow) -> str:
+    """One line for a run in progress: where it is, how fast, how long left, how fresh."""
+    head = f"Running: run {run.id[:_SHORT_ID]} ({run.trigger}, started {when(run.started_at)}"
+    head += f" on {run.host} pid {run.pid})" if run.host else ")"
+    progress = run.progress
+    if not progress:
+        return head + ", starting"
+    done, total = progress.get("done", 0), progress.get("total")
+    figures = f"{done:,}" + (f" of {total:,} ({100 * done / total:.1f} %)" if total else "")
+    parts = [f"{head}, {progress.get('phase')}: {figures}"]
+    if progress.get("rate_per_second"):
+        parts.append(f"{progress['rate_per_second']:,.1f}/s")
+    if progress.get("eta_seconds") is not None:
+        parts.append(f"about {_duration(float(progress['eta_seconds']))} left")
+    updated = progress.get("updated_at")
+    if updated:
+        age = (datetime.now(UTC) - datetime.fromisoformat(updated)).total_seconds()
+        parts.append(f"updated {_duration(max(age, 0.0))} ago")
+    return ", ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -103,7 +103,7 @@ def decide(job: Job, inputs: Inputs, store: RunState) -> Decision:
     # Known before the thresholds judge the plan: a run they block still reports its situations.
     job.reached.counts = summarize(the_plan)
     try:
-        check_thresholds(plan=the_plan, safety=settings.safety)
+        check_thresholds(plan=the_plan, safety=settings.safety, prior=prior)
     except BlockedError as exc:
         would_block.append(_reason(exc))
     log.info(

@@ -10,6 +10,13 @@ Both only raise: the caller skips them under ``--force``. Decisions (see ``docs/
 * A snapshot shrinks sharply when it is below ``min_snapshot_ratio`` times the last good run's
   count. Without a last good run (or one that counted zero) there is nothing to compare to. The
   comparison is exact (90 of 100 at ratio 0.9 passes).
+* Growth (the shrink gate's twin): an HR snapshot, or a plan, larger than
+  ``max_growth_ratio`` times the last good run's (its valid employees; all the actions it planned)
+  blocks. A dropped filter or an active column that no longer filters shows as growth. Without a
+  last good run, or one that counted or planned zero, there is nothing to compare to (a steady
+  state plans nothing, so the first changes after it pass). Strictly greater blocks. Plans of
+  ordinary churn never trip it: a plan of at most 100 actions, or 1 % of the last good HR
+  snapshot, passes whatever the last run planned (50 writes after 10 is a normal Monday).
 * Thresholds: deletes counts every DELETE (orphans and the stale values a re-point removes);
   re-points counts every action of a drifted record (its deletes and writes); writes counts all
   actions. A limit is exceeded when the count is strictly greater than it.
@@ -28,6 +35,8 @@ if TYPE_CHECKING:
     from sync.domain import Plan, PriorState
 
 _VAR = "IDSYNC_SAFETY__"
+# Plans this small (or within 1 % of the HR snapshot) are ordinary churn, never "growth".
+_CHURN_FLOOR = 100
 
 
 def check_input_gate(
@@ -51,6 +60,13 @@ def check_input_gate(
                 f"the {label} snapshot is empty (0 {unit}; {last_text});"
                 f" set {_VAR}ALLOW_EMPTY_SNAPSHOT=true if that is expected"
             )
+    growth = Fraction(str(safety.max_growth_ratio))
+    last_hr = prior.last_good_hr_count
+    if last_hr and hr_count > growth * last_hr:
+        problems.append(
+            f"the HR snapshot has {hr_count} valid employees, the last good run had {last_hr}:"
+            f" more than {float(growth):g} times as many ({_VAR}MAX_GROWTH_RATIO)"
+        )
     if problems:
         raise InputGateError(
             "blocked before any write: "
@@ -64,8 +80,13 @@ def _floor3(now: int, last: int) -> str:
     return f"{(1000 * now // last) / 1000:g}"
 
 
-def check_thresholds(*, plan: Plan, safety: SafetySettings) -> None:
-    """Raise :class:`ThresholdError` naming every safety limit the plan exceeds, with figures."""
+def check_thresholds(
+    *, plan: Plan, safety: SafetySettings, prior: PriorState | None = None
+) -> None:
+    """Raise :class:`ThresholdError` naming every safety limit the plan exceeds, with figures.
+
+    With ``prior``, a plan over ``max_growth_ratio`` times the last good run's actions blocks too.
+    """
     deletes = sum(1 for a in plan.actions if a.kind is ActionKind.DELETE)
     repoints = sum(1 for a in plan.actions if a.situation is Situation.DRIFTED)
     total = len(plan.actions)
@@ -80,6 +101,14 @@ def check_thresholds(*, plan: Plan, safety: SafetySettings) -> None:
         )
     if safety.max_writes is not None and total > safety.max_writes:
         problems.append(f"{total} actions planned, limit {safety.max_writes} ({_VAR}MAX_WRITES)")
+    last = prior.last_good_action_count if prior is not None else None
+    growth = Fraction(str(safety.max_growth_ratio))
+    floor = max(_CHURN_FLOOR, (prior.last_good_hr_count or 0) // 100) if prior else 0
+    if last and total > growth * last and total > floor:
+        problems.append(
+            f"{total} actions planned, the last good run planned {last}: more than"
+            f" {float(growth):g} times as many ({_VAR}MAX_GROWTH_RATIO)"
+        )
     if problems:
         raise ThresholdError(
             "blocked before any write: "

@@ -9,7 +9,7 @@ without files or environment variables. The defaults are the real things:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from sync.hr import read_hr, write_back
 
@@ -107,6 +107,7 @@ class RunState(Protocol):
     ) -> str: ...
 
     def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
+    def set_progress(self, *, run_id: str, progress: Mapping[str, Any]) -> None: ...
 
     def load_prior(self) -> PriorState: ...
 

@@ -35,6 +35,7 @@ from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
     iter_preconditions,
 )
+from sync.reconcile._progress import ProgressSnapshot, RunProgress
 from sync.reconcile._result import RunResult, RunStatus
 from sync.state import RunSummary, StateStore
 
@@ -69,6 +70,7 @@ class _Reached:
     counts: dict[str, int] | None = None
     plan: Plan | None = None
     tally: Tally = field(default_factory=Tally)
+    progress: RunProgress | None = None  # where the run is (run.progress, the run row, gauges)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class Job:
     stop: threading.Event | None
     progress: Callable[[int, int], None] | None
     plan_id: str | None = None  # an apply or rollback: the plan it runs
+    on_progress: Callable[[ProgressSnapshot], None] | None = None
     started: float = field(default_factory=time.monotonic)
     reached: _Reached = field(default_factory=_Reached)
 
@@ -151,6 +154,7 @@ def run(
     retry_failed: bool = False,
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
+    on_progress: Callable[[ProgressSnapshot], None] | None = None,
     hr: HRSource | None = None,
     state: RunState | None = None,
     protime: ProtimeAPI | None = None,
@@ -161,7 +165,9 @@ def run(
     caller's to report with exit code 2 before any work. ``stop`` set while writing ends the run
     ``interrupted`` after the calls in flight; the rest stays unattempted. ``hr``, ``state`` and
     ``protime`` are the run's ports (see ``_ports``), built from ``settings`` when not given; a
-    given ``protime`` client is used for this one run and closed with it.
+    given ``protime`` client is used for this one run and closed with it. ``on_progress`` gets
+    the run's progress at each phase and every ``IDSYNC_LOG__PROGRESS_SECONDS`` (the service's
+    gauges); ``progress`` gets (done, total) after every write (the terminal's bar).
     """
     job = Job(
         settings=settings,
@@ -172,6 +178,7 @@ def run(
         retry_failed=retry_failed,
         stop=stop,
         progress=progress,
+        on_progress=on_progress,
     )
     return execute(job, _pipeline, hr=hr, state=state, protime=protime)
 
@@ -284,6 +291,7 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         host=socket.gethostname(),
         pid=os.getpid(),
     )
+    tracker = job.reached.progress = _tracker(job, store, run_id)
     try:
         result = asyncio.run(_bounded(job, ports, run_id, pipeline))
     except BlockedError as exc:
@@ -319,6 +327,8 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
             log.exception("run.crashed")
             message = f"unexpected error: {type(exc).__name__}: {exc}"
             result = job.result(run_id, RunStatus.FAILED, message=message)
+    finally:
+        tracker.stop()
     record_or_raise(
         lambda: store.finish_run(
             run_id=run_id, status=result.status, summary=_summary(result, adaptive=adaptive)
@@ -368,9 +378,20 @@ async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
     job.reached.client = client
     # The HR read and the state read run on worker threads while the event loop pages through
     # Protime: at 100,000 people the three reads overlap instead of adding up.
+    # Progress counts the people read, out of the last good run's count once it is known.
+    people = job.reached.people = []
+    _phase(job, "reading", poll=people.__len__)
     hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read))
     prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
-    people = job.reached.people = []
+    tracker = job.reached.progress
+    if tracker is not None:
+        prior_read.add_done_callback(
+            lambda t: (
+                None
+                if t.cancelled() or t.exception()
+                else tracker.set_total(t.result().last_good_protime_count)
+            )
+        )
     try:
         async for page in client.iter_people():
             people.extend(page)
@@ -387,6 +408,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
     async with ports.protime as client:
         try:
             inputs = await read_inputs(job, ports, client)
+            _phase(job, "planning")
             decision = await asyncio.to_thread(decide, job, inputs, store)
             the_plan = decision.plan
             counts = summarize(the_plan)
@@ -461,6 +483,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
             # A full run classifies every key there is, so rows it did not classify (an HR id
             # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
             # are stale and go; admins' links and ignores stay. --only runs leave the map be.
+            _phase(job, "saving", total=len(the_plan.classifications))
             await asyncio.to_thread(
                 store.save_classifications,
                 run_id=run_id,
@@ -501,6 +524,8 @@ async def apply_step(
     preconditions: Iterable[Precondition],
 ) -> Tally:
     """The one apply step of every run that writes: record pending, call, record outcomes."""
+    _phase(job, "writing", total=len(actions))
+    tracker = job.reached.progress
     return await apply_actions(
         client=client,
         store=ports.state,
@@ -509,7 +534,7 @@ async def apply_step(
         preconditions=preconditions,
         concurrency=job.settings.protime.concurrency,
         stop=job.stop,
-        progress=job.progress,
+        progress=_each(tracker.update if tracker is not None else None, job.progress),
         tally=job.reached.tally,
     )
 
@@ -519,6 +544,7 @@ async def finish_writes(
 ) -> tuple[RunStatus, str]:
     """After the apply step: write-back, then the run's status and message."""
     if ports.hr.writeback_enabled:
+        _phase(job, "write_back")
         await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
     status = _status(tally=tally, stop=job.stop, total=total)
     message = tally.fatal or ""
@@ -534,6 +560,52 @@ async def finish_writes(
 
 def _planned(the_plan: Plan) -> dict[str, int]:
     return dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
+
+
+def _tracker(job: Job, store: RunState, run_id: str) -> RunProgress:
+    """The run's progress, reported to the log, its run row and the caller, on a clock."""
+
+    def save(snapshot: ProgressSnapshot) -> None:
+        try:
+            store.set_progress(run_id=run_id, progress=snapshot.as_dict())
+        except Exception as exc:  # a busy or lost state database must not stop the run
+            log.warning("run.progress_not_saved", run_id=run_id, error=type(exc).__name__)
+
+    sinks = [save] if job.on_progress is None else [save, job.on_progress]
+    tracker = RunProgress(run_id=run_id, interval=job.settings.log.progress_seconds, sinks=sinks)
+    tracker.start(log=_log_progress)
+    return tracker
+
+
+def _phase(
+    job: Job, name: str, *, total: int | None = None, poll: Callable[[], int] | None = None
+) -> None:
+    if job.reached.progress is not None:
+        job.reached.progress.phase(name, total=total, poll=poll)
+
+
+def _log_progress(snapshot: ProgressSnapshot) -> None:
+    # The ticker thread does not see the run's bound context: the run id goes explicitly.
+    log.info(
+        "run.progress",
+        run_id=snapshot.run_id,
+        phase=snapshot.phase,
+        done=snapshot.done,
+        total=snapshot.total,
+        rate_per_second=snapshot.rate_per_second,
+        eta_seconds=snapshot.eta_seconds,
+        elapsed_seconds=snapshot.elapsed_seconds,
+    )
+
+
+def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+    present = [c for c in callbacks if c is not None]
+
+    def call(done: int, total: int) -> None:
+        for callback in present:
+            callback(done, total)
+
+    return call
 
 
 def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:

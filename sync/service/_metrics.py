@@ -15,11 +15,13 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from sync import __version__
 from sync.domain import ActionKind, Outcome, Situation
+from sync.reconcile._progress import PHASES
 from sync.reconcile._result import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from sync.reconcile._progress import ProgressSnapshot
     from sync.reconcile._result import RunResult
 
 # Runs last from seconds (a small tenant, nothing to do) to an hour (a first sync of a large one).
@@ -101,8 +103,25 @@ class Metrics:
             "IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND=auto, the rate it learned; 0: no limit.",
             registry=r,
         )
+        self.run_phase = Gauge(
+            "idsync_run_phase",
+            "1 for the phase the current run is in (reading, planning, saving, writing, write_back); all 0 between runs.",
+            ["phase"],
+            registry=r,
+        )
+        self.run_progress_done = Gauge(
+            "idsync_run_progress_done",
+            "Items the current phase has done (people read, actions written); 0 between runs.",
+            registry=r,
+        )
+        self.run_progress_total = Gauge(
+            "idsync_run_progress_total",
+            "Items the current phase has in all; 0 when unknown or between runs.",
+            registry=r,
+        )
         self.up.set(1)
         self.build_info.labels(version=__version__).set(1)
+        self.clear_progress()
         # Every known series exists from the start at 0, so rate() and alerts see the first change.
         for status in RunStatus:
             self.runs.labels(status=status.value)
@@ -133,6 +152,20 @@ class Metrics:
             self.rate.set(result.rate_per_second or 0.0)
         if result.status in COMPLETED and not result.dry_run:
             self.last_success.set(self._clock())
+
+    def observe_progress(self, snapshot: ProgressSnapshot) -> None:
+        """Show where the current run is (called from the run's progress ticker)."""
+        for phase in PHASES:
+            self.run_phase.labels(phase=phase).set(1 if phase == snapshot.phase else 0)
+        self.run_progress_done.set(snapshot.done)
+        self.run_progress_total.set(snapshot.total or 0)
+
+    def clear_progress(self) -> None:
+        """No run in progress: every phase 0, done and total 0."""
+        for phase in PHASES:
+            self.run_phase.labels(phase=phase).set(0)
+        self.run_progress_done.set(0)
+        self.run_progress_total.set(0)
 
     def observe_exception(self) -> None:
         """Count a run that raised: a failed run, and an exception (which a result never is)."""

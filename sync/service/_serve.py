@@ -41,8 +41,8 @@ def default_run_fn(**kwargs: Any) -> RunResult:
 class Service:
     """The parts of ``idsync serve``, startable and stoppable from a test without signals.
 
-    ``run_fn`` is called as ``run_fn(settings=..., trigger="schedule", stop=...)`` and must return a
-    :class:`RunResult`. ``state`` defaults to the state database of the settings; ``trigger`` to
+    ``run_fn`` is called as ``run_fn(settings=..., trigger="schedule", stop=..., on_progress=...)``
+    and must return a :class:`RunResult`. ``state`` defaults to the state database of the settings; ``trigger`` to
     the one the schedule settings describe (a test passes a faster one).
     """
 
@@ -244,7 +244,12 @@ class Service:
             return
         self.metrics.run_in_progress.set(1)
         try:
-            result = self._run_fn(settings=self.settings, trigger="schedule", stop=self.stop_event)
+            result = self._run_fn(
+                settings=self.settings,
+                trigger="schedule",
+                stop=self.stop_event,
+                on_progress=self.metrics.observe_progress,
+            )
         except IdsyncError as exc:
             # Expected trouble outside a run's own record (state database down, schema behind):
             # one line with the reason, no traceback.
@@ -259,6 +264,7 @@ class Service:
             self._report(result)
         finally:
             self.metrics.run_in_progress.set(0)
+            self.metrics.clear_progress()
         self._refresh_from_state(seed_last_success=False)
 
     def _count_raise(self) -> None:

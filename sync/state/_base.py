@@ -133,7 +133,7 @@ def _event_row(row: Row[Any]) -> EventRow:
 def _run_row(row: Row[Any]) -> RunRow:
     data = row._asdict()
     data["only_ids"] = tuple(json.loads(data["only_ids"])) if data["only_ids"] else ()
-    for name in ("counts_by_situation", "actions_by_outcome", "api_calls"):
+    for name in ("counts_by_situation", "actions_by_outcome", "api_calls", "progress"):
         data[name] = _json_or_empty(data[name])
     return RunRow(**data)
 

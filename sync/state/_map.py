@@ -45,6 +45,7 @@ from sync.state._base import (
     StoreBase,
     _candidates_text,
     _chunks,
+    _json_or_empty,
     _mapping_row,
     _new_mapping,
 )
@@ -233,7 +234,7 @@ class MapStore(StoreBase):
                 if fingerprint is not None:
                     failed[hr_id] = fingerprint
             last = conn.execute(
-                select(_R.hr_count, _R.protime_count)
+                select(_R.hr_count, _R.protime_count, _R.actions_by_outcome)
                 .where(
                     _R.status.in_(_GOOD_RUN),
                     _R.dry_run.is_(False),
@@ -249,6 +250,7 @@ class MapStore(StoreBase):
             failed=failed,
             last_good_hr_count=last.hr_count if last else None,
             last_good_protime_count=last.protime_count if last else None,
+            last_good_action_count=_action_count(last.actions_by_outcome) if last else None,
         )
 
     # ---------------------------------------------------------------------- the map
@@ -387,3 +389,9 @@ class MapStore(StoreBase):
             )
             for row in result:
                 yield _mapping_row(row)
+
+
+def _action_count(actions_by_outcome: str | None) -> int:
+    """All actions of a run's ``{"write": {"succeeded": 3}, ...}``, whatever their outcome."""
+    by_kind = _json_or_empty(actions_by_outcome)
+    return sum(int(n) for outcomes in by_kind.values() for n in outcomes.values())

@@ -119,6 +119,8 @@ class RunRecord(Base):
     plan_id: Mapped[str | None] = mapped_column(String(36))  # the plan an apply/rollback ran
     # The client-side rate "auto" reached (requests/s); NULL for a fixed rate or no limit.
     rate_per_second: Mapped[float | None] = mapped_column(Float)
+    # JSON: phase, done, total, rate, ETA and when; updated while the run runs (`idsync status`).
+    progress: Mapped[str | None] = mapped_column(Text)
 
 
 class EventRecord(Base):

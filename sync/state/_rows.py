@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -157,6 +157,8 @@ class RunRow:
     pid: int | None
     plan_id: str | None = None
     rate_per_second: float | None = None
+    # Where the run is or ended: phase, done, total, rate_per_second, eta_seconds, updated_at.
+    progress: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     func,
@@ -27,7 +27,7 @@ from sync.state._rows import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 from sync.state._base import (
     _E,
@@ -171,6 +171,23 @@ class RunStore(StoreBase):
         )
         with self._engine.connect() as conn:
             return conn.execute(query).scalar_one_or_none()
+
+    def set_progress(self, *, run_id: str, progress: Mapping[str, Any]) -> None:
+        """Record where a run is (its phase, done, total...), for ``idsync status`` to show."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(
+                update(_RUNS).where(_R.id == run_id).values(progress=json.dumps(dict(progress)))
+            )
+
+    def running(self) -> list[RunRow]:
+        """The runs recorded as ``running`` now, newest first (one, unless a process died)."""
+        query = (
+            select(*_RUN_COLUMNS)
+            .where(_R.status == RunStatus.RUNNING.value)
+            .order_by(_R.started_at.desc(), _R.id)
+        )
+        with self._engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(query)]
 
     def runs(self, *, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first."""

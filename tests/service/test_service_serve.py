@@ -55,7 +55,9 @@ class FakeRun:
         with self.lock:
             return len(self.calls)
 
-    def __call__(self, *, settings: Settings, trigger: str, stop: threading.Event) -> RunResult:
+    def __call__(
+        self, *, settings: Settings, trigger: str, stop: threading.Event, **_: object
+    ) -> RunResult:
         with self.lock:
             self.calls.append({"settings": settings, "trigger": trigger, "stop": stop})
             index = len(self.calls) - 1

@@ -1,0 +1,148 @@
+"""How far the current run is: its phase, done and total, rate and ETA, reported on a clock.
+
+A run moves through phases (``reading``, ``planning``, ``saving``, ``writing``, ``write_back``);
+:class:`RunProgress` holds where it is, and a ticker thread reports it every
+``IDSYNC_LOG__PROGRESS_SECONDS``: a ``run.progress`` log line, the run's row in the state
+database (what ``idsync status`` shows) and the listeners (the service's gauges). A thread rather
+than a hook in the loops, so a line comes on time even while a phase blocks in one long call (a big
+HR query, a page of people that takes its time). It knows nothing of logs or databases itself: the
+run passes the sinks in.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+# The phases in the order a run goes through them.
+PHASES = ("reading", "planning", "saving", "writing", "write_back")
+
+
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """Where a run is. ``total`` is ``None`` when unknown (then no ETA); rate is per second."""
+
+    run_id: str
+    phase: str
+    done: int
+    total: int | None
+    rate_per_second: float | None
+    eta_seconds: float | None
+    elapsed_seconds: float
+    at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form the state database keeps and ``--json`` shows."""
+        return {
+            "phase": self.phase,
+            "done": self.done,
+            "total": self.total,
+            "rate_per_second": self.rate_per_second,
+            "eta_seconds": self.eta_seconds,
+            "updated_at": self.at.isoformat(),
+        }
+
+
+class RunProgress:
+    """The progress of one run. Thread-safe: the run updates it, the ticker reads it."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        interval: float,
+        sinks: Sequence[Callable[[ProgressSnapshot], None]] = (),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.run_id = run_id
+        self._interval = interval
+        self._sinks = list(sinks)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._phase = "starting"
+        self._done = 0
+        self._total: int | None = None
+        self._poll: Callable[[], int] | None = None
+        self._started = clock()
+        self._phase_started = self._started
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._log: Callable[[ProgressSnapshot], None] | None = None
+
+    # -- what the run calls ----------------------------------------------------------------------
+
+    def phase(
+        self, name: str, *, total: int | None = None, poll: Callable[[], int] | None = None
+    ) -> None:
+        """Enter a phase; ``poll`` gives ``done`` when the phase cannot report each step."""
+        with self._lock:
+            self._phase, self._done, self._total, self._poll = name, 0, total, poll
+            self._phase_started = self._clock()
+        self._emit(log=False)
+
+    def set_total(self, total: int | None) -> None:
+        with self._lock:
+            self._total = total
+
+    def update(self, done: int, total: int | None = None) -> None:
+        with self._lock:
+            self._done = done
+            if total is not None:
+                self._total = total
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> ProgressSnapshot:
+        with self._lock:
+            phase, total, poll, since = self._phase, self._total, self._poll, self._phase_started
+            done = self._done
+        if poll is not None:
+            done = poll()
+        now = self._clock()
+        elapsed = now - since
+        rate = done / elapsed if elapsed > 0 and done > 0 else None
+        eta = None
+        if rate and total is not None and total >= done:
+            eta = round((total - done) / rate, 1)
+        return ProgressSnapshot(
+            run_id=self.run_id,
+            phase=phase,
+            done=done,
+            total=total,
+            rate_per_second=round(rate, 1) if rate is not None else None,
+            eta_seconds=eta,
+            elapsed_seconds=round(now - self._started, 1),
+            at=datetime.now(UTC),
+        )
+
+    # -- the ticker ------------------------------------------------------------------------------
+
+    def start(self, log: Callable[[ProgressSnapshot], None]) -> None:
+        """Report every ``interval`` seconds until :meth:`stop`: ``log`` first, then the sinks."""
+        self._log = log
+        self._thread = threading.Thread(target=self._tick, name="idsync-progress", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the ticker and hand the sinks the final figures (the run row keeps them)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._emit(log=False)
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._emit(log=True)
+
+    def _emit(self, *, log: bool) -> None:
+        snapshot = self.snapshot()
+        if log and self._log is not None:
+            self._log(snapshot)
+        for sink in self._sinks:
+            sink(snapshot)

@@ -1,0 +1,71 @@
+"""RunProgress: phases, done and total, rate and ETA, and a report on a clock."""
+
+from __future__ import annotations
+
+import threading
+
+from sync.reconcile._progress import ProgressSnapshot, RunProgress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_phase_update_rate_and_eta() -> None:
+    """Done over the phase's elapsed time gives the rate; the rest over the rate the ETA."""
+    clock = Clock()
+    seen: list[ProgressSnapshot] = []
+    progress = RunProgress(run_id="r", interval=60, sinks=[seen.append], clock=clock)
+    progress.phase("writing", total=1000)
+    assert seen[-1].phase == "writing"
+    assert seen[-1].done == 0
+    clock.now += 10
+    progress.update(250, 1000)
+    snap = progress.snapshot()
+    assert (snap.done, snap.total) == (250, 1000)
+    assert snap.rate_per_second == 25.0
+    assert snap.eta_seconds == 30.0
+    assert snap.as_dict()["phase"] == "writing"
+
+
+def test_unknown_total_has_no_eta_and_poll_gives_done() -> None:
+    """A phase that polls its count (people read) without a total has a rate but no ETA."""
+    clock = Clock()
+    people: list[int] = []
+    progress = RunProgress(run_id="r", interval=60, clock=clock)
+    progress.phase("reading", poll=people.__len__)
+    people.extend(range(500))
+    clock.now += 5
+    snap = progress.snapshot()
+    assert snap.done == 500
+    assert snap.total is None
+    assert snap.eta_seconds is None
+    progress.set_total(1000)
+    assert progress.snapshot().eta_seconds == 5.0
+
+
+def test_the_ticker_reports_until_stopped_and_the_last_figures_reach_the_sinks() -> None:
+    """Started, it logs on its clock even when nothing advances; stop hands the sinks the end."""
+    logged: list[ProgressSnapshot] = []
+    sunk: list[ProgressSnapshot] = []
+    two = threading.Event()
+
+    def log(snapshot: ProgressSnapshot) -> None:
+        logged.append(snapshot)
+        if len(logged) >= 2:
+            two.set()
+
+    progress = RunProgress(run_id="r", interval=0.01, sinks=[sunk.append])
+    progress.phase("reading")
+    progress.start(log=log)
+    assert two.wait(timeout=30)
+    progress.update(7, 7)
+    progress.stop()
+    assert all(s.phase == "reading" for s in logged)
+    assert sunk[-1].done == 7
+    assert progress._thread is not None
+    assert not progress._thread.is_alive()  # stopped and joined: nothing more can come
