@@ -50,6 +50,25 @@ def _check_db_url(value: str, variable: str) -> str:
     return value
 
 
+# The driver each dialect is tested with: what to write when a URL names a driver not installed.
+_DRIVER_URLS = {
+    "mysql": "mysql+pymysql://user:password@host:3306/database",
+    "mariadb": "mysql+pymysql://user:password@host:3306/database",
+    "postgresql": "postgresql+psycopg://user:password@host:5432/database",
+    "mssql": "mssql+pyodbc://user:password@dsn (pip install 'protime-idsync[mssql]')",
+}
+
+
+def driver_hint(url: str) -> str:
+    """For a URL whose driver is not installed: the URL form that works, or ``""``."""
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        return ""
+    form = _DRIVER_URLS.get(backend)
+    return f"; use the form {form}" if form else ""
+
+
 def redact_url(url: str) -> str:
     """A database URL fit for logs and `config show`: the password replaced by ***."""
     try:

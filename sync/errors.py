@@ -60,6 +60,11 @@ class HRSourceError(IdsyncError):
     """The HR database could not be read (unreachable, unknown table or column, bad query)."""
 
 
+class HRConfigError(ConfigError, HRSourceError):
+    """The HR settings name something the HR database does not have (a table, a column), or a
+    column of the wrong type: a configuration error (exit 2) naming the variable."""
+
+
 class ProtimeError(IdsyncError):
     """Talking to Protime failed. ``retriable`` tells whether the same call may succeed later."""
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from sync.cli._common import err, out, print_json, settings_and_logging, shown
 from sync.config import Settings, redact_http_url, redact_url
+
+if TYPE_CHECKING:
+    from sync.hr import Check
 
 
 def register(app: typer.Typer) -> None:
@@ -37,43 +40,65 @@ def show() -> None:
 
 def check(
     skip_protime: Annotated[
-        bool, typer.Option("--skip-protime", help="Do not contact the token endpoint.")
+        bool, typer.Option("--skip-protime", help="Do not contact Protime.")
     ] = False,
 ) -> None:
-    """Reach the state DB, the HR DB and the Protime token endpoint; say what failed (exit 1)."""
+    """Check everything a run touches, before any write, and create nothing.
+
+    The state database (reachable, schema at head); the HR table or query, every configured column
+    and its type, the active column's values, the write-back column and the right to write it (in a
+    rolled-back transaction); the Protime token (with the scopes asked for) and one page of people.
+    Exit 2 when a check fails on a configuration error (the line names the variable), 1 when
+    something cannot be reached, 0 when all pass.
+    """
+
     settings = settings_and_logging()
-    results: list[tuple[str, bool, str]] = [_check_state(settings), _check_hr(settings)]
+    checks: list[Check] = [_check_state(settings), *_check_hr(settings)]
     if not skip_protime:
-        results.append(_check_protime(settings))
-    for name, ok, detail in results:
-        mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
-        (out if ok else err).print(f"{mark} {shown(name)}: {shown(detail)}")
-    if not all(ok for _, ok, _ in results):
+        checks += _check_protime(settings)
+    for c in checks:
+        mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+        (out if c.ok else err).print(f"{mark} {shown(c.name)}: {shown(c.detail)}")
+    failed = [c for c in checks if not c.ok]
+    if any(c.config for c in failed):
+        raise typer.Exit(2)
+    if failed:
         raise typer.Exit(1)
 
 
-def _check_state(settings: Settings) -> tuple[str, bool, str]:
+def _check_state(settings: Settings) -> Check:
     from sync.errors import IdsyncError
+    from sync.hr import Check
     from sync.state import check_schema, create_state_engine
 
     name = f"state database {redact_url(settings.state_url)}"
-    engine = create_state_engine(settings.state_url)
     try:
-        check_schema(engine)
+        engine = create_state_engine(settings.state_url)
     except IdsyncError as exc:
-        return name, False, str(exc)
+        return Check(name, ok=False, detail=str(exc), config=exc.exit_code == _CONFIG_EXIT)
+    try:
+        check_schema(engine)  # a missing SQLite file is reported, never created
+    except IdsyncError as exc:
+        return Check(name, ok=False, detail=str(exc), config=exc.exit_code == _CONFIG_EXIT)
     except Exception as exc:
-        return name, False, f"unreachable: {type(exc).__name__}"
+        return Check(name, ok=False, detail=f"unreachable: {type(exc).__name__}")
     finally:
         engine.dispose()
-    return name, True, "reachable, schema at head"
+    return Check(name, ok=True, detail="reachable, schema at head")
 
 
-def _check_hr(settings: Settings) -> tuple[str, bool, str]:
+def _check_hr(settings: Settings) -> list[Check]:
     from sync.errors import IdsyncError
-    from sync.hr import read_hr
+    from sync.hr import Check, probe_hr, read_hr
 
-    name = f"HR source {redact_url(settings.hr_url)}"
+    try:
+        settings.hr.require()
+    except IdsyncError as exc:
+        return [Check("HR source", ok=False, detail=str(exc), config=True)]
+    checks = probe_hr(settings=settings.hr, url=settings.hr_url)
+    if not all(c.ok for c in checks):
+        return checks
+    name = f"HR employees {redact_url(settings.hr_url)}"
     try:
         snapshot = read_hr(
             settings=settings.hr,
@@ -81,27 +106,53 @@ def _check_hr(settings: Settings) -> tuple[str, bool, str]:
             max_value_length=settings.protime.max_value_length,
         )
     except IdsyncError as exc:
-        return name, False, str(exc)
-    return (
-        name,
-        True,
-        f"{len(snapshot.employees)} valid employee(s), {len(snapshot.invalid)} invalid row(s)",
-    )
+        return [
+            *checks,
+            Check(name, ok=False, detail=str(exc), config=exc.exit_code == _CONFIG_EXIT),
+        ]
+    detail = f"{len(snapshot.employees)} valid employee(s), {len(snapshot.invalid)} invalid row(s)"
+    return [*checks, Check(name, ok=True, detail=detail)]
 
 
-def _check_protime(settings: Settings) -> tuple[str, bool, str]:
+def _check_protime(settings: Settings) -> list[Check]:
     from sync.errors import IdsyncError
+    from sync.hr import Check
     from sync.protime import ProtimeClient
 
-    name = f"Protime token endpoint {redact_http_url(settings.protime.resolved_token_url)}"
+    token_url = settings.protime.resolved_token_url
+    name = (
+        f"Protime token endpoint {redact_http_url(token_url)}"
+        if token_url
+        else "Protime token endpoint (IDSYNC_PROTIME__TENANT or IDSYNC_PROTIME__TOKEN_URL not set)"
+    )
     try:
         settings.protime.require()
-
-        async def fetch() -> None:
-            async with ProtimeClient(settings.protime) as client:
-                await client.check_token()
-
-        asyncio.run(fetch())
     except IdsyncError as exc:
-        return name, False, str(exc)
-    return name, True, "token granted"
+        return [Check(name, ok=False, detail=str(exc), config=True)]
+    results: list[Check] = []
+
+    async def probe() -> None:
+        async with ProtimeClient(settings.protime) as client:
+            await client.check_token()
+            results.append(
+                Check(name, ok=True, detail=f"token granted for {settings.protime.scopes}")
+            )
+            async for page in client.iter_people():
+                results.append(
+                    Check(
+                        "Protime people",
+                        ok=True,
+                        detail=f"first page read: {len(page)} person(s)",
+                    )
+                )
+                break
+
+    try:
+        asyncio.run(probe())
+    except IdsyncError as exc:
+        what = name if not results else "Protime people"
+        results.append(Check(what, ok=False, detail=str(exc)))
+    return results
+
+
+_CONFIG_EXIT = 2

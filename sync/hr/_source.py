@@ -47,7 +47,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 from sqlalchemy.types import NullType
 
-from sync.errors import ConfigError, HRSourceError
+from sync.config import driver_hint
+from sync.errors import ConfigError, HRConfigError, HRSourceError
 from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text, id_text
 
 if TYPE_CHECKING:
@@ -88,11 +89,12 @@ def _connect(url: str) -> Iterator[tuple[Connection, URL]]:
         and not database.startswith("file:")
         and not Path(database).is_file()
     ):
-        raise HRSourceError(f"the HR database {shown} does not exist (IDSYNC_HR__URL)")
+        raise HRConfigError(f"the HR database {shown} does not exist (IDSYNC_HR__URL)")
     try:
         engine: Engine = create_engine(parsed, poolclass=NullPool)
     except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"IDSYNC_HR__URL: cannot use {shown}: {exc}") from None
+        hint = driver_hint(url) if isinstance(exc, ImportError) else ""
+        raise ConfigError(f"IDSYNC_HR__URL: cannot use {shown}: {exc}{hint}") from None
     try:
         try:
             conn = engine.connect()
@@ -123,12 +125,12 @@ def _reflect(conn: Connection, name: str, *, setting: str) -> Table:
         except SQLAlchemyError:
             folded = []
         if len(folded) != 1:
-            raise HRSourceError(f"{_setting(setting)}: table {name!r} not found in the HR database")
+            raise HRConfigError(f"{_setting(setting)}: table {name!r} not found in the HR database")
         table_name = folded[0]
     try:
         return Table(table_name, MetaData(), schema=schema, autoload_with=conn)
     except NoSuchTableError:
-        raise HRSourceError(
+        raise HRConfigError(
             f"{_setting(setting)}: table {name!r} not found in the HR database"
         ) from None
 
@@ -158,7 +160,7 @@ def _resolve(available: list[str], wanted: dict[str, str], *, where: str) -> dic
         found = _pick(available, column)
         if found is None:
             shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")  # noqa: PLR2004
-            raise HRSourceError(
+            raise HRConfigError(
                 f"{_setting(role + '_column')}: column {column!r} is not in {where} "
                 f"(columns: {shown})"
             )
@@ -265,7 +267,7 @@ def _read_rows(conn: Connection, settings: HRSettings, builder: SnapshotBuilder)
     # A server-side cursor (PostgreSQL, MariaDB) must be closed even when we stop early.
     with conn.execution_options(yield_per=_STREAM_BATCH).execute(statement) as result:
         if not result.returns_rows:
-            raise HRSourceError("IDSYNC_HR__QUERY: the query returns no rows (is it a SELECT?)")
+            raise HRConfigError("IDSYNC_HR__QUERY: the query returns no rows (is it a SELECT?)")
         if settings.table:
             positions = {role: i for i, role in enumerate(result.keys())}
         else:

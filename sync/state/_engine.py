@@ -33,6 +33,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from sync.config import driver_hint
 from sync.errors import ConfigError, StateError
 from sync.state._watchdog import WATCHDOG
 
@@ -85,9 +86,10 @@ def create_state_engine(url: str, *, timeout: float = DEFAULT_STATE_TIMEOUT_SECO
     except (ArgumentError, ImportError) as exc:
         # An unknown dialect (NoSuchModuleError is an ArgumentError), a driver not installed,
         # or a URL option the dialect refuses: a configuration error, said in one line.
+        hint = driver_hint(url) if isinstance(exc, ImportError) else ""
         raise ConfigError(
             f"IDSYNC_DATABASE_URL: cannot use {parsed.render_as_string(hide_password=True)}: "
-            f"{describe_error(exc, url=parsed)}"
+            f"{describe_error(exc, url=parsed)}{hint}"
         ) from None
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alembic import command
 from alembic.config import Config
@@ -27,6 +28,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import SchemaNotCurrentError, StateError
 from sync.state._engine import describe_error, migration_transaction
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _PROCESS_LOCK = threading.Lock()
 
@@ -81,12 +85,34 @@ def current_revision(engine: Engine) -> str | None:
     return versions[0] if versions else None
 
 
+def missing_sqlite_file(url: URL) -> str | None:
+    """The path of a SQLite database file that does not exist (connecting would create it)."""
+    database = url.database or ""
+    if (
+        url.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and url.query.get("mode") != "memory"
+        and not Path(database).exists()
+    ):
+        return database
+    return None
+
+
 def check_schema(engine: Engine) -> None:
     """Raise unless the state database is reachable and at :func:`head_revision`.
 
     :class:`~sync.errors.SchemaNotCurrentError` (exit 2) tells the user to run ``idsync db
     upgrade``; :class:`~sync.errors.StateError` says the database cannot be reached.
     """
+    missing = missing_sqlite_file(engine.url)
+    if missing is not None:
+        # Connecting would create an empty file (`idsync status` in the wrong folder left an
+        # ./idsync.db behind): say what is wrong and create nothing.
+        raise SchemaNotCurrentError(
+            f"there is no state database at {missing} (IDSYNC_DATABASE_URL): run `idsync db "
+            "upgrade` to create it, or point IDSYNC_DATABASE_URL at the existing one"
+        )
     try:
         current = current_revision(engine)
     except SQLAlchemyError as exc:

@@ -77,32 +77,41 @@ def test_config_show_redacts_every_secret(
 def test_config_check_reports_each_part(
     served: Callable[..., Harness], idsync: Callable[..., CliResult]
 ) -> None:
-    """`config check` reaches the state DB, the HR DB and the token endpoint: ok, exit 0."""
+    """`config check` checks the state DB, the HR table and each column, the token and a page of
+    people: all ok, exit 0."""
     h = served()
     result = idsync("config", "check", env=h.env())
     assert result.code == 0, result.output
     lines = [line for line in result.stdout.splitlines() if line.strip()]
-    assert len(lines) == 3
     assert all(line.startswith("ok") for line in lines)
-    for part in ("state database", "HR source", "Protime token endpoint", "token granted"):
-        assert part in result.stdout
+    for part in (
+        "state database",
+        "HR table employees",
+        "IDSYNC_HR__ID_COLUMN",
+        "IDSYNC_HR__ACTIVE_COLUMN",
+        "HR employees",
+        "Protime token endpoint",
+        "token granted",
+        "Protime people: first page read",
+    ):
+        assert part in result.stdout, part
     assert h.sim.counters.count("token", 200) == 1
 
 
-def test_config_check_says_what_failed_and_exits_1(
+def test_config_check_says_what_failed_and_exits_2(
     served: Callable[..., Harness], idsync: Callable[..., CliResult]
 ) -> None:
     """A refused client secret, an unmigrated state DB and a missing HR table each show as FAIL
-    with the reason (exit 1), and the parts that work still show ok."""
+    with the reason; the configuration errors among them make it exit 2."""
     h = served(migrated=False)
     wrong = "wrong-secret-0b7d"
     env = h.env(IDSYNC_PROTIME__CLIENT_SECRET=wrong, IDSYNC_HR__TABLE="no_such_table")
     result = idsync("config", "check", env=env)
-    assert result.code == 1
+    assert result.code == 2
     assert "FAIL state database" in result.stderr
     assert "idsync db upgrade" in result.stderr
-    assert "FAIL HR source" in result.stderr
-    assert "no_such_table" in result.stderr
+    assert "FAIL HR table no_such_table" in result.stderr
+    assert "IDSYNC_HR__TABLE" in result.stderr
     assert "FAIL Protime token endpoint" in result.stderr
     assert "IDSYNC_PROTIME__CLIENT_SECRET" in result.stderr
     assert wrong not in result.output
@@ -110,7 +119,7 @@ def test_config_check_says_what_failed_and_exits_1(
 
     skipped = idsync("config", "check", "--skip-protime", env=h.env())
     assert "token endpoint" not in skipped.output
-    assert skipped.code == 1  # the state database is still not migrated
+    assert skipped.code == 2  # the state database is still not migrated
 
 
 def _command_paths() -> Iterator[tuple[str, ...]]:
