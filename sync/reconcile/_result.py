@@ -56,7 +56,9 @@ class RunResult:
     would_block: tuple[str, ...] = ()  # what a reconcile blocks on (or would, for a plan)
     stale: tuple[tuple[str, str], ...] = ()  # apply: (action, why) of each stale action
     done: int = 0  # apply: actions of the plan already in effect (nothing to call)
+    # Failed on a configuration error (the message names the variable): exit 2, not 1.
+    config_error: bool = False
 
     @property
     def exit_code(self) -> int:
-        return EXIT_CODES[self.status]
+        return 2 if self.config_error else EXIT_CODES[self.status]

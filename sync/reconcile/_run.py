@@ -298,12 +298,9 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except (ConfigError, UsageError) as exc:
         # A wrong setting or argument found mid-run (an HR column that does not exist, --only ids
-        # nobody has): recorded as failed, then raised for the caller's exit 2.
-        result = job.result(run_id, RunStatus.FAILED, message=str(exc))
-        store.finish_run(run_id=run_id, status=result.status, summary=_summary(result))
+        # nobody has, a write-back table gone): failed with every figure it reached, and exit 2.
         log.error("run.config_error", error=str(exc))  # noqa: TRY400 - one line, no traceback: the message says it all
-        unbind_context("run_id")
-        raise
+        result = replace(job.result(run_id, RunStatus.FAILED, message=str(exc)), config_error=True)
     except IdsyncError as exc:
         result = job.result(run_id, RunStatus.FAILED, message=str(exc))
     except KeyboardInterrupt:

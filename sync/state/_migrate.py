@@ -94,6 +94,9 @@ def missing_sqlite_file(url: URL) -> str | None:
         and not database.startswith("file:")
         and url.query.get("mode") != "memory"
         and not Path(database).exists()
+        # A missing folder fails to connect on its own ("unreachable"); only a missing file in
+        # an existing folder would be created by connecting.
+        and Path(database).parent.is_dir()
     ):
         return database
     return None
