@@ -69,3 +69,32 @@ def test_the_ticker_reports_until_stopped_and_the_last_figures_reach_the_sinks()
     assert sunk[-1].done == 7
     assert progress._thread is not None
     assert not progress._thread.is_alive()  # stopped and joined: nothing more can come
+
+
+def test_a_blocked_sink_never_holds_back_the_log_lines() -> None:
+    """While the run-row sink waits (a busy database), the ticker keeps logging on schedule."""
+    release = threading.Event()
+    entered = threading.Event()
+    three = threading.Event()
+    logged: list[ProgressSnapshot] = []
+    blocked_at: list[int] = []
+
+    def slow_sink(snapshot: ProgressSnapshot) -> None:
+        if not blocked_at:
+            blocked_at.append(len(logged))
+            entered.set()
+            release.wait(timeout=60)
+
+    def log(snapshot: ProgressSnapshot) -> None:
+        logged.append(snapshot)
+        if blocked_at and len(logged) >= blocked_at[0] + 3:
+            three.set()
+
+    progress = RunProgress(run_id="r", interval=0.01, sinks=[slow_sink])
+    progress.start(log=log)
+    progress.phase("saving", total=10)
+    assert entered.wait(timeout=30)
+    assert three.wait(timeout=30)  # three more lines while the sink is still blocked
+    assert not release.is_set()
+    release.set()
+    progress.stop()
