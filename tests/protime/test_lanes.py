@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TYPE_CHECKING
+
+import httpx
 
 from sync.config import ProtimeSettings
 from sync.protime import ProtimeClient
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig, serve_in_thread
+
+if TYPE_CHECKING:
+    import pytest
 
 SECRET = "lane-secret-1234"
 
@@ -42,12 +48,34 @@ def test_calls_share_at_most_concurrency_lanes_which_close_with_the_client() -> 
 
         async with ProtimeClient(settings) as client:
             await asyncio.gather(*(write(p.id) for p in people))
-            assert 1 <= len(client._lane_clients) <= 3
+            assert 1 <= len(client._lane_owned) <= 3
+            assert all(isinstance(lane, httpx.AsyncHTTPTransport) for lane in client._lane_owned)
         return client
 
     with serve_in_thread(sim) as base_url:
         client = asyncio.run(scenario(base_url))
     assert sim.world.references("HRMID") == {f"H{p.id}": p.id for p in people}
     assert most == len(people)  # every write was waiting at once; the lanes did the bounding
-    assert all(lane.is_closed for lane in client._lane_clients)
+    # Closed with the client: no connection left open in any lane's pool.
+    assert all(not lane._pool.connections for lane in client._lane_owned)
     assert sim.world.counters.count("references.put") == len(people)
+
+
+def test_with_a_proxy_in_the_environment_lanes_are_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """HTTPS_PROXY set: lanes stay httpx clients, which mount the proxy a bare transport would miss."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    settings = ProtimeSettings(
+        base_url="https://acme.example",
+        tenant="acme",
+        client_id="idsync",
+        client_secret=SECRET,
+        concurrency=2,
+        rate_limit_per_second=0,
+    )
+
+    async def scenario() -> None:
+        async with ProtimeClient(settings) as client:
+            lane = client._new_lane()
+            assert isinstance(lane, httpx.AsyncClient)
+
+    asyncio.run(scenario())

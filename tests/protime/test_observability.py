@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import httpx
 import pytest
@@ -67,9 +68,10 @@ def test_a_failing_on_request_hook_does_not_fail_the_call(fake, make_client):
     assert any(e["event"] == "protime.on_request_failed" for e in logs)
 
 
-def test_each_request_is_logged_at_debug_without_query(fake, make_client):
-    """One debug line per request with method, path (no query), status and duration."""
+def test_each_request_is_logged_at_debug_without_query(fake, make_client, caplog):
+    """At DEBUG, one line per request with method, path (no query), status and duration."""
     fake.people = [person(1), person(2), person(3)]
+    caplog.set_level(logging.DEBUG, logger="sync.protime._client")
 
     async def scenario():
         async with make_client() as client:
@@ -115,6 +117,20 @@ def test_concurrency_is_bounded_by_settings(fake, make_client):
     asyncio.run(scenario())
     assert len(fake.api_requests) == 30
     assert fake.max_in_flight == 3
+
+
+def test_no_request_line_is_built_above_debug(fake, make_client, caplog):
+    """Above DEBUG the per-request line is not even built (its cost was 0.05 ms a request)."""
+    fake.people = [person(1)]
+    caplog.set_level(logging.INFO, logger="sync.protime._client")
+
+    async def scenario():
+        async with make_client() as client:
+            await client.read_people()
+
+    with capture_logs() as logs:
+        asyncio.run(scenario())
+    assert not [e for e in logs if e["event"] == "protime.request"]
 
 
 @pytest.mark.parametrize("rate", [50.0, 0.5, 2.5, 1000.0])
