@@ -186,10 +186,15 @@ class AdaptiveRate:
         """Answers other than 429 per second over the last window, if it was a clean one."""
         t = self.tuning
         self._forget_before(now - t.window)
-        # A window cut short by a pause or by the last cut does not measure the limit.
+        # A window cut short by a pause or by the last cut does not measure the limit; nor does
+        # one that began quiet (the run was reading HR or planning): its few answers say how
+        # much was asked, not how much Protime takes.
         if self._paused_until > now - t.window - 1e-9 or self._cut_at > now - t.window:
             return None
-        return len(self._accepted) / t.window
+        accepted = self._accepted
+        if not accepted or accepted[0] > now - 0.75 * t.window:
+            return None
+        return len(accepted) / t.window
 
     def _forget_before(self, moment: float) -> None:
         accepted = self._accepted

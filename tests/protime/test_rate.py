@@ -111,6 +111,21 @@ def test_429_cuts_to_ninety_percent_of_what_protime_accepted():
     assert rate.cuts == 1
 
 
+def test_a_429_after_a_quiet_spell_cuts_from_the_rate():
+    """A window that began quiet (HR read, planning) measures demand, not the limit: 0.9 x rate."""
+    clock = Clock()
+    rate = _rate(clock, start=60.0, learned=True)
+    _busy(rate, clock, 2.0)
+    clock.advance(1.5)  # nothing asked for 1.5 s
+    for _ in range(5):
+        clock.advance(0.02)
+        rate.reserve()
+        rate.observe(status=200, latency=0.02, retry_after=None)
+    before = rate.rate
+    rate.observe(status=429, latency=0.02, retry_after=None)
+    assert rate.rate == pytest.approx(0.9 * before)
+
+
 def test_one_cut_per_episode_and_retry_after_pauses_everyone():
     """The 429s of calls already in flight do not cut again; no request starts before Retry-After."""
     clock = Clock()
