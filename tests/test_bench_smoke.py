@@ -12,6 +12,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "benchmarks" / "reconcile_bench.py"
 SCENARIOS = {
+    "adaptive_30_auto",
+    "adaptive_30_50",
+    "adaptive_120_auto",
+    "adaptive_120_50",
     "initial_rate_limited",
     "initial_unlimited",
     "steady_small",
