@@ -162,9 +162,11 @@ class AdaptiveRate:
         # At most one window at a time: no jump after a quiet spell.
         elapsed = min(now - self._last_grow, t.window)
         self._last_grow = now
-        # Raise only while the rate is what holds the calls back, and not while a pause or the
-        # last cut's in-flight calls are still settling.
-        if elapsed <= 0 or now - self._limited_at > t.window or now < self._episode_until:
+        # Raise only while the rate is what holds the calls back (a request waited for its slot
+        # within the last two slots: sequential page reads that never wait do not raise it),
+        # and not while a pause or the last cut's in-flight calls are still settling.
+        limited = now - self._limited_at <= 2.0 / self.rate
+        if elapsed <= 0 or not limited or now < self._episode_until:
             return
         if self._probing:
             self.rate *= t.probe_growth**elapsed
@@ -192,8 +194,14 @@ class AdaptiveRate:
         if self._paused_until > now - t.window - 1e-9 or self._cut_at > now - t.window:
             return None
         accepted = self._accepted
-        if not accepted or accepted[0] > now - 0.75 * t.window:
+        if not accepted:
             return None
+        if accepted[0] > now - 0.75 * t.window:
+            # Busy only since the first of these answers: their rate over that span, if it is
+            # long enough to say anything.
+            span = now - accepted[0]
+            enough = span >= 0.2 * t.window and len(accepted) >= 5  # noqa: PLR2004
+            return (len(accepted) - 1) / span if enough else None
         return len(accepted) / t.window
 
     def _forget_before(self, moment: float) -> None:

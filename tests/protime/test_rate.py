@@ -111,19 +111,46 @@ def test_429_cuts_to_ninety_percent_of_what_protime_accepted():
     assert rate.cuts == 1
 
 
-def test_a_429_after_a_quiet_spell_cuts_from_the_rate():
-    """A window that began quiet (HR read, planning) measures demand, not the limit: 0.9 x rate."""
+def test_a_429_after_a_quiet_spell_measures_only_the_busy_part():
+    """A window that began quiet (HR read, planning) is measured over its busy part only."""
     clock = Clock()
     rate = _rate(clock, start=60.0, learned=True)
     _busy(rate, clock, 2.0)
     clock.advance(1.5)  # nothing asked for 1.5 s
-    for _ in range(5):
+    for _ in range(15):  # then 15 answers in 0.3 s: 50/s accepted
+        clock.advance(0.02)
+        rate.reserve()
+        rate.observe(status=200, latency=0.02, retry_after=None)
+    rate.observe(status=429, latency=0.02, retry_after=None)
+    assert rate.rate == pytest.approx(0.9 * 50.0)
+
+
+def test_too_short_a_busy_spell_cuts_from_the_rate():
+    """A handful of answers after a quiet spell says nothing: the cut is 0.9 x the rate."""
+    clock = Clock()
+    rate = _rate(clock, start=60.0, learned=True)
+    _busy(rate, clock, 2.0)
+    clock.advance(1.5)
+    for _ in range(3):
         clock.advance(0.02)
         rate.reserve()
         rate.observe(status=200, latency=0.02, retry_after=None)
     before = rate.rate
     rate.observe(status=429, latency=0.02, retry_after=None)
     assert rate.rate == pytest.approx(0.9 * before)
+
+
+def test_requests_that_never_wait_do_not_raise_the_probe():
+    """Sequential page reads slower than the rate never wait for a slot: no raise."""
+    clock = Clock()
+    rate = _rate(clock, start=40.0)
+    _busy(rate, clock, 0.5)  # paced: raised a little
+    raised = rate.rate
+    for _ in range(100):  # then one read every 50 ms (20/s), below the rate
+        clock.advance(0.05)
+        assert rate.reserve() == 0.0
+        rate.observe(status=200, latency=0.02, retry_after=None)
+    assert rate.rate == pytest.approx(raised, rel=0.02)
 
 
 def test_one_cut_per_episode_and_retry_after_pauses_everyone():
