@@ -47,6 +47,7 @@ class RateTuning:
     cut: float = 0.9  # multiplicative decrease
     near: float = 0.98  # "near the limit": this share of the estimate
     recover: float = 0.02  # below near: raise by this share of the estimate per second
+    recover_unsure: float = 0.1  # the same after the probe's cut, whose estimate is a lower bound
     creep: float = 0.0005  # from near on: raise by this share of the estimate per second...
     accelerate: float = 20.0  # ...growing by its own size every this many seconds without a cut
     window: float = 1.0  # seconds of one measuring window
@@ -174,7 +175,10 @@ class AdaptiveRate:
             estimate = self._estimate or self.rate
             # After the probe's cut the estimate is only a lower bound (the rate was still
             # rising through the window that measured it): recover straight to the next 429.
-            if self.rate < estimate * t.near or not self._sure:
+            if not self._sure:
+                self.rate += estimate * t.recover_unsure * elapsed
+                self._near_since = now
+            elif self.rate < estimate * t.near:
                 self.rate += estimate * t.recover * elapsed
                 self._near_since = now
             else:
