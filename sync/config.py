@@ -326,7 +326,7 @@ def _parse_normalize(text: str) -> dict[str, tuple[str, ...]]:
 
 
 class ReactionSettings(_Section):
-    """What to do per situation; the defaults are design.md's."""
+    """What to do per situation; the defaults are the README's situation table."""
 
     unlinked: Literal["write", "report"] = "write"
     drifted: Literal["repoint", "report"] = "repoint"

@@ -12,7 +12,7 @@ from enum import StrEnum
 
 
 class Situation(StrEnum):
-    """Where one HR employee or one Protime person stands (design.md, "Situations")."""
+    """Where one HR employee or one Protime person stands (README, "Situations")."""
 
     LINKED = "linked"
     UNLINKED = "unlinked"
@@ -73,7 +73,7 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HREmployee:
-    """One valid, in-scope HR row. ``hr_id`` is already checked against protime-api.md §7."""
+    """One valid, in-scope HR row. ``hr_id`` is already checked against the API assumptions in docs/simulator.md."""
 
     hr_id: str
     employee_number: str | None = None

@@ -93,4 +93,4 @@ class ProtimeConnectError(ProtimeError):
 
 
 class ReferenceValueError(ProtimeError):
-    """A reference value or name breaks the rules of protime-api.md §7; checked before any call."""
+    """A reference value or name breaks the API assumptions (docs/simulator.md); checked before any call."""

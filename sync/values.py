@@ -1,4 +1,4 @@
-"""The rules a custom external-reference value and name must follow (protime-api.md §7).
+"""The rules a custom external-reference value and name must follow (the API assumptions in docs/simulator.md).
 
 One place, used by the HR row validation (so a bad id is ``invalid`` before any call), by the
 Protime client (checked again before every PUT/DELETE) and by the simulator (which answers 400).

@@ -1,6 +1,6 @@
 """Entry point: builds the typer app from the command modules and maps errors to exit codes.
 
-Exit codes (design.md): 0 done; 1 failed; 2 usage or configuration; 3 blocked; 4 some records failed.
+Exit codes (README): 0 done; 1 failed; 2 usage or configuration; 3 blocked; 4 some records failed.
 """
 
 from __future__ import annotations

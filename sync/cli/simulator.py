@@ -8,7 +8,7 @@ from typing import Annotated, Literal, cast
 
 import typer
 
-_BEHAVIOUR = "Behaviour (protime-api.md §7)"
+_BEHAVIOUR = "Behaviour (the API assumptions in docs/simulator.md)"
 _FAULTS = "Faults and rate limit"
 _DATA = "Data"
 

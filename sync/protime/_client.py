@@ -1,4 +1,4 @@
-"""The async client of the Protime Connector API, as protime-api.md describes it.
+"""The async client of the Protime Connector API, as its documentation describes it (docs/protime-client.md).
 
 One :class:`ProtimeClient` per run: it owns an ``httpx.AsyncClient``, one OAuth2 token shared by
 all its calls, a semaphore bounding concurrent requests and a client-side rate limit. Every call

@@ -3,7 +3,8 @@
 No I/O. The plan is sorted by HR id, then phase, so it does not depend on input order. Apply
 runs phase 0 to the last phase in order, concurrently within a phase. The ordering guarantees
 that every write finds its person free when it runs, so the plan works whether Protime answers
-a second value on a person with 409 or replaces the old value (protime-api.md §7), and a rerun
+a second value on a person with 409 or replaces the old value
+(the API assumptions in docs/simulator.md), and a rerun
 after a successful apply plans nothing. The decisions, with examples, are in
 ``docs/matching.md``:
 

@@ -1,4 +1,4 @@
-"""A Protime Connector API simulator (protime-api.md §1-§7) for the demo, the tests and benchmarks.
+"""A Protime Connector API simulator (the Connector API as documented plus the assumptions in docs/simulator.md) for the demo, the tests and benchmarks.
 
 One implementation, two ways to reach it::
 

@@ -1,4 +1,4 @@
-"""The Connector API and token endpoint as one ASGI callable (protime-api.md §1-§7).
+"""The Connector API and token endpoint as one ASGI callable (the Connector API as documented plus the assumptions in docs/simulator.md).
 
 Order of the checks every API request gets (the first that fails answers): URI length (414),
 User-Agent (400), bearer token (401), the client's rate bucket (429), injected faults (latency,

@@ -1,4 +1,4 @@
-"""Configuration of the simulator: the world it starts with and every behaviour that protime-api.md
+"""Configuration of the simulator: the world it starts with and every behaviour that the API
 marks *configurable*. Frozen, validated once at construction; runtime changes go through
 ``Simulator.set_faults`` (faults only) so a running world never sees half a configuration.
 """
@@ -97,7 +97,7 @@ DEFAULT_CLIENTS: tuple[ClientSpec, ...] = (ClientSpec("demo-client", "demo-secre
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
-    """Everything the simulator starts from. Defaults follow protime-api.md §7."""
+    """Everything the simulator starts from. Defaults follow the API assumptions in docs/simulator.md."""
 
     tenant: str = "acme"
     people: int = 0

@@ -1,4 +1,4 @@
-"""The ``filter=`` grammar of protime-api.md §5, for people: ``eq``, ``ge``, ``le``, ``in (...)``,
+"""The ``filter=`` grammar of the Connector API docs, for people: ``eq``, ``ge``, ``le``, ``in (...)``,
 ``and``, ``or`` and parentheses; string and date literals in single quotes (``''`` escapes a quote),
 integers bare, ``null`` for an empty field.
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
 
 PEOPLE = "people"
-# Collections the API knows (protime-api.md §3 and the collections people references are used in).
+# Collections the API knows (the Connector API docs and the collections people references are used in).
 # Only `people` holds objects in the simulator; the others exist so their names are not "unknown".
 KNOWN_COLLECTIONS = frozenset(
     {
