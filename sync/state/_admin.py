@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
+    Column,
     Connection,
     Row,
     insert,
@@ -213,32 +214,15 @@ class AdminStore(StoreBase):
 
     def unlink(self, *, hr_id: str) -> None:
         """Remove an admin's link; the next run matches the HR id by the rules again."""
-        now = _now()
-        with write_transaction(self._engine) as conn:
-            row = conn.execute(select(_M.protime_id, _M.manual).where(_M.hr_id == hr_id)).first()
-            if row is None or not row.manual:
-                raise UsageError(f"HR id {hr_id!r} has no manual link")
-            conn.execute(
-                update(_MAPPINGS)
-                .where(_M.hr_id == hr_id)
-                .values(
-                    manual=False,
-                    reason="manual link removed; the next run matches it again",
-                    last_changed_at=now,
-                )
-            )
-            conn.execute(
-                insert(_EVENTS).values(
-                    _admin_event(
-                        action=EventAction.UNLINK,
-                        hr_id=hr_id,
-                        protime_id=row.protime_id,
-                        previous_value=str(row.protime_id) if row.protime_id else None,
-                        reason="unlinked by an admin",
-                        now=now,
-                    )
-                )
-            )
+        self._undo_admin_flag(
+            hr_id=hr_id,
+            flag=_M.manual,
+            refusal=f"HR id {hr_id!r} has no manual link",
+            reason="manual link removed; the next run matches it again",
+            action=EventAction.UNLINK,
+            event_reason="unlinked by an admin",
+            names_person=True,
+        )
 
     def ignore(self, *, hr_id: str) -> None:
         """Exclude an HR id (or an orphaned value) from every run until :meth:`unignore`."""
@@ -270,26 +254,51 @@ class AdminStore(StoreBase):
 
     def unignore(self, *, hr_id: str) -> None:
         """Undo :meth:`ignore`; the row keeps its situation until the next run classifies it."""
+        self._undo_admin_flag(
+            hr_id=hr_id,
+            flag=_M.ignored,
+            refusal=f"HR id {hr_id!r} is not ignored",
+            reason="no longer ignored; the next run classifies it",
+            action=EventAction.UNIGNORE,
+            event_reason="unignored by an admin",
+            names_person=False,
+        )
+
+    def _undo_admin_flag(
+        self,
+        *,
+        hr_id: str,
+        flag: Column[Any],
+        refusal: str,
+        reason: str,
+        action: EventAction,
+        event_reason: str,
+        names_person: bool,
+    ) -> None:
+        """Clear ``manual`` or ``ignored`` on a row that has it set, with an admin event.
+
+        ``names_person``: the event carries the person the row pointed at (an unlink does; an
+        unignore is about the HR id alone).
+        """
         now = _now()
         with write_transaction(self._engine) as conn:
-            row = conn.execute(select(_M.ignored).where(_M.hr_id == hr_id)).first()
-            if row is None or not row.ignored:
-                raise UsageError(f"HR id {hr_id!r} is not ignored")
+            row = conn.execute(select(_M.protime_id, flag).where(_M.hr_id == hr_id)).first()
+            if row is None or not row[1]:
+                raise UsageError(refusal)
             conn.execute(
                 update(_MAPPINGS)
                 .where(_M.hr_id == hr_id)
-                .values(
-                    ignored=False,
-                    reason="no longer ignored; the next run classifies it",
-                    last_changed_at=now,
-                )
+                .values({flag.key: False, "reason": reason, "last_changed_at": now})
             )
+            protime_id = row.protime_id if names_person else None
             conn.execute(
                 insert(_EVENTS).values(
                     _admin_event(
-                        action=EventAction.UNIGNORE,
+                        action=action,
                         hr_id=hr_id,
-                        reason="unignored by an admin",
+                        protime_id=protime_id,
+                        previous_value=str(protime_id) if protime_id else None,
+                        reason=event_reason,
                         now=now,
                     )
                 )
