@@ -71,6 +71,8 @@ class RunProgress:
         self._poll: Callable[[], int] | None = None
         self._started = clock()
         self._phase_started = self._started
+        self._seconds: dict[str, float] = {}  # phase -> seconds spent in it, phases left
+        self._stopped_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._log: Callable[[ProgressSnapshot], None] | None = None
@@ -86,9 +88,24 @@ class RunProgress:
     ) -> None:
         """Enter a phase; ``poll`` gives ``done`` when the phase cannot report each step."""
         with self._lock:
+            now = self._clock()
+            self._close_phase(now)
             self._phase, self._done, self._total, self._poll = name, 0, total, poll
-            self._phase_started = self._clock()
+            self._phase_started = now
         self._emit(log=False)
+
+    def phase_seconds(self) -> dict[str, float]:
+        """Seconds spent in each phase so far (the current one up to now, or up to :meth:`stop`);
+        the ``run.finish`` line carries them, so where a long run's time went is in its log."""
+        with self._lock:
+            seconds = dict(self._seconds)
+            end = self._stopped_at if self._stopped_at is not None else self._clock()
+            seconds[self._phase] = seconds.get(self._phase, 0.0) + end - self._phase_started
+        return {name: round(value, 3) for name, value in seconds.items()}
+
+    def _close_phase(self, now: float) -> None:
+        # Under the lock. A phase entered twice (an apply that reads again) adds up.
+        self._seconds[self._phase] = self._seconds.get(self._phase, 0.0) + now - self._phase_started
 
     def set_total(self, total: int | None) -> None:
         with self._lock:
@@ -148,6 +165,9 @@ class RunProgress:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+        with self._lock:
+            if self._stopped_at is None:
+                self._stopped_at = self._clock()
         self._emit(log=False)
         if self._sink_thread is not None:
             with self._lock:

@@ -338,6 +338,7 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
         message=result.message,
         situations=result.counts_by_situation,
         actions=result.actions_by_outcome,
+        phase_seconds=tracker.phase_seconds(),
     )
     unbind_context("run_id")
     return result

@@ -32,6 +32,24 @@ def test_phase_update_rate_and_eta() -> None:
     assert snap.as_dict()["phase"] == "writing"
 
 
+def test_phase_seconds_add_up_per_phase_and_end_at_stop() -> None:
+    """Each phase's time is counted from its start to the next phase, a phase entered twice adds
+    up, and the last one ends at stop, not when it is asked."""
+    clock = Clock()
+    progress = RunProgress(run_id="r", interval=60, clock=clock)
+    clock.now += 1
+    progress.phase("reading")
+    clock.now += 4
+    progress.phase("writing")
+    clock.now += 2
+    progress.phase("reading")
+    clock.now += 3
+    assert progress.phase_seconds() == {"starting": 1.0, "reading": 7.0, "writing": 2.0}
+    progress.stop()
+    clock.now += 50
+    assert progress.phase_seconds()["reading"] == 7.0
+
+
 def test_unknown_total_has_no_eta_and_poll_gives_done() -> None:
     """A phase that polls its count (people read) without a total has a rate but no ETA."""
     clock = Clock()
