@@ -520,8 +520,10 @@ def run_idsync(
     workdir: Path,
     label: str,
     profile_to: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> Run:
-    """``idsync reconcile --json`` as a separate process; its own rusage via ``os.wait4``."""
+    """``idsync reconcile --json`` (and ``extra`` arguments) as a separate process; its own
+    rusage via ``os.wait4``."""
     sim.reset_counters()
     sim_cpu = sim.cpu_seconds()
     stamp = time.monotonic_ns()
@@ -532,6 +534,7 @@ def run_idsync(
             sys.executable, "-m", "pyinstrument", "--renderer", "text", "--no-color",
             "--outfile", str(profile_to), "-m", "sync", "reconcile", "--json",
         ]  # fmt: skip
+    command += extra
     figures_path = workdir / f"{label}-{stamp}.rusage"
     with out_path.open("wb") as out, err_path.open("wb") as err:
         subprocess.run(
@@ -603,6 +606,7 @@ def _log_figures(
     """
     planning: float | None = None
     stamps: dict[str, datetime] = {}
+    seconds: dict[str, float] = {}
     for line in err_path.read_text().splitlines():
         if not line.startswith("{"):
             continue
@@ -615,6 +619,11 @@ def _log_figures(
             planning = event.get("planning_cpu_seconds")
         if name in _PHASE_EVENTS and "timestamp" in event:
             stamps[name] = datetime.fromisoformat(event["timestamp"])
+        if name == "run.finish":
+            # The run's own seconds per phase (starting, reading, planning, saving, writing, ...).
+            seconds.update(
+                {f"phase:{k}": float(v) for k, v in event.get("phase_seconds", {}).items()}
+            )
     start = stamps.get("run.start")
     phases = {
         name.removeprefix("run."): (at - start).total_seconds()
@@ -625,6 +634,7 @@ def _log_figures(
         phases["startup"] = start.timestamp() - started_at
     if "run.finish" in stamps:
         phases["exit"] = ended_at - stamps["run.finish"].timestamp()
+    phases.update(seconds)
     return planning, phases
 
 
