@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from sync.cli._common import err, out, print_json, settings_and_logging, shown
+from sync.cli._contracts import document
 from sync.config import Settings, redact_http_url, redact_url
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def check(
     skip_protime: Annotated[
         bool, typer.Option("--skip-protime", help="Do not contact Protime.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Check everything a run touches, before any write, and create nothing.
 
@@ -49,21 +51,36 @@ def check(
     and its type, the active column's values, the write-back column and the right to write it (in a
     rolled-back transaction); the Protime token (with the scopes asked for) and one page of people.
     Exit 2 when a check fails on a configuration error (the line names the variable), 1 when
-    something cannot be reached, 0 when all pass.
+    something cannot be reached, 0 when all pass. ``--json`` prints the checks as one document
+    (for a deploy pipeline's gate), with the same exit code.
     """
 
     settings = settings_and_logging()
     checks: list[Check] = [_check_state(settings), *_check_hr(settings)]
     if not skip_protime:
         checks += _check_protime(settings)
-    for c in checks:
-        mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
-        (out if c.ok else err).print(f"{mark} {shown(c.name)}: {shown(c.detail)}")
     failed = [c for c in checks if not c.ok]
-    if any(c.config for c in failed):
-        raise typer.Exit(2)
-    if failed:
-        raise typer.Exit(1)
+    code = _CONFIG_EXIT if any(c.config for c in failed) else 1 if failed else 0
+    if as_json:
+        print_json(
+            document(
+                "config-check",
+                {
+                    "ok": not failed,
+                    "exit_code": code,
+                    "checks": [
+                        {"name": c.name, "ok": c.ok, "detail": c.detail, "config_error": c.config}
+                        for c in checks
+                    ],
+                },
+            )
+        )
+    else:
+        for c in checks:
+            mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+            (out if c.ok else err).print(f"{mark} {shown(c.name)}: {shown(c.detail)}")
+    if code:
+        raise typer.Exit(code)
 
 
 def _check_state(settings: Settings) -> Check:

@@ -4,10 +4,13 @@ the check or from a run, name their variable and exit 2."""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
+
+from contracts_support import validate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -123,6 +126,40 @@ def test_write_back_is_tried_in_a_rolled_back_transaction(
     refused = idsync("config", "check", "--skip-protime", env=read_only)
     assert refused.code == 2, refused.output
     assert "IDSYNC_HR__WRITEBACK_TABLE: cannot write" in refused.stderr
+
+
+def test_json_gives_every_check_and_the_exit_code_of_the_text_form(
+    served: Callable[..., Harness], idsync: Callable[..., CliResult]
+) -> None:
+    """--json prints one schema-valid document whose checks and exit code are the text form's:
+    all ok is 0; a misspelt column is a failed check marked as a configuration error, exit 2."""
+    h = served()
+    good = idsync("config", "check", "--json", env=h.env())
+    assert good.code == 0, good.output
+    document = validate(json.loads(good.stdout))
+    assert document["ok"] is True
+    assert document["exit_code"] == 0
+    names = [c["name"] for c in document["checks"]]
+    assert any(name.startswith("state database") for name in names)
+    assert any(name.startswith("Protime token endpoint") for name in names)
+    assert "Protime people" in names
+    assert all(c["ok"] and not c["config_error"] for c in document["checks"])
+
+    bad = idsync(
+        "config",
+        "check",
+        "--json",
+        "--skip-protime",
+        env=h.env(IDSYNC_HR__BADGE_NUMBER_COLUMN="badgee"),
+    )
+    assert bad.code == 2, bad.output
+    document = validate(json.loads(bad.stdout))
+    assert (document["ok"], document["exit_code"]) == (False, 2)
+    failed = [c for c in document["checks"] if not c["ok"]]
+    assert failed
+    assert all(c["config_error"] for c in failed)
+    assert any("IDSYNC_HR__BADGE_NUMBER_COLUMN" in c["detail"] for c in failed)
+    assert not any(c["name"].startswith("Protime") for c in document["checks"])
 
 
 def test_a_run_with_a_wrong_table_or_column_exits_2_naming_it(
