@@ -41,13 +41,13 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reconcile_bench import PG_URL, _migrate, _postgres_url, machine  # noqa: E402
+from reconcile_bench import PG_URL, _migrate, _postgres_url, machine
 
-from sync.config import HRSettings  # noqa: E402
-from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation  # noqa: E402
-from sync.hr import write_back  # noqa: E402
-from sync.reconcile._run import _write_back  # noqa: E402
-from sync.state import ActionOutcome, StateStore  # noqa: E402
+from sync.config import HRSettings
+from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
+from sync.hr import write_back
+from sync.reconcile._run import _write_back
+from sync.state import ActionOutcome, StateStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -128,7 +128,10 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
             store.record_outcomes(
                 [
                     ActionOutcome(
-                        event_id=ids[i], action=actions[i], outcome=Outcome.SUCCEEDED, http_status=201
+                        event_id=ids[i],
+                        action=actions[i],
+                        outcome=Outcome.SUCCEEDED,
+                        http_status=201,
                     )
                     for i in range(start, min(n, start + OUTCOME_BATCH))
                 ]
@@ -295,7 +298,9 @@ def table(results: dict[str, Any]) -> str:
     lines = ["| state | HR | step | s | load |", "|---|---|---|---|---|"]
     for state, part in results["state"].items():
         for step, figure in part["steps"].items():
-            lines.append(f"| {state} | - | {step} | {figure['seconds']:.2f} | {figure['load_before']} |")
+            lines.append(
+                f"| {state} | - | {step} | {figure['seconds']:.2f} | {figure['load_before']} |"
+            )
         for hr_kind, steps in part["write_back"].items():
             for step, figure in steps.items():
                 lines.append(

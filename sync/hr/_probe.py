@@ -28,6 +28,7 @@ from sync.hr._source import (
     _resolve,
 )
 from sync.hr._validate import FALSE_SPELLINGS
+from sync.hr._writeback import writeback_columns
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -195,20 +196,10 @@ def _writeback_check(conn: Connection, settings: HRSettings) -> Check:
     assert settings.writeback_table is not None
     assert settings.writeback_column is not None
     name = f"HR write-back {settings.writeback_table}.{settings.writeback_column}"
-    key_role = "writeback_id" if settings.writeback_id_column else "id"
     try:
-        table = _reflect(conn, settings.writeback_table, setting="writeback_table")
-        roles = _resolve(
-            list(table.c.keys()),
-            {
-                key_role: settings.writeback_id_column or settings.id_column,
-                "writeback": settings.writeback_column,
-            },
-            where=f"table {settings.writeback_table!r}",
-        )
+        table, key, target = writeback_columns(conn, settings)
     except HRConfigError as exc:
         return Check(name, ok=False, detail=str(exc), config=True)
-    key, target = table.c[roles[key_role]], table.c[roles["writeback"]]
     kind = _declared_kind(target.type)
     if kind not in {"text", "integer", "unknown"}:
         return Check(

@@ -1,4 +1,4 @@
-"""The HR database: one streamed read of the configured table or query, and the optional write-back.
+"""The HR database: one streamed read of the configured table or query (the write-back: _writeback).
 
 Any SQLAlchemy URL works (SQLite, PostgreSQL, MariaDB/MySQL, SQL Server with the ``mssql`` extra).
 A table is reflected and its columns selected through SQLAlchemy, so identifiers are quoted by the
@@ -34,13 +34,11 @@ from sqlalchemy import (
     Table,
     TextClause,
     Time,
-    bindparam,
     create_engine,
     inspect,
     select,
     text,
     type_coerce,
-    update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
@@ -49,10 +47,10 @@ from sqlalchemy.types import NullType
 
 from sync.config import driver_hint
 from sync.errors import ConfigError, HRConfigError, HRSourceError
-from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text, id_text
+from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
 
     from sync.config import HRSettings
     from sync.domain import HRSnapshot
@@ -310,79 +308,3 @@ def _getter(positions: dict[str, int], refused: dict[str, str]) -> Any:
         return value
 
     return get
-
-
-def _same(current: object, wanted: int) -> bool:
-    if current is None or isinstance(current, bool):
-        return False
-    try:
-        return int(str(current).strip()) == wanted
-    except ValueError:
-        return False
-
-
-def write_back(*, settings: HRSettings, url: str, pairs: Mapping[str, int]) -> int:
-    """Store Protime ids in the configured HR column; returns how many rows changed.
-
-    ``pairs`` maps HR id -> Protime id. Only rows whose column differs are updated, all in one
-    transaction; rows for HR ids not in ``pairs`` (or not in the table) are left alone. HR ids are
-    matched the way :func:`read_hr` reads them (integers as decimal text). The table is
-    ``IDSYNC_HR__WRITEBACK_TABLE``, keyed by ``IDSYNC_HR__WRITEBACK_ID_COLUMN`` (default: the id
-    column), the target ``IDSYNC_HR__WRITEBACK_COLUMN``; text columns get the id as text.
-    """
-    if not settings.writeback_enabled:
-        raise ConfigError(
-            "write-back needs IDSYNC_HR__WRITEBACK_TABLE and IDSYNC_HR__WRITEBACK_COLUMN"
-        )
-    if not pairs:
-        return 0
-    assert settings.writeback_table is not None
-    assert settings.writeback_column is not None
-    key_setting = "writeback_id" if settings.writeback_id_column else "id"
-    with _connect(url) as (conn, parsed):
-        try:
-            table = _reflect(conn, settings.writeback_table, setting="writeback_table")
-            where = f"table {settings.writeback_table!r}"
-            roles = _resolve(
-                list(table.c.keys()),
-                {
-                    key_setting: settings.writeback_id_column or settings.id_column,
-                    "writeback": settings.writeback_column,
-                },
-                where=where,
-            )
-            key: Column[Any] = table.c[roles[key_setting]]
-            target: Column[Any] = table.c[roles["writeback"]]
-            as_text = _is_text(target)
-            conn.rollback()  # end reflection's implicit transaction; the write gets its own
-            with conn.begin():
-                changes: dict[object, object] = {}
-                for raw_id, current in conn.execute(select(key, target)).all():
-                    hr_id, problem = id_text(raw_id, max_length=10_000)
-                    if problem or hr_id is None or hr_id not in pairs:
-                        continue
-                    wanted = pairs[hr_id]
-                    if not _same(current, wanted):
-                        changes[raw_id] = str(wanted) if as_text else wanted
-                if not changes:
-                    return 0
-                result = conn.execute(
-                    update(table)
-                    .where(key == bindparam("k_id"))
-                    .values({target.name: bindparam("v_value")}),
-                    [{"k_id": k, "v_value": v} for k, v in changes.items()],
-                )
-                return result.rowcount if result.rowcount >= 0 else len(changes)
-        except HRSourceError:
-            raise
-        except SQLAlchemyError as exc:
-            raise HRSourceError(
-                f"IDSYNC_HR__WRITEBACK_TABLE: writing Protime ids back failed: {_describe(exc, parsed)}"
-            ) from None
-
-
-def _is_text(column: Column[Any]) -> bool:
-    try:
-        return issubclass(column.type.python_type, str)
-    except NotImplementedError:
-        return False

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
         PriorState,
     )
     from sync.protime import ClientStats
-    from sync.state import ActionOutcome, LockFence, MappingRow, PlanRow, RunSummary
+    from sync.state import ActionOutcome, LockFence, PlanRow, RunSummary
 
 
 class HRSource(Protocol):
@@ -132,7 +132,7 @@ class RunState(Protocol):
 
     def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None: ...
 
-    def iter_mappings(self) -> Iterator[MappingRow]: ...
+    def linked_pairs(self) -> dict[str, int]: ...
 
     def written(
         self, hr_ids: Sequence[str]

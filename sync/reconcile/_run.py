@@ -616,12 +616,7 @@ def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunSta
 
 
 def _write_back(*, hr: HRSource, store: RunState) -> None:
-    pairs = {
-        row.hr_id: row.protime_id
-        for row in store.iter_mappings()
-        if row.situation == "linked" and row.protime_id is not None
-    }
-    changed = hr.write_back(pairs)
+    changed = hr.write_back(store.linked_pairs())
     log.info("run.write_back", rows_changed=changed)
 
 

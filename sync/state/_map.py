@@ -375,6 +375,16 @@ class MapStore(StoreBase):
                     found[hr_id] = (protime_id, value, at)
         return found
 
+    def linked_pairs(self) -> dict[str, int]:
+        """HR id -> Protime id of every linked row: what the write-back stores in HR."""
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
+                select(_M.hr_id, _M.protime_id).where(
+                    _M.situation == Situation.LINKED.value, _M.protime_id.is_not(None)
+                )
+            )
+            return dict(result.tuples().all())
+
     def counts_by_situation(self) -> dict[str, int]:
         """Rows of the map per situation, as stored now."""
         with self._engine.connect() as conn:

@@ -441,6 +441,22 @@ def test_iter_mappings_streams_every_row_in_id_order(store: StateStore) -> None:
     assert all(m.first_seen_at.tzinfo is not None for m in streamed[:5])
 
 
+def test_linked_pairs_are_the_linked_rows_with_their_person(store: StateStore) -> None:
+    """linked_pairs maps every linked HR id to its person; other situations are left out."""
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            _linked("E1", 1),
+            _linked("E2", 2),
+            Classification(hr_id="E3", situation=Situation.UNLINKED, protime_id=3),
+            Classification(hr_id="E4", situation=Situation.UNMATCHED),
+        ],
+        now=T0,
+    )
+    assert store.linked_pairs() == {"E1": 1, "E2": 2}
+
+
 def test_timestamps_come_back_as_aware_utc(store: StateStore) -> None:
     """A time given in another zone is stored and read back as the same instant in UTC."""
     run_id = _run(store)
