@@ -65,6 +65,7 @@ bench-simulator: install
 bench: install
 	$(PY) benchmarks/reconcile_bench.py
 	$(PY) benchmarks/bulk_bench.py
+	$(PY) benchmarks/memory_bench.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache build dist

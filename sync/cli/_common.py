@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
@@ -22,7 +23,7 @@ from sync.logging import configure_logging, register_settings_secrets
 from sync.state import StateStore, check_schema, create_state_engine, describe_error
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Sequence
 
     from sqlalchemy import Engine
 
@@ -104,7 +105,45 @@ def jsonable(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(jsonable(value), indent=2, ensure_ascii=False) + "\n")
+    """``value`` as indented JSON on stdout, written as it goes: lists may be iterators.
+
+    The text is exactly ``json.dumps(jsonable(value), indent=2, ensure_ascii=False)``, but no
+    more than one list item is ever held as text: a ``reconcile --json`` of 250,000 records
+    built as one string (and its dicts) took the process past 1.4 GB.
+    """
+    write = sys.stdout.write
+    for chunk in _json_chunks(value, "\n"):
+        write(chunk)
+    write("\n")
+
+
+def _json_chunks(value: Any, newline: str) -> Iterator[str]:
+    """The indented JSON text of ``value`` in pieces; ``newline`` is its line break and indent."""
+    if is_dataclass(value) and not isinstance(value, type):
+        value = jsonable(value)
+    if isinstance(value, dict):
+        items: Iterator[tuple[object, Any]] = iter(value.items())
+        opening, closing = "{", "}"
+    elif isinstance(value, list | tuple | set | frozenset | Iterator):
+        items = ((None, v) for v in value)
+        opening, closing = "[", "]"
+    else:
+        yield json.dumps(jsonable(value), ensure_ascii=False)
+        return
+    inner = newline + "  "
+    first = True
+    for key, item in items:
+        yield (opening if first else ",") + inner
+        first = False
+        if opening == "{":
+            yield json.dumps(str(key), ensure_ascii=False) + ": "
+        if isinstance(item, dict | list | tuple | set | frozenset | Iterator) or (
+            is_dataclass(item) and not isinstance(item, type)
+        ):
+            yield from _json_chunks(item, inner)
+        else:
+            yield json.dumps(jsonable(item), ensure_ascii=False)
+    yield opening + closing if first else newline + closing
 
 
 def shown(value: object) -> str:

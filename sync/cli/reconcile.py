@@ -115,14 +115,14 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Callable[[], None]:
 
 
 def _as_dict(result: RunResult) -> dict[str, object]:
+    """The ``reconcile`` document; its plan and records are iterators, made as they are printed."""
     body = result_object(result)
-    if result.plan is not None:
-        body["plan"] = [action_object(a) for a in result.plan.actions]
-        body["records"] = [
-            record_object(c)
-            for c in result.plan.classifications
-            if c.situation is not Situation.LINKED
-        ]
+    plan = result.plan
+    if plan is not None:
+        body["plan"] = (action_object(a) for a in plan.actions)
+        body["records"] = (
+            record_object(c) for c in plan.classifications if c.situation is not Situation.LINKED
+        )
     return document("reconcile", body)
 
 
