@@ -141,6 +141,9 @@ class World:
         self._seq = 0
         # change sequence -> (person id, deleted); only each person's latest change is kept.
         self._log: dict[int, tuple[int, bool]] = {}
+        # person id -> the sequence of its entry in the log (a removed person's too), so a person
+        # removed and added again appears once in a delta, as its latest change.
+        self._logged: dict[int, int] = {}
         self.generation = 0
         self.counters = RequestCounters()
 
@@ -239,6 +242,14 @@ class World:
 
     # ---- changing people -----------------------------------------------------------------------
 
+    def _log_change(self, seq: int, pid: int, *, deleted: bool) -> None:
+        """Log a person's change as its only entry: each person once in a delta, latest change."""
+        earlier = self._logged.get(pid)
+        if earlier is not None:
+            self._log.pop(earlier, None)
+        self._log[seq] = (pid, deleted)
+        self._logged[pid] = seq
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -272,7 +283,6 @@ class World:
         old = self._people.get(person.id)
         if old is not None:
             self._unindex(old)
-            self._log.pop(old.change_version, None)
         else:
             bisect.insort(self._ids, person.id)
         seq = self._next_seq()
@@ -280,7 +290,7 @@ class World:
         self._people[person.id] = person
         self._index(person)
         self._json.pop(person.id, None)
-        self._log[seq] = (person.id, False)
+        self._log_change(seq, person.id, deleted=False)
         return person
 
     def add_person(self, **fields: Any) -> SimPerson:
@@ -319,8 +329,7 @@ class World:
             self._unindex(old)
             del self._ids[bisect.bisect_left(self._ids, pid)]
             self._json.pop(pid, None)
-            self._log.pop(old.change_version, None)
-            self._log[self._next_seq()] = (pid, True)
+            self._log_change(self._next_seq(), pid, deleted=True)
             for (collection, _name), table in self._refs.items():
                 if collection == PEOPLE:
                     table.unset_person(pid)
@@ -341,6 +350,7 @@ class World:
             self._refs = {}
             self._json = {}
             self._log = {}
+            self._logged = {}
             self._seq = 0
             self.generation += 1
             ordered = sorted(people, key=lambda p: p.id)
@@ -353,7 +363,7 @@ class World:
                     person = person.with_version(seq)  # noqa: PLW2901
                 self._people[person.id] = person
                 self._index(person)
-                self._log[seq] = (person.id, False)
+                self._log_change(seq, person.id, deleted=False)
             self._ids = [p.id for p in ordered]
             for collection, name, value, pid in references:
                 if not self.has_object(collection, pid):

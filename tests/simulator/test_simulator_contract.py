@@ -820,6 +820,40 @@ async def test_delta_feed_reports_inserts_updates_and_deletes(make_harness):
     assert quiet == []
 
 
+async def test_a_person_removed_and_added_again_is_one_change_in_the_delta(make_harness):
+    """Each person appears once in a delta round, as its latest change (never a Delete and then
+    an InsertOrUpdate of the same id)."""
+    harness = make_harness(people=4, page_size=2)
+    world = harness.sim.world
+    async with harness.client() as client:
+        _, delta_link = await _read_delta(client, f"{API}/people?delta")
+        person = world.people_list()[1]
+        world.remove_person(person.id)
+        world.put_person(person)
+        other = world.people_list()[2]
+        world.update_person(other.id, last_name="Once")
+        world.remove_person(other.id)
+        changes, _ = await _read_delta(client, delta_link)
+    assert [(c["changeType"], c["data"]["id"]) for c in changes] == [
+        ("InsertOrUpdate", person.id),
+        ("Delete", other.id),
+    ]
+
+
+async def test_changes_made_while_a_round_pages_are_in_the_next_round(make_harness):
+    """The deltaLink of a round remembers where the round began: a change made while its pages
+    are read is never lost (it comes in the next round, or in both)."""
+    harness = make_harness(people=6, page_size=2)
+    world = harness.sim.world
+    async with harness.client() as client:
+        first = await client.get(f"{API}/people?delta")
+        early = world.people_list()[0]  # already read on the first page
+        world.update_person(early.id, last_name="Changed")
+        _, delta_link = await _read_delta(client, first.json()["nextLink"])
+        changes, _ = await _read_delta(client, delta_link)
+    assert [(c["changeType"], c["data"]["id"]) for c in changes] == [("InsertOrUpdate", early.id)]
+
+
 async def test_delta_token_expires_after_72_hours(make_harness):
     """A deltaLink older than 72 h answers 410 Gone; a younger one is served."""
     clock = FakeClock()
