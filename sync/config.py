@@ -7,7 +7,10 @@ message names the variable, so the CLI can exit 2 without a traceback.
 
 from __future__ import annotations
 
+import math
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -40,6 +43,32 @@ DEFAULT_SCOPES = "connector-protimeapi-people.read connector-protimeapi-external
 REQUEST_DEADLINE_READ_TIMEOUTS = 4  # the default request deadline, in read timeouts
 DEFAULT_RUN_DEADLINE_SECONDS = 6 * 3600.0
 _ENVIRONMENT_HOSTS = {"production": "myprotime.eu", "sandbox": "myprotimesandbox.eu"}
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+_DURATION_UNIT = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(value: object) -> float | None:
+    """Seconds in ``24h``, ``30m``, ``1h30m``, ``90s``, ``2d`` or a bare number of seconds; None
+    when ``value`` is none of these."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value) if value >= 0 and math.isfinite(value) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        pass
+    else:
+        return seconds if seconds >= 0 and math.isfinite(seconds) else None
+    parts = _DURATION_PART.findall(text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(float(n) * _DURATION_UNIT[u] for n, u in parts)
 
 
 def _check_db_url(value: str, variable: str) -> str:
@@ -356,6 +385,22 @@ class ScheduleSettings(_Section):
     timezone: str = "UTC"  # of the cron expression (an IANA name: Europe/Brussels)
     # SIGTERM: how long the running run may take to reach a safe point before the process exits.
     shutdown_grace_seconds: float = Field(default=25.0, ge=0)
+    # Between full reads of Protime a run reads only the people delta; a custom reference changed
+    # in Protime by someone else shows only in a full read, so this bounds how late it is seen.
+    full_read_every: timedelta = timedelta(hours=24)
+
+    @field_validator("full_read_every", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        if isinstance(value, timedelta):
+            return value
+        seconds = parse_duration(value)
+        if seconds is None:
+            raise ValueError(
+                f"must be a duration such as 24h, 30m, 90s, 2d or 1h30m (0: read in full every"
+                f" run), not {value!r}"
+            )
+        return timedelta(seconds=seconds)
 
 
 class HttpSettings(_Section):

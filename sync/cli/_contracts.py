@@ -109,6 +109,8 @@ def run_object(row: RunRow) -> dict[str, Any]:
         "plan_id": row.plan_id,
         "rate_per_second": row.rate_per_second,
         "progress": dict(row.progress) if row.progress else None,
+        "protime_read": row.protime_read,
+        "protime_read_reason": row.protime_read_reason,
     }
 
 
@@ -134,6 +136,8 @@ def result_object(result: RunResult) -> dict[str, Any]:
         "message": result.message or None,
         "plan_id": result.plan_id,
         "would_block": list(result.would_block),
+        "protime_read": result.protime_read,
+        "protime_read_reason": result.protime_read_reason,
     }
 
 

@@ -363,6 +363,7 @@ def _run_fields(run: RunRow) -> list[tuple[str, str]]:
         ("only", human(list(run.only_ids))),
         ("HR employees", human(run.hr_count)),
         ("Protime people", human(run.protime_count)),
+        ("Protime read", _read(run)),
         ("situations", _counts(run.counts_by_situation)),
         ("actions", actions or "-"),
         ("API calls", _counts(run.api_calls)),
@@ -370,6 +371,14 @@ def _run_fields(run: RunRow) -> list[tuple[str, str]]:
         ("host", human(run.host)),
         ("pid", human(run.pid)),
     ]
+
+
+def _read(run: RunRow) -> str:
+    """Which read of Protime the run did, and why a full one."""
+    if run.protime_read is None:
+        return "-"
+    reason = f" ({run.protime_read_reason})" if run.protime_read_reason else ""
+    return run.protime_read + reason
 
 
 def _chronological(newest_first: list[EventRow]) -> list[EventRow]:
@@ -403,7 +412,18 @@ def _print_runs(recent: list[RunRow], *, title: str) -> None:
     out.print(
         table(
             title,
-            ["run", "trigger", "started", "status", "dry", "seconds", "HR", "Protime", "message"],
+            [
+                "run",
+                "trigger",
+                "started",
+                "status",
+                "dry",
+                "seconds",
+                "HR",
+                "Protime",
+                "read",
+                "message",
+            ],
             (
                 (
                     r.id[:_SHORT_ID],
@@ -414,6 +434,7 @@ def _print_runs(recent: list[RunRow], *, title: str) -> None:
                     f"{r.duration_seconds:.1f}" if r.duration_seconds is not None else "",
                     r.hr_count,
                     r.protime_count,
+                    r.protime_read or "",
                     (r.error or "")[:80],
                 )
                 for r in recent

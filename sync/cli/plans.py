@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
 
 def plan(
     ctx: typer.Context,
+    *,
     only: Annotated[
         list[str] | None,
         typer.Option("--only", metavar="HR_ID", help="Plan only these HR ids (repeat)."),
@@ -55,6 +56,10 @@ def plan(
         typer.Option("--out", help="Also write the whole plan to this file as JSON (streamed)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a summary as JSON.")] = False,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Read every Protime person, not only the changes (the delta)."),
+    ] = False,
 ) -> None:
     """Compute what a reconcile would do and store it as a plan; write nothing to Protime.
 
@@ -65,7 +70,9 @@ def plan(
     from sync.reconcile import make_plan
 
     settings = settings_and_logging()
-    result = make_plan(settings=settings, only=tuple(only or ()), retry_failed=retry_failed)
+    result = make_plan(
+        settings=settings, only=tuple(only or ()), retry_failed=retry_failed, full=full
+    )
     if result.plan_id is not None and output is not None:
         with open_store(settings) as store:
             header = store.find_plan(result.plan_id)

@@ -26,6 +26,7 @@ _PLAN_ROWS_ON_SCREEN = 50
 def register(app: typer.Typer) -> None:
     @app.command("reconcile")
     def reconcile(
+        *,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Plan and print, write nothing.")
         ] = False,
@@ -43,6 +44,12 @@ def register(app: typer.Typer) -> None:
         retry_failed: Annotated[
             bool,
             typer.Option("--retry-failed", help="Retry records whose last write failed."),
+        ] = False,
+        full: Annotated[
+            bool,
+            typer.Option(
+                "--full", help="Read every Protime person, not only the changes (the delta)."
+            ),
         ] = False,
     ) -> None:
         """Reconcile once: read HR and Protime, plan, and (unless --dry-run) write."""
@@ -74,6 +81,7 @@ def register(app: typer.Typer) -> None:
                 trigger="cli",
                 dry_run=dry_run,
                 force=force,
+                full=full,
                 only=tuple(only or ()),
                 retry_failed=retry_failed,
                 stop=stop,
@@ -179,6 +187,8 @@ def _print(result: RunResult) -> None:
         f"run {result.run_id or '-'}: [bold]{result.status.value}[/bold] in "
         f"{result.duration_seconds:.1f}s; HR {result.hr_count}, Protime {result.protime_count}, "
         f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
+        + (f"; Protime read: {result.protime_read}" if result.protime_read else "")
+        + (f" ({shown(result.protime_read_reason)})" if result.protime_read_reason else "")
     )
     if result.dry_run:
         for line in result.would_block:

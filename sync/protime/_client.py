@@ -43,6 +43,7 @@ from sync.protime._parse import (
     MalformedAnswerError,
     check_put_answer,
     decode_json,
+    parse_delta_page,
     parse_error_body,
     parse_internal_reference,
     parse_people_page,
@@ -137,6 +138,16 @@ class ClientStats:
         return sum(n for (k, s), n in self.requests.items() if k == kind and status in (None, s))
 
 
+@dataclass(frozen=True, slots=True)
+class DeltaPage:
+    """One page of the people delta feed (or of a list): persons inserted or updated, with their
+    current data, the ids deleted, and on the last page of a delta round the ``deltaLink``."""
+
+    people: list[Person]
+    removed: list[int]
+    delta_link: str | None = None
+
+
 class RequestDeadlineError(httpx.TimeoutException):
     """One exchange outlasted ``IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS``: a timeout, retriable."""
 
@@ -161,13 +172,14 @@ class _SeenPeople:
     def people(self) -> int:
         return len(self.ids)
 
-    def add_page(self, people: list[Person]) -> None:
-        if not people:
+    def add_page(self, people: list[Person], removed: list[int]) -> None:
+        if not people and not removed:
             self.empty_pages += 1
             return
         before = len(self.ids)
         self.ids.update(p.id for p in people)
-        repeated = len(people) - (len(self.ids) - before)
+        self.ids.update(removed)
+        repeated = len(people) + len(removed) - (len(self.ids) - before)
         if repeated:
             raise MalformedAnswerError(
                 f"the page repeats {repeated} person(s) already read: Protime's paging is "
@@ -391,6 +403,8 @@ class ProtimeClient:
         self._people_url = httpx.URL(
             f"{self._base}{API_PATH}/people", params={"externalReferences": people_refs}
         )
+        # A delta round carries the same references (filter cannot be combined with delta).
+        self._delta_url = self._people_url.copy_merge_params({"delta": ""})
         self._references_url = (
             f"{self._base}{API_PATH}/external-references/people/{settings.reference_name}"
         )
@@ -442,33 +456,55 @@ class ProtimeClient:
         listing could hold: a server serving the same people under fresh links would otherwise
         be paged for ever.
         """
-        url = self._people_url
+        async for page in self._pages(self._people_url, delta=False):
+            yield page.people
+
+    async def iter_delta(self, link: str | None = None) -> AsyncIterator[DeltaPage]:
+        """The people delta feed, a page at a time: with no ``link`` a new round (every person as
+        inserted, then a ``deltaLink``), else the changes since the round that gave ``link``.
+
+        The last page carries the ``deltaLink`` to call next time. Paging has the bounds of
+        :meth:`iter_people`; an expired link is a :class:`ProtimeError` with status 410.
+        """
+        url = self._delta_url if link is None else self._next_url(link, 0)
+        async for page in self._pages(url, delta=True):
+            yield page
+
+    async def _pages(self, url: httpx.URL, *, delta: bool) -> AsyncIterator[DeltaPage]:
         # URLs that gave people: asking one again would read the same people twice. An empty
         # page may point at its own URL ("nothing yet, ask again"), but not forever.
         read: set[str] = set()
         seen = _SeenPeople()
         empty_in_a_row = 0
         page = 0
+        name = self._settings.reference_name
         while True:
             page += 1
             response = await self._api(RequestKind.PEOPLE, "GET", url, expected=(200,))
             try:
                 payload = decode_json(response.content, what="people page", status=200)
-                people, next_link = parse_people_page(
-                    payload,
-                    reference_name=self._settings.reference_name,
-                    with_email=self._read_email,
-                    with_names=self._read_names,
-                )
-                seen.add_page(people)
+                removed: list[int] = []
+                delta_link = None
+                if delta:
+                    people, removed, next_link, delta_link = parse_delta_page(
+                        payload, reference_name=name, with_email=self._read_email
+                    )
+                else:
+                    people, next_link = parse_people_page(
+                        payload,
+                        reference_name=name,
+                        with_email=self._read_email,
+                        with_names=self._read_names,
+                    )
+                seen.add_page(people, removed)
             except MalformedAnswerError as exc:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: {exc}", status=200
                 ) from None
-            yield people
+            yield DeltaPage(people, removed, delta_link if next_link is None else None)
             if next_link is None:
                 return
-            if people:
+            if people or removed:
                 read.add(str(url))
                 empty_in_a_row = 0
             else:
@@ -569,7 +605,9 @@ class ProtimeClient:
             return url
         # Never follow a link elsewhere: the next request carries our token.
         raise MalformedAnswerError(
-            f"people page {page}: nextLink is not a path on {self._origin_text}", status=200
+            (f"people page {page}: nextLink" if page else "the stored deltaLink")
+            + f" is not a path on {self._origin_text}",
+            status=200,
         )
 
     def _redact(self, text: str) -> str:

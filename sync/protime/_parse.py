@@ -159,6 +159,49 @@ def parse_people_page(
     return people, next_link or None
 
 
+def parse_delta_page(
+    payload: object, *, reference_name: str, with_email: bool = True
+) -> tuple[list[Person], list[int], str | None, str | None]:
+    """One page of the people delta feed: the persons inserted or updated (their current data),
+    the ids deleted, its ``nextLink`` and, on the last page, its ``deltaLink``.
+
+    Items are ``{"changeType": "InsertOrUpdate" | "Delete", "data": {...}}``; a Delete needs only
+    the id. Anything else is refused: a change we cannot read must not be skipped silently.
+    """
+    if type(payload) is not dict:
+        raise MalformedAnswerError(f"delta page is {_kind(payload)}, expected an object")
+    items = payload.get("value")
+    if type(items) is not list:
+        raise MalformedAnswerError("delta page has no 'value' list")
+    links: list[str | None] = []
+    for key in ("nextLink", "deltaLink"):
+        link = payload.get(key)
+        if link is not None and type(link) is not str:
+            raise MalformedAnswerError(f"delta page {key!r} is {_kind(link)}, expected a path")
+        links.append(link or None)
+    people: list[Person] = []
+    removed: list[int] = []
+    for index, item in enumerate(items):
+        change = item.get("changeType") if type(item) is dict else None
+        data = item.get("data") if type(item) is dict else None
+        if change == "InsertOrUpdate":
+            people.append(_person(data, index, reference_name, with_email, with_names=False))
+        elif change == "Delete":
+            pid = data.get("id") if type(data) is dict else None
+            if type(pid) is not int or pid <= 0:
+                raise MalformedAnswerError(
+                    f"delta page item {index}: a Delete without a positive integer 'id'"
+                )
+            removed.append(pid)
+        else:
+            raise MalformedAnswerError(
+                f"delta page item {index}: changeType is not InsertOrUpdate or Delete"
+            )
+    if links == [None, None]:
+        raise MalformedAnswerError("the last delta page has no deltaLink")
+    return people, removed, links[0], links[1]
+
+
 def parse_internal_reference(payload: object) -> int:
     """The Protime id held by one custom-reference answer (a string or a number, §7)."""
     if type(payload) is not dict:

@@ -36,11 +36,13 @@ _FLUSH_SECONDS = 0.5
 
 @dataclass(slots=True)
 class Tally:
-    """What the apply step did: ``"<kind>:<outcome>"`` counts, a fatal error, actions done."""
+    """What the apply step did: ``"<kind>:<outcome>"`` counts, a fatal error, actions done, and
+    the actions that succeeded in the order they completed (the snapshot of Protime takes them)."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     fatal: str | None = None
     done: int = 0
+    succeeded: list[Action] = field(default_factory=list)
 
 
 async def apply_actions(
@@ -117,6 +119,8 @@ class _Applier:
             outcome = await self._one(event_id, action)
             if outcome.outcome is not Outcome.SUCCEEDED:
                 self.unsettled.add(action.hr_id)
+            else:
+                self.tally.succeeded.append(action)
             self.tally.outcomes[f"{action.kind}:{outcome.outcome}"] += 1
             self.tally.done += 1
             await self.recorder.add(outcome)

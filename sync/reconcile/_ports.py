@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any, Protocol, Self
 from sync.hr import read_hr, write_back
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Collection,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
     from contextlib import AbstractContextManager
     from datetime import datetime
     from types import TracebackType
@@ -28,8 +35,8 @@ if TYPE_CHECKING:
         Precondition,
         PriorState,
     )
-    from sync.protime import ClientStats
-    from sync.state import ActionOutcome, LockFence, PlanRow, RunSummary
+    from sync.protime import ClientStats, DeltaPage
+    from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunSummary
 
 
 class HRSource(Protocol):
@@ -74,6 +81,9 @@ class ProtimeAPI(Protocol):
 
     def iter_people(self) -> AsyncIterator[list[Person]]:
         """The same persons a page at a time (a failed read still tells how far it got)."""
+
+    def iter_delta(self, link: str | None = None) -> AsyncIterator[DeltaPage]:
+        """The people delta feed: a new round (no ``link``), or the changes since ``link``."""
 
     async def put_reference(self, *, value: str, protime_id: int) -> bool:
         """Point ``value`` at the person; True when it was created."""
@@ -147,6 +157,23 @@ class RunState(Protocol):
     def iter_plan_actions(self, plan_id: str) -> Iterator[tuple[Action, Precondition]]: ...
 
     def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None: ...
+
+    def people_feed(self) -> PeopleFeed | None: ...
+
+    def load_people(self) -> list[Person]: ...
+
+    def save_people(
+        self,
+        *,
+        full: Sequence[Person] | None = None,
+        upserts: Iterable[Person] = (),
+        removed: Collection[int] = (),
+        delta_link: str | None,
+        fingerprint: str,
+        full_read_at: datetime,
+        now: datetime,
+        run_id: str | None,
+    ) -> None: ...
 
 
 class SettingsHRSource:

@@ -56,6 +56,9 @@ class RunResult:
     would_block: tuple[str, ...] = ()  # what a reconcile blocks on (or would, for a plan)
     stale: tuple[tuple[str, str], ...] = ()  # apply: (action, why) of each stale action
     done: int = 0  # apply: actions of the plan already in effect (nothing to call)
+    # How Protime was read: "full" or "incremental" (None: not read), and why a full read.
+    protime_read: str | None = None
+    protime_read_reason: str | None = None
     # Failed on a configuration error (the message names the variable): exit 2, not 1.
     config_error: bool = False
 

@@ -30,7 +30,14 @@ from sync.reconcile._plan import summarize
 from sync.reconcile._preconditions import Current, hr_fingerprints, settings_digest, verdicts
 from sync.reconcile._result import RunResult, RunStatus
 from sync.reconcile._rollback import rollback_actions
-from sync.reconcile._run import Job, apply_step, execute, finish_writes, read_inputs
+from sync.reconcile._run import (
+    Job,
+    advance_snapshot,
+    apply_step,
+    execute,
+    finish_writes,
+    read_inputs,
+)
 from sync.state import ActionOutcome, PlanRow, StateStore
 
 if TYPE_CHECKING:
@@ -50,16 +57,22 @@ def make_plan(
     settings: Settings,
     only: Sequence[str] = (),
     retry_failed: bool = False,
+    full: bool = False,
     hr: HRSource | None = None,
     state: RunState | None = None,
     protime: ProtimeAPI | None = None,
 ) -> RunResult:
-    """Compute what a reconcile would do and store it as a plan (``result.plan_id``)."""
+    """Compute what a reconcile would do and store it as a plan (``result.plan_id``).
+
+    It reads Protime as a reconcile would (the delta between full reads; ``full`` in full) and,
+    like a dry run, never advances the snapshot: only a run that writes does.
+    """
     job = Job(
         settings=settings,
         trigger="plan",
         dry_run=True,
         force=False,
+        full=full,
         only=tuple(only),
         retry_failed=retry_failed,
         stop=None,
@@ -112,12 +125,15 @@ def apply_plan(
 
     ``strict`` applies nothing when any action is stale. A plan older than
     ``IDSYNC_SAFETY__PLAN_TTL_HOURS``, or made under other settings, is refused (blocked).
+    Protime is read in full: a precondition is judged on what Protime holds, and a reference
+    changed there by someone else shows only in a full read.
     """
     job = Job(
         settings=settings,
         trigger=trigger,
         dry_run=False,
         force=False,
+        full=True,
         only=(),
         retry_failed=False,
         stop=stop,
@@ -218,6 +234,7 @@ async def _apply_pipeline(job: Job, ports: Ports, run_id: str, *, strict: bool) 
                 actions=[a for a, _ in to_apply],
                 preconditions=[pre for _, pre in to_apply],
             )
+            await advance_snapshot(job, ports, run_id, inputs, tally)
         finally:
             unbind_context("hr_id")
     await asyncio.to_thread(partial(store.mark_plan_applied, plan_id=plan_id, run_id=run_id))

@@ -30,6 +30,7 @@ from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._decide import Inputs, decide, store_plan
 from sync.reconcile._fence import FencedStop, lock_lost, record_or_raise, state_failure
+from sync.reconcile._people import ProtimeRead, read_protime, save_snapshot
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
@@ -71,6 +72,7 @@ class _Reached:
     plan: Plan | None = None
     tally: Tally = field(default_factory=Tally)
     progress: RunProgress | None = None  # where the run is (run.progress, the run row, gauges)
+    read: ProtimeRead | None = None  # which read of Protime the run did
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,7 @@ class Job:
     stop: threading.Event | None
     progress: Callable[[int, int], None] | None
     plan_id: str | None = None  # an apply or rollback: the plan it runs
+    full: bool = False  # read Protime in full whatever the delta feed allows (--full)
     on_progress: Callable[[ProgressSnapshot], None] | None = None
     started: float = field(default_factory=time.monotonic)
     reached: _Reached = field(default_factory=_Reached)
@@ -123,6 +126,7 @@ class Job:
         counts = counts or reached.counts
         if actions is None and reached.tally.outcomes:
             actions = dict(reached.tally.outcomes)
+        read = reached.read
         return RunResult(
             run_id=run_id,
             status=status,
@@ -141,6 +145,8 @@ class Job:
             would_block=would_block,
             stale=stale,
             done=done,
+            protime_read=read.kind if read is not None else None,
+            protime_read_reason=read.reason if read is not None else None,
         )
 
 
@@ -150,6 +156,7 @@ def run(
     trigger: str = "cli",
     dry_run: bool = False,
     force: bool = False,
+    full: bool = False,
     only: Sequence[str] = (),
     retry_failed: bool = False,
     stop: threading.Event | None = None,
@@ -167,13 +174,15 @@ def run(
     ``protime`` are the run's ports (see ``_ports``), built from ``settings`` when not given; a
     given ``protime`` client is used for this one run and closed with it. ``on_progress`` gets
     the run's progress at each phase and every ``IDSYNC_LOG__PROGRESS_SECONDS`` (the service's
-    gauges); ``progress`` gets (done, total) after every write (the terminal's bar).
+    gauges); ``progress`` gets (done, total) after every write (the terminal's bar). ``full``
+    reads Protime in full even when the people delta feed would do (``--full``).
     """
     job = Job(
         settings=settings,
         trigger=trigger,
         dry_run=dry_run,
         force=force,
+        full=full,
         only=tuple(only),
         retry_failed=retry_failed,
         stop=stop,
@@ -391,13 +400,14 @@ async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
             )
         )
     try:
-        async for page in client.iter_people():
-            people.extend(page)
+        read = job.reached.read = await read_protime(
+            settings=job.settings, store=ports.state, client=client, people=people, full=job.full
+        )
     finally:
         hr, prior = await asyncio.gather(hr_read, prior_read)
         job.reached.hr = hr
     log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
-    log.info("run.protime_read", people=len(people))
+    log.info("run.protime_read", people=len(people), read=read.kind, reason=read.reason)
     return Inputs(hr=hr, people=people, prior=prior)
 
 
@@ -497,6 +507,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
                 actions=the_plan.actions,
                 preconditions=iter_preconditions(the_plan, inputs.hr),
             )
+            await advance_snapshot(job, ports, run_id, inputs, tally)
         finally:
             unbind_context("hr_id")
     status, message = await finish_writes(job, ports, tally, total=len(the_plan.actions))
@@ -534,6 +545,19 @@ async def apply_step(
         stop=job.stop,
         progress=_each(tracker.update if tracker is not None else None, job.progress),
         tally=job.reached.tally,
+    )
+
+
+async def advance_snapshot(
+    job: Job, ports: Ports, run_id: str, inputs: Inputs, tally: Tally
+) -> None:
+    """After the apply step, every outcome recorded: the snapshot of Protime takes the read and
+    our succeeded calls, and the delta link advances (one transaction; never on a dry run)."""
+    read = job.reached.read
+    if read is None or job.dry_run:
+        return
+    await save_snapshot(
+        store=ports.state, read=read, people=inputs.people, succeeded=tally.succeeded, run_id=run_id
     )
 
 
@@ -639,4 +663,6 @@ def _summary(result: RunResult, *, adaptive: bool = False) -> RunSummary:
         error=result.message or None,
         # Only what "auto" learned is kept: a fixed rate says nothing about Protime's limit.
         rate_per_second=result.rate_per_second if adaptive else None,
+        protime_read=result.protime_read,
+        protime_read_reason=result.protime_read_reason,
     )

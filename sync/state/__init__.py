@@ -37,6 +37,7 @@ from sync.state._rows import (
     RunSummary,
     Trigger,
 )
+from sync.state._snapshot import PeopleFeed
 from sync.state._store import StateStore
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "EventRow",
     "LockFence",
     "MappingRow",
+    "PeopleFeed",
     "PlanRow",
     "Rekey",
     "RunRow",

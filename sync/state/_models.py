@@ -121,6 +121,9 @@ class RunRecord(Base):
     rate_per_second: Mapped[float | None] = mapped_column(Float)
     # JSON: phase, done, total, rate, ETA and when; updated while the run runs (`idsync status`).
     progress: Mapped[str | None] = mapped_column(Text)
+    # How the run read Protime: "full" or "incremental", and for a full read why (migration 0006).
+    protime_read: Mapped[str | None] = mapped_column(String(16))
+    protime_read_reason: Mapped[str | None] = mapped_column(Text)
 
 
 class EventRecord(Base):
@@ -191,6 +194,37 @@ class PlanActionRecord(Base):
     hr_fingerprint: Mapped[str | None] = mapped_column(String(64))
 
 
+class ProtimePersonRecord(Base):
+    """One Protime person as the last run saw it (the snapshot an incremental read starts from).
+
+    The fields of :class:`sync.domain.Person`; ``reference`` is our custom reference's value.
+    """
+
+    __tablename__ = "protime_people"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    employee_number: Mapped[str | None] = mapped_column(Text)
+    badge_number: Mapped[str | None] = mapped_column(Text)
+    email: Mapped[str | None] = mapped_column(Text)
+    reference: Mapped[str | None] = mapped_column(Text)
+    out_of_service: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ProtimeFeedRecord(Base):
+    """Where the people delta feed stands: the link to call next and the last full read."""
+
+    __tablename__ = "protime_feed"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)  # "people"
+    delta_link: Mapped[str | None] = mapped_column(Text)
+    # What the snapshot was read with (tenant, reference name, fields): another config reads
+    # in full.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    full_read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(String(36))  # the run that saved it
+
+
 class RunLockRecord(Base):
     """The run lock on databases without advisory locks (SQLite): one row per held lock name."""
 
@@ -210,3 +244,5 @@ EVENTS = cast("Table", EventRecord.__table__)
 RUN_LOCK = cast("Table", RunLockRecord.__table__)
 PLANS = cast("Table", PlanRecord.__table__)
 PLAN_ACTIONS = cast("Table", PlanActionRecord.__table__)
+PROTIME_PEOPLE = cast("Table", ProtimePersonRecord.__table__)
+PROTIME_FEED = cast("Table", ProtimeFeedRecord.__table__)

@@ -159,6 +159,8 @@ class RunRow:
     rate_per_second: float | None = None
     # Where the run is or ended: phase, done, total, rate_per_second, eta_seconds, updated_at.
     progress: dict[str, Any] = field(default_factory=dict)
+    protime_read: str | None = None  # "full" or "incremental" (None: the run read nothing)
+    protime_read_reason: str | None = None  # why a full read
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ class RunSummary:
     * ``error`` — why the run failed or was blocked; never a secret (callers build it from names).
     * ``duration_seconds`` — measured by the caller; ``None`` to use finished minus started.
     * ``rate_per_second`` — the request rate ``auto`` learned; the next run starts from it.
+    * ``protime_read`` / ``protime_read_reason`` — "full" or "incremental", and why a full read.
     """
 
     hr_count: int | None = None
@@ -183,6 +186,8 @@ class RunSummary:
     error: str | None = None
     duration_seconds: float | None = None
     rate_per_second: float | None = None
+    protime_read: str | None = None
+    protime_read_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

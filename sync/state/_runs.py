@@ -110,6 +110,8 @@ class RunStore(StoreBase):
                     error=summary.error,
                     duration_seconds=duration,
                     rate_per_second=summary.rate_per_second,
+                    protime_read=summary.protime_read,
+                    protime_read_reason=summary.protime_read_reason,
                 )
             )
             conn.execute(

@@ -4,7 +4,9 @@
 * :class:`~sync.state._map.MapStore` — the map: what the planner needs, classifications, lookups;
 * :class:`~sync.state._events.EventStore` — the audit trail of calls: pending, then the outcome;
 * :class:`~sync.state._plans.PlanStore` — stored plans and their actions, for review and apply;
-* :class:`~sync.state._admin.AdminStore` — an admin's changes to the map.
+* :class:`~sync.state._admin.AdminStore` — an admin's changes to the map;
+* :class:`~sync.state._snapshot.SnapshotStore` — the Protime people as last seen and the delta
+  feed's position (incremental reads).
 
 Every method opens its own connection and transaction, so one :class:`StateStore` may be shared by
 threads. Writers use :func:`~sync.state._engine.write_transaction` (``BEGIN IMMEDIATE`` on SQLite).
@@ -37,6 +39,7 @@ from sync.state._map import MapStore
 from sync.state._migrate import check_schema
 from sync.state._plans import PlanStore
 from sync.state._runs import RunStore
+from sync.state._snapshot import SnapshotStore
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
 
-class StateStore(RunStore, MapStore, EventStore, PlanStore, AdminStore):
+class StateStore(RunStore, MapStore, EventStore, PlanStore, AdminStore, SnapshotStore):
     """The state database behind one engine (see :func:`~sync.state.create_state_engine`).
 
     Built on an engine the caller owns (``StateStore(engine)``), or with :meth:`open` on a URL,

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from deploy_support import ROOT
 
 from settings_support import settings_variables as all_fields
-from sync.config import ENV_PREFIX, Settings
+from sync.config import ENV_PREFIX, Settings, parse_duration
 
 LINE = re.compile(r"^#? ?(IDSYNC_[A-Z0-9_]+)=(.*)$")
 # Read from the process environment before the settings are built, so not a field.
@@ -50,6 +51,9 @@ def test_env_example_defaults_are_the_real_defaults() -> None:
             value = ",".join(str(v) for v in value)
         if isinstance(value, bool):
             value = str(value).lower()
+        if isinstance(value, timedelta):  # written as a duration: 24h
+            assert parse_duration(match[2]) == value.total_seconds(), match[1]
+            continue
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         assert match[2] == str(value), match[1]

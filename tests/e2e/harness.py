@@ -26,6 +26,7 @@ from sync.config import (
     ProtimeSettings,
     ReactionSettings,
     SafetySettings,
+    ScheduleSettings,
     Settings,
 )
 from sync.domain import Rule
@@ -107,6 +108,9 @@ class Harness:
     hr: dict[str, Any] = field(default_factory=dict)  # HRSettings overrides
     reactions: dict[str, Any] = field(default_factory=dict)
     safety: dict[str, Any] = field(default_factory=dict)
+    # Runs read Protime in full unless a test asks for the delta ({"full_read_every": "24h"}):
+    # most tests change references in the simulator directly, which a delta never shows.
+    schedule: dict[str, Any] = field(default_factory=dict)
     backoff: Backoff | None = FAST_BACKOFF
     # Wraps the in-process transport (fault hooks); None: the simulator's own.
     wrap_transport: Callable[[httpx.AsyncBaseTransport], httpx.AsyncBaseTransport] | None = None
@@ -146,6 +150,7 @@ class Harness:
             protime=ProtimeSettings(**protime),
             reactions=ReactionSettings(**self.reactions),
             safety=SafetySettings(**self.safety),
+            schedule=ScheduleSettings(**{"full_read_every": "0", **self.schedule}),
         )
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -169,6 +174,7 @@ class Harness:
             "IDSYNC_PROTIME__USER_AGENT_COMPANY": "idsync e2e",
             "IDSYNC_PROTIME__RATE_LIMIT_PER_SECOND": "0",
             "IDSYNC_LOG__FORMAT": "json",
+            "IDSYNC_SCHEDULE__FULL_READ_EVERY": str(self.schedule.get("full_read_every", "0")),
         }
         variables.update(extra)
         return variables

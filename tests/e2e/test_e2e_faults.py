@@ -128,7 +128,7 @@ def test_empty_pages_with_a_next_link_are_not_the_end(make_harness: Callable[...
     result = h.run()
     assert result.status is RunStatus.SUCCEEDED, result.message
     assert result.protime_count == COUNT
-    assert h.sim.counters.count("people.list", 200) > COUNT // 3 + 1  # empty pages were read
+    assert h.sim.counters.count("people.delta", 200) > COUNT // 3 + 1  # empty pages were read
     h.sim.set_faults(empty_page_rate=0.0)
     _assert_converged(h)
 
@@ -253,7 +253,7 @@ def test_a_scope_the_token_endpoint_refuses_fails_before_any_write(
     result = h.run()
     assert result.status is RunStatus.FAILED
     assert "IDSYNC_PROTIME__CLIENT_ID" in result.message
-    assert h.sim.counters.count("people.list") == 0
+    assert h.sim.counters.count("people.delta") == 0
     assert h.writes() == 0
 
 

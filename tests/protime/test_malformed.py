@@ -73,6 +73,46 @@ def test_malformed_people_page_is_refused_with_a_reason(fake, make_client, answe
     assert len(fake.api_requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        (httpx.Response(200, json=[]), "delta page is list, expected an object"),
+        (httpx.Response(200, json={"value": []}), "the last delta page has no deltaLink"),
+        (
+            httpx.Response(200, json={"value": [{"changeType": "Moved"}], "deltaLink": "/d"}),
+            "item 0: changeType is not InsertOrUpdate or Delete",
+        ),
+        (
+            httpx.Response(200, json={"value": [{"changeType": "Delete"}], "deltaLink": "/d"}),
+            "a Delete without a positive integer 'id'",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={"value": [{"changeType": "InsertOrUpdate", "data": {"id": "1"}}]},
+            ),
+            "'id' is str",
+        ),
+        (
+            httpx.Response(200, json={"value": [], "deltaLink": 3}),
+            "'deltaLink' is int",
+        ),
+    ],
+)
+def test_malformed_delta_page_is_refused_with_a_reason(fake, make_client, answer, fragment):
+    """A delta page we cannot read in full stops the read: a change is never skipped silently."""
+    fake.script("GET", PEOPLE_PATH, answer)
+
+    async def scenario():
+        async with make_client() as client:
+            return [page async for page in client.iter_delta()]
+
+    with pytest.raises(MalformedAnswerError) as info:
+        asyncio.run(scenario())
+    assert fragment in str(info.value)
+    assert not is_retriable(info.value)
+
+
 def test_malformed_later_page_names_its_page_number(fake, make_client):
     """The error says which page was bad, so a log reader can find it."""
     fake.script(

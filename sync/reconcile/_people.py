@@ -1,0 +1,283 @@
+"""How a run reads Protime: in full, or only the people changed since the last run (the delta).
+
+A full read is the people delta feed's first round (every person, then a ``deltaLink``), so one
+read gives both the snapshot and the position to read changes from. Between full reads a run loads
+the snapshot the state database kept, calls the stored ``deltaLink`` and applies what changed.
+Custom-reference changes never show in the delta, so a full read still happens every
+``IDSYNC_SCHEDULE__FULL_READ_EVERY`` (docs/protime-client.md, "Incremental reads").
+
+Our own writes do not show in the delta either: after the apply step :func:`save_snapshot` applies
+each succeeded write and delete to the snapshot and stores it with the new link, in one
+transaction, only once every outcome is recorded. A crash before that leaves the old link and the
+old snapshot: the next run reads the same changes again and plans the same writes again (a PUT and a
+DELETE are idempotent), so it converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from sync.domain import ActionKind, Rule
+from sync.errors import ProtimeError
+from sync.logging import get_logger
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sync.config import Settings
+    from sync.domain import Action, Person
+    from sync.reconcile._ports import ProtimeAPI, RunState
+    from sync.state import PeopleFeed
+
+log = get_logger(__name__)
+
+FULL = "full"
+INCREMENTAL = "incremental"
+# Answers to the stored deltaLink that mean "start over": expired (410, documented), and a link
+# the server no longer understands (400, 404). Anything else fails the run as any read would.
+_RESTART = frozenset({400, 404, 410})
+
+
+@dataclass(slots=True)
+class ProtimeRead:
+    """Which read a run did, and what it needs to store the snapshot afterwards."""
+
+    kind: str  # FULL or INCREMENTAL
+    reason: str | None  # why a full read
+    fingerprint: str
+    full_read_at: datetime  # of the full read the snapshot descends from
+    delta_link: str | None = None  # the link to call next time
+    # An incremental read: the persons the delta inserted or updated, and the ids it deleted.
+    changed: dict[int, Person] = field(default_factory=dict)
+    removed: set[int] = field(default_factory=set)
+
+
+def read_fingerprint(settings: Settings) -> str:
+    """What a snapshot depends on: another tenant, reference name or set of fields reads in full."""
+    p = settings.protime
+    email = Rule.EMAIL in settings.match.rules
+    text = "\n".join((p.base_url or "", p.tenant or "", p.reference_name, f"email={email}"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def full_read_reason(
+    settings: Settings, feed: PeopleFeed | None, *, full: bool, now: datetime
+) -> str | None:
+    """Why this run must read in full, or None when the delta is enough."""
+    if full:
+        return "asked for (--full)"
+    if feed is None:
+        return "no snapshot of Protime yet"
+    if feed.delta_link is None:
+        return "no delta token"
+    if feed.fingerprint != read_fingerprint(settings):
+        return "the settings that shape the snapshot changed (tenant, reference name, e-mail rule)"
+    every = settings.schedule.full_read_every
+    if every.total_seconds() <= 0:
+        return "IDSYNC_SCHEDULE__FULL_READ_EVERY=0"
+    age = now - feed.full_read_at
+    if age >= every:
+        hours = age.total_seconds() / 3600
+        return f"the last full read is {hours:.1f} h old (IDSYNC_SCHEDULE__FULL_READ_EVERY)"
+    return None
+
+
+async def read_protime(
+    *,
+    settings: Settings,
+    store: RunState,
+    client: ProtimeAPI,
+    people: list[Person],
+    full: bool,
+) -> ProtimeRead:
+    """Fill ``people`` with every Protime person, read in full or as snapshot + delta."""
+    now = datetime.now(UTC)
+    feed = await asyncio.to_thread(store.people_feed)
+    reason = full_read_reason(settings, feed, full=full, now=now)
+    fingerprint = read_fingerprint(settings)
+    if reason is None and feed is not None and feed.delta_link is not None:
+        try:
+            return await _incremental(
+                store=store, client=client, people=people, feed=feed, fingerprint=fingerprint
+            )
+        except ProtimeError as exc:
+            if exc.status not in _RESTART:
+                raise
+            log.warning("protime.delta_refused", status=exc.status, error=str(exc))
+            reason = (
+                "the delta token expired (410)"
+                if exc.status == 410  # noqa: PLR2004 - HTTP 410 Gone
+                else f"the delta link was refused ({exc.status})"
+            )
+            people.clear()
+    log.info("protime.read", read=FULL, reason=reason)
+    delta_link = None
+    async for page in client.iter_delta():
+        people.extend(page.people)
+        delta_link = page.delta_link or delta_link
+    return ProtimeRead(
+        kind=FULL,
+        reason=reason,
+        fingerprint=fingerprint,
+        full_read_at=now,
+        delta_link=delta_link,
+    )
+
+
+async def _incremental(
+    *,
+    store: RunState,
+    client: ProtimeAPI,
+    people: list[Person],
+    feed: PeopleFeed,
+    fingerprint: str,
+) -> ProtimeRead:
+    assert feed.delta_link is not None  # the caller checked
+    # The delta's first page goes out while the snapshot loads from the state database.
+    loading = asyncio.create_task(asyncio.to_thread(store.load_people))
+    changed: dict[int, Person] = {}
+    removed: set[int] = set()
+    delta_link = feed.delta_link
+    try:
+        async for page in client.iter_delta(feed.delta_link):
+            for p in page.people:
+                changed[p.id] = p
+                removed.discard(p.id)
+            for pid in page.removed:
+                changed.pop(pid, None)
+                removed.add(pid)
+            delta_link = page.delta_link or delta_link
+    finally:
+        snapshot = await loading
+    people.extend(snapshot)
+    del snapshot
+    if changed or removed:
+        _merge(people, changed, removed)
+    log.info("protime.read", read=INCREMENTAL, changed=len(changed), removed=len(removed))
+    return ProtimeRead(
+        kind=INCREMENTAL,
+        reason=None,
+        fingerprint=fingerprint,
+        full_read_at=feed.full_read_at,
+        delta_link=delta_link,
+        changed=changed,
+        removed=removed,
+    )
+
+
+def _merge(people: list[Person], changed: dict[int, Person], removed: set[int]) -> None:
+    """Apply the delta to the snapshot in place (ordered by id, as a full read gives them)."""
+    seen: set[int] = set()
+    kept = 0
+    for p in people:
+        if p.id in removed:
+            continue
+        new = changed.get(p.id)
+        if new is not None:
+            seen.add(p.id)
+            p = new  # noqa: PLW2901 - the person as the delta has it now
+        people[kept] = p
+        kept += 1
+    del people[kept:]
+    inserted = [p for pid, p in changed.items() if pid not in seen]
+    if inserted:
+        people.extend(inserted)
+        people.sort(key=_id)
+
+
+def _id(p: Person) -> int:
+    return p.id
+
+
+def after_writes(people: Iterable[Person], succeeded: Iterable[Action]) -> dict[int, Person]:
+    """The persons our succeeded calls changed, as they are now. Pure.
+
+    A value lives on at most one person: a write of V onto P takes V from whoever held it and
+    replaces what P held; a delete of V clears it wherever it is. Calls are taken in the order
+    they completed (phases keep a delete before the write that needs its person free).
+    """
+    calls = list(succeeded)
+    if not calls:
+        return {}
+    holdings = _Holdings(people)
+    for a in calls:
+        if a.kind is ActionKind.WRITE:
+            holdings.write(a.value, a.protime_id)
+        else:
+            holdings.clear(holdings.holder.pop(a.value, None))
+    return holdings.changed
+
+
+class _Holdings:
+    """Who holds which value, as the snapshot has it and as our calls changed it."""
+
+    def __init__(self, people: Iterable[Person]) -> None:
+        self.by_id: dict[int, Person] = {}
+        self.holder: dict[str, int] = {}
+        self.changed: dict[int, Person] = {}
+        for p in people:
+            self.by_id[p.id] = p
+            if p.reference is not None:
+                self.holder[p.reference] = p.id
+
+    def current(self, pid: int) -> Person | None:
+        return self.changed.get(pid) or self.by_id.get(pid)
+
+    def clear(self, pid: int | None) -> None:
+        person = self.current(pid) if pid is not None else None
+        if person is not None:
+            self.changed[person.id] = replace(person, reference=None)
+
+    def write(self, value: str, pid: int) -> None:
+        target = self.current(pid)
+        if target is None:
+            return  # a person the snapshot does not have: the next full read adds it
+        old = self.holder.get(value)
+        if old != pid:
+            self.clear(old)
+        if target.reference is not None and self.holder.get(target.reference) == pid:
+            del self.holder[target.reference]
+        self.changed[pid] = replace(target, reference=value)
+        self.holder[value] = pid
+
+
+async def save_snapshot(
+    *,
+    store: RunState,
+    read: ProtimeRead,
+    people: list[Person],
+    succeeded: Iterable[Action],
+    run_id: str,
+) -> None:
+    """Store the snapshot as Protime now is (the read plus our succeeded calls) with the new link.
+
+    Called only after every outcome of the run is recorded: then the link may advance.
+    """
+    written = after_writes(people, succeeded)
+    full = read.kind == FULL
+    # A full read replaces the whole snapshot; an incremental one stores the delta on top.
+    upserts = written if full else {**read.changed, **written}
+    await asyncio.to_thread(
+        partial(
+            store.save_people,
+            full=people if full else None,
+            upserts=upserts.values(),
+            removed=() if full else read.removed,
+            delta_link=read.delta_link,
+            fingerprint=read.fingerprint,
+            full_read_at=read.full_read_at,
+            now=datetime.now(UTC),
+            run_id=run_id,
+        )
+    )
+    log.info(
+        "protime.snapshot_saved",
+        read=read.kind,
+        changed=len(read.changed) + len(written),
+        removed=len(read.removed),
+    )

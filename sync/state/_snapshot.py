@@ -1,0 +1,179 @@
+"""The Protime people as last seen, and the people delta feed's position (incremental reads).
+
+A full read saves every person (only the rows that differ are written); an incremental run loads
+them, applies the delta and its own successful writes, and saves only what moved. The snapshot and
+the feed row (the delta link to call next) change in one transaction, so a link is never stored
+without the people it was read with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from sync.domain import Person
+from sync.state._base import _STREAM_ROWS, _WRITE_BATCH, StoreBase, _chunks
+from sync.state._engine import write_transaction
+from sync.state._models import PROTIME_FEED, PROTIME_PEOPLE
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Sequence
+    from datetime import datetime
+
+    from sqlalchemy import Connection
+
+_FEED = "people"
+_P = PROTIME_PEOPLE.c
+_F = PROTIME_FEED.c
+_FIELDS = ("employee_number", "badge_number", "email", "reference", "out_of_service")
+
+
+@dataclass(frozen=True, slots=True)
+class PeopleFeed:
+    """Where the people delta feed stands (``protime_feed``)."""
+
+    delta_link: str | None
+    fingerprint: str
+    full_read_at: datetime
+    updated_at: datetime
+    run_id: str | None = None
+
+
+def _row(p: Person) -> dict[str, Any]:
+    # Bound names differ from the columns': an UPDATE reserves the column names for its SET.
+    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_FIELDS, _fields(p), strict=True)}}
+
+
+def _fields(p: Person) -> tuple[Any, ...]:
+    return (p.employee_number, p.badge_number, p.email, p.reference, p.out_of_service)
+
+
+class SnapshotStore(StoreBase):
+    """The ``protime_people`` snapshot and the ``protime_feed`` row."""
+
+    def people_feed(self) -> PeopleFeed | None:
+        """The feed row, or None before the first full read was saved."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(
+                    _F.delta_link, _F.fingerprint, _F.full_read_at, _F.updated_at, _F.run_id
+                ).where(_F.name == _FEED)
+            ).first()
+        return PeopleFeed(*row) if row is not None else None
+
+    def load_people(self) -> list[Person]:
+        """Every person of the snapshot, ordered by id, as the compact objects a read makes."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(_P.id, *(_P[name] for name in _FIELDS))
+                .order_by(_P.id)
+                .execution_options(yield_per=_STREAM_ROWS)
+            ).tuples()
+            return [
+                Person(
+                    id=pid,
+                    employee_number=number,
+                    badge_number=badge,
+                    email=email,
+                    reference=reference,
+                    out_of_service=bool(gone),
+                )
+                for pid, number, badge, email, reference, gone in rows
+            ]
+
+    def save_people(
+        self,
+        *,
+        full: Sequence[Person] | None = None,
+        upserts: Iterable[Person] = (),
+        removed: Collection[int] = (),
+        delta_link: str | None,
+        fingerprint: str,
+        full_read_at: datetime,
+        now: datetime,
+        run_id: str | None,
+    ) -> None:
+        """Store the snapshot and the feed position together, in one transaction.
+
+        ``full`` (a full read) replaces the whole snapshot: the stored rows are streamed and
+        compared, and only those that differ are written. ``upserts`` and ``removed`` then apply
+        on top (an incremental run gives only these: the delta and its own successful writes).
+        """
+        with write_transaction(self._engine) as conn:
+            if full is not None:
+                _replace_all(conn, full)
+            upserting = {p.id: p for p in upserts}
+            _upsert(conn, upserting)
+            gone = sorted(pid for pid in removed if pid not in upserting)
+            for chunk in _chunks(gone):
+                conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
+            values = {
+                "delta_link": delta_link,
+                "fingerprint": fingerprint,
+                "full_read_at": full_read_at,
+                "updated_at": now,
+                "run_id": run_id,
+            }
+            done = conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(values))
+            if not done.rowcount:
+                conn.execute(insert(PROTIME_FEED).values(name=_FEED, **values))
+
+    def forget_people_feed(self) -> None:
+        """Drop the delta link: the next run reads in full (the snapshot stays as its baseline)."""
+        with write_transaction(self._engine) as conn:
+            conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(delta_link=None))
+
+
+def _replace_all(conn: Connection, people: Sequence[Person]) -> None:
+    """Make the stored snapshot equal ``people``, writing only the rows that differ.
+
+    The stored rows are streamed and each is taken out of an index of the read, so what is left
+    in it at the end is new: one dict at the memory peak, no copy of the rows.
+    """
+    unseen = {p.id: p for p in people}
+    changed: list[Person] = []
+    stale: list[int] = []
+    rows = conn.execute(
+        select(_P.id, *(_P[name] for name in _FIELDS)).execution_options(yield_per=_STREAM_ROWS)
+    ).tuples()
+    for pid, number, badge, email, reference, gone in rows:
+        p = unseen.pop(pid, None)
+        if p is None:
+            stale.append(pid)
+        elif (number, badge, email, reference, bool(gone)) != _fields(p):
+            changed.append(p)
+    for chunk in _chunks(stale):
+        conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
+    _update(conn, changed)
+    _insert(conn, list(unseen.values()))
+
+
+def _upsert(conn: Connection, people: dict[int, Person]) -> None:
+    if not people:
+        return
+    ids = sorted(people)
+    existing: set[int] = set()
+    for chunk in _chunks(ids):
+        existing.update(conn.execute(select(_P.id).where(_P.id.in_(chunk))).scalars())
+    _update(conn, [people[i] for i in ids if i in existing])
+    _insert(conn, [people[i] for i in ids if i not in existing])
+
+
+def _update(conn: Connection, people: Sequence[Person]) -> None:
+    statement = (
+        update(PROTIME_PEOPLE)
+        .where(_P.id == bindparam("b_id"))
+        .values({name: bindparam(f"v_{name}") for name in _FIELDS})
+    )
+    for chunk in _chunks(people, _WRITE_BATCH):
+        conn.execute(statement, [_row(p) for p in chunk])
+
+
+def _insert(conn: Connection, people: Sequence[Person]) -> None:
+    for chunk in _chunks(people, _WRITE_BATCH):
+        conn.execute(
+            insert(PROTIME_PEOPLE),
+            [{"id": p.id, **dict(zip(_FIELDS, _fields(p), strict=True))} for p in chunk],
+        )

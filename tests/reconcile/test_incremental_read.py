@@ -1,0 +1,131 @@
+"""The pure parts of incremental reads: when to read in full, and the snapshot after our calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from sync.config import ProtimeSettings, ScheduleSettings, Settings, parse_duration
+from sync.domain import Action, ActionKind, Person, Situation
+from sync.reconcile._people import after_writes, full_read_reason, read_fingerprint
+from sync.state import PeopleFeed
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def _settings(every: str = "24h", reference: str = "HRMID") -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        protime=ProtimeSettings(base_url="https://x.example", tenant="t", reference_name=reference),
+        schedule=ScheduleSettings(full_read_every=every),
+    )
+
+
+def _feed(settings: Settings, *, age: timedelta, link: str | None = "/d") -> PeopleFeed:
+    return PeopleFeed(
+        delta_link=link,
+        fingerprint=read_fingerprint(settings),
+        full_read_at=NOW - age,
+        updated_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("24h", 86400),
+        ("30m", 1800),
+        ("1h30m", 5400),
+        ("90s", 90),
+        ("2d", 172800),
+        ("0", 0),
+        ("45", 45),
+        (" 12H ", 43200),
+    ],
+)
+def test_durations_are_read_in_the_documented_forms(text: str, seconds: float) -> None:
+    """IDSYNC_SCHEDULE__FULL_READ_EVERY takes 24h, 30m, 1h30m, 90s, 2d or seconds."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "24x", "-1", "1h-5m", "nan", "inf", "1.5.h"])
+def test_anything_else_is_not_a_duration(text: str) -> None:
+    """A value that is no duration is refused (a configuration error naming the variable)."""
+    assert parse_duration(text) is None
+
+
+def test_a_wrong_duration_is_a_configuration_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The settings refuse a bad duration with the variable's name in the message."""
+    from sync.config import load_settings
+    from sync.errors import ConfigError
+
+    monkeypatch.setenv("IDSYNC_SCHEDULE__FULL_READ_EVERY", "daily")
+    with pytest.raises(ConfigError, match="IDSYNC_SCHEDULE__FULL_READ_EVERY"):
+        load_settings()
+
+
+def test_the_delta_is_enough_within_the_interval() -> None:
+    """A fresh feed with a link under the same settings needs no full read."""
+    s = _settings()
+    assert full_read_reason(s, _feed(s, age=timedelta(hours=23)), full=False, now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    ("every", "age", "link", "full", "reason"),
+    [
+        ("24h", timedelta(hours=1), "/d", True, "asked for (--full)"),
+        ("24h", timedelta(hours=1), None, False, "no delta token"),
+        ("24h", timedelta(hours=24), "/d", False, "the last full read is 24.0 h old"),
+        ("0", timedelta(0), "/d", False, "IDSYNC_SCHEDULE__FULL_READ_EVERY=0"),
+    ],
+)
+def test_each_reason_for_a_full_read(
+    every: str, age: timedelta, link: str | None, full: bool, reason: str
+) -> None:
+    """--full, a missing link, an elapsed interval and an interval of 0 each read in full."""
+    s = _settings(every)
+    got = full_read_reason(s, _feed(s, age=age, link=link), full=full, now=NOW)
+    assert got is not None
+    assert got.startswith(reason)
+
+
+def test_no_feed_or_other_settings_read_in_full() -> None:
+    """No snapshot yet, or one read under another reference name, reads in full."""
+    s = _settings()
+    assert full_read_reason(s, None, full=False, now=NOW) == "no snapshot of Protime yet"
+    other = _feed(_settings(reference="OTHER"), age=timedelta(0))
+    assert "settings that shape the snapshot" in (
+        full_read_reason(s, other, full=False, now=NOW) or ""
+    )
+
+
+def _write(value: str, pid: int) -> Action:
+    return Action(ActionKind.WRITE, value, pid, value, Situation.UNLINKED, "r")
+
+
+def _delete(value: str, pid: int) -> Action:
+    return Action(ActionKind.DELETE, value, pid, value, Situation.ORPHANED, "r")
+
+
+def test_a_write_moves_a_value_and_replaces_what_the_person_held() -> None:
+    """A PUT of V onto P takes V from its holder and replaces P's own value."""
+    people = [Person(1, reference="A"), Person(2, reference="B"), Person(3)]
+    changed = after_writes(people, [_write("A", 2)])
+    assert changed == {1: Person(1), 2: Person(2, reference="A")}
+
+
+def test_a_delete_clears_the_value_wherever_it_is() -> None:
+    """A DELETE of V clears it on whoever holds it; an unknown value changes nothing."""
+    people = [Person(1, reference="A"), Person(2)]
+    assert after_writes(people, [_delete("A", 1), _delete("Z", 2)]) == {1: Person(1)}
+
+
+def test_calls_apply_in_completion_order() -> None:
+    """A delete then a write of the same value on another person leaves it on that person."""
+    people = [Person(1, reference="A"), Person(2)]
+    changed = after_writes(people, [_delete("A", 1), _write("A", 2), _write("C", 3)])
+    assert changed == {1: Person(1), 2: Person(2, reference="A")}  # 3 is not in the snapshot
+    assert after_writes(people, []) == {}

@@ -1,0 +1,108 @@
+"""The Protime snapshot and the delta feed's position: stored together, written only where they
+differ, read back as the compact persons a read makes (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import event
+
+from sync.domain import Person
+from sync.state._base import _WRITE_BATCH
+
+if TYPE_CHECKING:
+    from sync.state import StateStore
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _people(count: int, *, offset: int = 0) -> list[Person]:
+    return [
+        Person(
+            id=1000 + i,
+            employee_number=str(100000 + i),
+            badge_number=f"B{i}",
+            reference=f"E{i + offset}" if i % 3 else None,
+            out_of_service=i % 7 == 0,
+        )
+        for i in range(count)
+    ]
+
+
+def _save(store: StateStore, **kwargs: Any) -> None:
+    defaults: dict[str, Any] = {
+        "delta_link": "/people?delta&deltaToken=t1",
+        "fingerprint": "f" * 64,
+        "full_read_at": T0,
+        "now": T0,
+        "run_id": None,
+    }
+    store.save_people(**{**defaults, **kwargs})
+
+
+def _statements(store: StateStore) -> list[str]:
+    seen: list[str] = []
+    event.listen(
+        store._engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_a: seen.append(statement.split()[0].upper()),
+    )
+    return seen
+
+
+def test_a_full_snapshot_round_trips_with_its_feed_row(store: StateStore) -> None:
+    """What a full read saves loads back equal and in id order, with the link stored beside it."""
+    assert store.people_feed() is None
+    people = _people(2 * _WRITE_BATCH + 3)
+    _save(store, full=list(reversed(people)))
+    assert store.load_people() == people
+    feed = store.people_feed()
+    assert feed is not None
+    assert (feed.delta_link, feed.full_read_at) == ("/people?delta&deltaToken=t1", T0)
+
+
+def test_a_second_full_save_writes_only_what_differs(store: StateStore) -> None:
+    """An unchanged full read writes no person row; a changed, a new and a gone one are written."""
+    people = _people(50)
+    _save(store, full=people)
+    statements = _statements(store)
+    _save(store, full=people, delta_link="/t2")
+    assert [s for s in statements if s in {"INSERT", "DELETE"}] == []
+    assert statements.count("UPDATE") == 1  # the feed row only
+    changed = [*people[1:49], Person(id=1049, reference="moved"), Person(id=5000)]
+    _save(store, full=changed, delta_link="/t3")
+    assert store.load_people() == sorted(changed, key=lambda p: p.id)
+    feed = store.people_feed()
+    assert feed is not None
+    assert feed.delta_link == "/t3"
+
+
+def test_an_incremental_save_upserts_and_removes_only_those(store: StateStore) -> None:
+    """Upserts and removals apply on top of the stored snapshot; the link moves with them."""
+    people = _people(10)
+    _save(store, full=people)
+    later = T0 + timedelta(hours=1)
+    _save(
+        store,
+        upserts=[Person(id=1002, reference="E-new"), Person(id=9999, badge_number="X")],
+        removed={1003, 1004},
+        delta_link="/t2",
+        now=later,
+    )
+    loaded = {p.id: p for p in store.load_people()}
+    assert set(loaded) == {p.id for p in people} - {1003, 1004} | {9999}
+    assert loaded[1002] == Person(id=1002, reference="E-new")
+    feed = store.people_feed()
+    assert feed is not None
+    assert (feed.delta_link, feed.full_read_at, feed.updated_at) == ("/t2", T0, later)
+
+
+def test_forgetting_the_feed_keeps_the_snapshot(store: StateStore) -> None:
+    """Without a link the next run reads in full; the snapshot stays until it is replaced."""
+    _save(store, full=_people(3))
+    store.forget_people_feed()
+    feed = store.people_feed()
+    assert feed is not None
+    assert feed.delta_link is None
+    assert len(store.load_people()) == 3
