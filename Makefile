@@ -66,6 +66,7 @@ bench: install
 	$(PY) benchmarks/reconcile_bench.py
 	$(PY) benchmarks/bulk_bench.py
 	$(PY) benchmarks/memory_bench.py
+	$(PY) benchmarks/incremental_bench.py
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache build dist

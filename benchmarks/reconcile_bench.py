@@ -484,6 +484,8 @@ def idsync_env(
         "IDSYNC_PROTIME__USER_AGENT_COMPANY": "idsync benchmark",
         "IDSYNC_LOG__FORMAT": "json",
         "IDSYNC_LOG__LEVEL": "INFO",
+        # These scenarios measure full reads of Protime; benchmarks/incremental_bench.py the delta.
+        "IDSYNC_SCHEDULE__FULL_READ_EVERY": "0",
     }
     for name, value in settings.items():
         env[f"IDSYNC_{name.upper()}"] = str(value)
