@@ -129,25 +129,43 @@ class SnapshotStore(StoreBase):
 def _replace_all(conn: Connection, people: Sequence[Person]) -> None:
     """Make the stored snapshot equal ``people``, writing only the rows that differ.
 
-    The stored rows are streamed and each is taken out of an index of the read, so what is left
-    in it at the end is new: one dict at the memory peak, no copy of the rows.
+    The stored rows are streamed in id order and walked beside the read in id order (a merge):
+    no index of either side is built, so saving adds nothing to the run's memory peak but the
+    rows that changed (a full read comes in id order; otherwise one sorted list of references).
     """
-    unseen = {p.id: p for p in people}
+    ordered = people if _sorted(people) else sorted(people, key=_id)
     changed: list[Person] = []
+    new: list[Person] = []
     stale: list[int] = []
     rows = conn.execute(
-        select(_P.id, *(_P[name] for name in _FIELDS)).execution_options(yield_per=_STREAM_ROWS)
+        select(_P.id, *(_P[name] for name in _FIELDS))
+        .order_by(_P.id)
+        .execution_options(yield_per=_STREAM_ROWS)
     ).tuples()
+    i, count = 0, len(ordered)
     for pid, number, badge, email, reference, gone in rows:
-        p = unseen.pop(pid, None)
-        if p is None:
+        while i < count and ordered[i].id < pid:
+            new.append(ordered[i])
+            i += 1
+        if i < count and ordered[i].id == pid:
+            if (number, badge, email, reference, bool(gone)) != _fields(ordered[i]):
+                changed.append(ordered[i])
+            i += 1
+        else:
             stale.append(pid)
-        elif (number, badge, email, reference, bool(gone)) != _fields(p):
-            changed.append(p)
+    new.extend(ordered[i:])
     for chunk in _chunks(stale):
         conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
     _update(conn, changed)
-    _insert(conn, list(unseen.values()))
+    _insert(conn, new)
+
+
+def _id(p: Person) -> int:
+    return p.id
+
+
+def _sorted(people: Sequence[Person]) -> bool:
+    return all(people[k].id < people[k + 1].id for k in range(len(people) - 1))
 
 
 def _upsert(conn: Connection, people: dict[int, Person]) -> None:
