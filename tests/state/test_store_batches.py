@@ -62,3 +62,33 @@ def test_many_new_and_changed_classifications_are_all_stored(store: StateStore) 
     assert {(r.situation, r.protime_id, r.reason) for r in rows} == {
         ("unmatched", None, "gone from Protime")
     }
+
+
+def test_pending_ids_and_the_databases_own_ids_never_collide(store: StateStore) -> None:
+    """Ids allocated for a bulk of pending events and ids the database gives an admin's event
+    interleave without a collision, each id naming the event it was returned for."""
+    run_id = _run(store)
+
+    def pending(prefix: str, count: int) -> list[int]:
+        actions = [
+            Action(
+                kind=ActionKind.WRITE,
+                hr_id=f"{prefix}{i}",
+                protime_id=i + 1,
+                value=f"{prefix}{i}",
+                situation=Situation.UNLINKED,
+                reason="unlinked",
+            )
+            for i in range(count)
+        ]
+        return store.record_pending(run_id=run_id, actions=actions)
+
+    first = pending("A", 3)
+    store.ignore(hr_id="X1")  # an admin event, its id from the database's own autoincrement
+    second = pending("B", 2)
+    admin = [e.id for e in store.events_for(hr_id="X1")]
+    assert len(admin) == 1
+    assert len({*first, *admin, *second}) == 6
+    assert max(first) < admin[0] < min(second)
+    events = {e.id: e.hr_id for e in store.events_for(limit=10)}
+    assert [events[i] for i in first + second] == ["A0", "A1", "A2", "B0", "B1"]
