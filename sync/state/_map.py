@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
+    and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
+    literal,
     or_,
     select,
     update,
@@ -161,6 +165,20 @@ def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: dat
     relevant = [o for o in outcomes if o.outcome not in (Outcome.SKIPPED, Outcome.STALE)]
     if not relevant:
         return
+    bulk = _bulk_writes(conn, relevant)
+    if bulk:
+        # Each row of a succeeded write becomes what its pending event says: one statement per
+        # batch instead of a read, a Python update and an executemany of every row.
+        for chunk in _chunks(sorted(o.event_id for o in bulk)):
+            conn.execute(_WRITTEN, {"now": now, "ids": chunk})
+        done = {id(o) for o in bulk}
+        relevant = [o for o in relevant if id(o) not in done]
+    if relevant:
+        _apply_rows(conn, relevant, now)
+
+
+def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: datetime) -> None:
+    """Outcomes applied row by row: read, changed by :func:`_after_outcome`, written back."""
     rows: dict[str, dict[str, Any] | None] = {}
     hr_ids = sorted({o.action.hr_id for o in relevant})
     for chunk in _chunks(hr_ids):
@@ -202,6 +220,77 @@ def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: dat
     inserts = [v for k, v in rows.items() if v is not None and k not in existed]
     if inserts:
         conn.execute(insert(_MAPPINGS), inserts)
+
+
+# A succeeded write, applied in SQL from its pending event (what _after_outcome does in Python):
+# the row is linked (an orphan's value written back stays orphaned) to the event's person and
+# value, its error fields are cleared, and a person that held another HR id is a re-key.
+_REKEY = and_(
+    _E.previous_value.is_not(None), _E.previous_value != "", _E.previous_value != _E.value
+)
+_WRITTEN = (
+    update(_MAPPINGS)
+    .where(_M.hr_id == _E.hr_id)
+    .values(
+        situation=case(
+            (_E.situation == Situation.ORPHANED.value, Situation.ORPHANED.value),
+            else_=Situation.LINKED.value,
+        ),
+        protime_id=_E.protime_id,
+        last_written_value=_E.value,
+        protime_value=_E.value,
+        reason=case(
+            (func.coalesce(_E.reason, "") == "", literal("written")),
+            else_=literal("written: ") + _E.reason,
+        ),
+        last_error=None,
+        attempts=0,
+        failed_fingerprint=None,
+        previous_hr_id=case((_REKEY, _E.previous_value), else_=_M.previous_hr_id),
+        last_written_at=bindparam("now"),
+        last_changed_at=bindparam("now"),
+    )
+    .where(_E.id.in_(bindparam("ids", expanding=True)))
+)
+# The pending events of a batch's writes, with their mapping row's existence (see _bulk_writes).
+_WRITE_EVENTS = (
+    select(_E.id, _E.hr_id, _E.protime_id, _E.value, _E.situation, _E.reason)
+    .join(_MAPPINGS, _M.hr_id == _E.hr_id)
+    .where(_E.id.in_(bindparam("ids", expanding=True)))
+)
+
+
+def _bulk_writes(conn: Connection, relevant: Sequence[ActionOutcome]) -> list[ActionOutcome]:
+    """The succeeded writes :data:`_WRITTEN` applies exactly as ``_after_outcome`` would.
+
+    Those whose HR id has no other outcome in the batch (order would matter), whose mapping row
+    exists (a new one is inserted with every column) and whose pending event holds what the
+    action says (the statement reads the event). The rest go through Python.
+    """
+    counts = Counter(o.action.hr_id for o in relevant)
+    writes = {
+        o.event_id: o
+        for o in relevant
+        if o.action.kind is ActionKind.WRITE
+        and o.outcome is Outcome.SUCCEEDED
+        and counts[o.action.hr_id] == 1
+    }
+    if not writes:
+        return []
+    matching: list[ActionOutcome] = []
+    for chunk in _chunks(sorted(writes)):
+        rows = conn.execute(_WRITE_EVENTS, {"ids": chunk})
+        for event_id, hr_id, protime_id, value, situation, reason in rows:
+            a = writes[event_id].action
+            if (hr_id, protime_id, value, situation, reason or "") == (
+                a.hr_id,
+                a.protime_id,
+                a.value,
+                a.situation.value,
+                a.reason,
+            ):
+                matching.append(writes[event_id])
+    return matching
 
 
 class MapStore(StoreBase):

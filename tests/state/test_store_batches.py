@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from sync.domain import Action, ActionKind, Classification, Rule, Situation
+import pytest
+
+from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
+from sync.state import ActionOutcome, _map
 from sync.state._base import _WRITE_BATCH
 
 if TYPE_CHECKING:
@@ -92,3 +96,114 @@ def test_pending_ids_and_the_databases_own_ids_never_collide(store: StateStore) 
     assert max(first) < admin[0] < min(second)
     events = {e.id: e.hr_id for e in store.events_for(limit=10)}
     assert [events[i] for i in first + second] == ["A0", "A1", "A2", "B0", "B1"]
+
+
+def _batch_of_every_kind(store: StateStore, p: str) -> None:
+    """One run whose single outcome batch holds every kind of outcome, its HR ids prefixed."""
+    run_id = _run(store)
+    unlinked = Situation.UNLINKED
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            *(
+                Classification(hr_id=f"{p}E{i}", situation=unlinked, protime_id=i)
+                for i in (1, 2, 3, 4, 6)
+            ),
+            Classification(
+                hr_id=f"{p}O1", situation=Situation.ORPHANED, protime_id=50, protime_value=f"{p}O1"
+            ),
+        ],
+        now=T0,
+    )
+
+    def write(hr_id: str, pid: int, reason: str = "matched", situation: Situation = unlinked):
+        return Action(
+            kind=ActionKind.WRITE,
+            hr_id=hr_id,
+            protime_id=pid,
+            value=hr_id,
+            situation=situation,
+            reason=reason,
+        )
+
+    actions = [
+        write(f"{p}E1", 1),  # a plain write on an existing row
+        write(f"{p}E2", 2, reason=""),  # no reason: "written"
+        write(f"{p}E3", 3),  # a re-key: the person held another HR id
+        write(f"{p}O1", 50, situation=Situation.ORPHANED),  # a rollback's write stays orphaned
+        write(f"{p}E5", 5),  # no row yet: inserted
+        Action(  # two outcomes for one HR id in one batch: their order matters
+            kind=ActionKind.DELETE,
+            hr_id=f"{p}E4",
+            protime_id=40,
+            value=f"{p}E4",
+            situation=Situation.DRIFTED,
+            reason="on the wrong person",
+        ),
+        write(f"{p}E4", 4, situation=Situation.DRIFTED),
+        write(f"{p}E6", 6),  # refused
+    ]
+    expected = [Precondition(expect_value=None, expect_holder=None) for _ in actions]
+    expected[2] = Precondition(expect_value=f"{p}OLD", expect_holder=None)
+    ids = store.record_pending(run_id=run_id, actions=actions, preconditions=expected)
+    outcomes = [
+        ActionOutcome(event_id=i, action=a, outcome=Outcome.SUCCEEDED, http_status=201)
+        for i, a in zip(ids, actions, strict=True)
+    ]
+    outcomes[-1] = ActionOutcome(
+        event_id=ids[-1], action=actions[-1], outcome=Outcome.FAILED, http_status=400, error="no"
+    )
+    store.record_outcomes(outcomes)
+
+
+def _comparable(store: StateStore, p: str) -> dict[str, tuple[object, ...]]:
+    """The rows of prefix ``p``, unprefixed, times reduced to whether they are set."""
+    found: dict[str, tuple[object, ...]] = {}
+    for row in store.iter_mappings():
+        if not row.hr_id.startswith(p):
+            continue
+        values = []
+        for name, value in asdict(row).items():
+            if name in ("hr_id", "last_run_id"):
+                continue
+            if name.endswith("_at"):
+                values.append(value is not None)
+            else:
+                values.append(value.replace(p, "") if isinstance(value, str) else value)
+        found[row.hr_id.removeprefix(p)] = tuple(values)
+    return found
+
+
+def test_outcomes_applied_in_bulk_equal_outcomes_applied_row_by_row(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The set-based path for succeeded writes leaves every row exactly as the row-by-row path."""
+    _batch_of_every_kind(store, "A")
+    monkeypatch.setattr(_map, "_bulk_writes", lambda _conn, _relevant: [])
+    _batch_of_every_kind(store, "B")
+    bulk, by_row = _comparable(store, "A"), _comparable(store, "B")
+    assert set(bulk) == {"E1", "E2", "E3", "E4", "E5", "E6", "O1"}
+    assert bulk == by_row
+    e3 = store.mapping("AE3")
+    assert e3 is not None
+    assert (e3.situation, e3.previous_hr_id, e3.reason) == ("linked", "AOLD", "written: matched")
+    o1 = store.mapping("AO1")
+    assert o1 is not None
+    assert o1.situation == "orphaned"
+
+
+def test_the_bulk_path_takes_the_plain_writes_only(store: StateStore) -> None:
+    """Only succeeded writes on an existing row, alone in their batch and matching their pending
+    event, are applied in SQL; the rest go row by row."""
+    taken: list[str] = []
+    real = _map._bulk_writes
+
+    def spy(conn: object, relevant: object) -> list[ActionOutcome]:
+        chosen = real(conn, relevant)  # type: ignore[arg-type]
+        taken.extend(o.action.hr_id for o in chosen)
+        return chosen
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_map, "_bulk_writes", spy)
+        _batch_of_every_kind(store, "A")
+    assert sorted(taken) == ["AE1", "AE2", "AE3", "AO1"]
