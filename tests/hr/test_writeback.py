@@ -1,4 +1,4 @@
-"""The write-back on every HR database: only differing rows, staged in bulk where the database can."""
+"""The write-back on every HR database: only differing rows, in bulk where the database can."""
 
 from __future__ import annotations
 
@@ -25,7 +25,8 @@ from sync.errors import HRSourceError
 from sync.hr import _writeback, write_back
 from sync.hr._writeback import STAGING_TABLE, write_changes
 
-STAGED = ("postgresql", "mysql", "mariadb")  # MariaDB through mysql+pymysql is "mysql"
+STAGED = ("mysql", "mariadb")  # MariaDB through mysql+pymysql is "mysql"
+PATHS = {"postgresql": "_unnest_update", "mysql": "_staged_update", "sqlite": "_row_by_row_update"}
 SETTINGS = HRSettings(
     table="people", id_column="emp_id", writeback_table="people", writeback_column="pid"
 )
@@ -121,7 +122,7 @@ def test_a_failure_mid_write_back_names_the_setting_and_changes_nothing(hr_db) -
 def test_the_staging_table_is_gone_after_the_write(hr_db, fails: bool) -> None:
     """After a write, and after a failed one rolled back, the connection holds no staging table."""
     if hr_db.dialect not in STAGED:
-        pytest.skip("this database is written row by row, without a staging table")
+        pytest.skip("no staging table on this database")
     table = _people(hr_db)
     changes: dict[object, object] = {"E2": 22, "E4": 4444 if fails else 4}
     with hr_db.engine.connect() as conn:
@@ -140,9 +141,9 @@ def test_the_staging_table_is_gone_after_the_write(hr_db, fails: bool) -> None:
 
 
 def test_the_staged_path_is_taken_where_the_database_has_one(hr_db, monkeypatch) -> None:
-    """PostgreSQL and MariaDB write through the staging table; SQLite updates row by row."""
+    """PostgreSQL writes from two arrays, MariaDB through the staging table, SQLite row by row."""
     calls: list[str] = []
-    for name in ("_staged_update", "_row_by_row_update"):
+    for name in set(PATHS.values()):
         real = getattr(_writeback, name)
 
         def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> int:
@@ -152,14 +153,13 @@ def test_the_staged_path_is_taken_where_the_database_has_one(hr_db, monkeypatch)
         monkeypatch.setattr(_writeback, name, spy)
     _people(hr_db)
     assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E2": 22}) == 1
-    expected = "_staged_update" if hr_db.dialect in STAGED else "_row_by_row_update"
-    assert calls == [expected]
+    assert calls == [PATHS[hr_db.dialect]]
 
 
 def test_a_refused_staging_table_falls_back_to_row_by_row(hr_db, monkeypatch, caplog) -> None:
     """When the temporary table cannot be made, rows are updated one by one, with a warning."""
     if hr_db.dialect not in STAGED:
-        pytest.skip("this database is written row by row, without a staging table")
+        pytest.skip("no staging table on this database")
 
     class Refused(_writeback._CreateStaging):
         inherit_cache = False
