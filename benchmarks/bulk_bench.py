@@ -307,9 +307,7 @@ def table(results: dict[str, Any]) -> str:
     lines = ["| state | HR | step | s | CPU s | load |", "|---|---|---|---|---|---|"]
     for state, part in results["state"].items():
         for step, figure in part["steps"].items():
-            lines.append(
-                f"| {state} | - | {step} | {figure['seconds']:.2f} | {figure['load_before']} |"
-            )
+            lines.append(f"| {state} | - | {step} | {_cells(figure)} |")
         for hr_kind, steps in part["write_back"].items():
             for step, figure in steps.items():
                 lines.append(f"| {state} | {hr_kind} | {step} | {_cells(figure)} |")
