@@ -104,12 +104,14 @@ def world(n: int, workdir: Path) -> tuple[SimulatorProcess, Path]:
 
 def full_sequence(
     n: int, kinds: Sequence[str], *, postgres: str | None, workdir: Path, concurrency: int,
-    log: Callable[..., None],
+    skip: frozenset[str], log: Callable[..., None],
 ) -> dict[str, Any]:  # fmt: skip
-    """Dry run, first sync and no-change run at N, on each state database."""
+    """Dry run, first sync and no-change run at N, on each state database (``skip``: left out;
+    without the first sync, the references are set through the simulator and adopted)."""
     results: dict[str, Any] = {}
     sim, hr_path = world(n, workdir)
     with sim:
+        pairs = [(e.hr_id, e.protime_id) for e in employees_for(sim.people())]
         for kind in kinds:
             sim.clear_references()
             log(f"{kind}, N={n}:")
@@ -118,17 +120,23 @@ def full_sequence(
                     sim=sim, db=db, hr_path=hr_path, workdir=workdir, **_settings(concurrency)
                 )
                 runs = results[kind] = {}
-                runs["dry_run_json"] = _measure(
-                    env, ["reconcile", "--dry-run", "--force", "--json"],
-                    workdir=workdir, label=f"dry-{kind}-{n}", log=log,
-                )  # fmt: skip
-                runs["first_sync"] = _measure(
-                    env, ["reconcile"], workdir=workdir, label=f"first-{kind}-{n}", log=log
-                )
-                runs["no_change"] = _measure(
-                    env, ["reconcile", "--json"], workdir=workdir, label=f"steady-{kind}-{n}",
-                    log=log,
-                )  # fmt: skip
+                if "dry_run_json" not in skip:
+                    runs["dry_run_json"] = _measure(
+                        env, ["reconcile", "--dry-run", "--force", "--json"],
+                        workdir=workdir, label=f"dry-{kind}-{n}", log=log,
+                    )  # fmt: skip
+                if "first_sync" not in skip:
+                    runs["first_sync"] = _measure(
+                        env, ["reconcile"], workdir=workdir, label=f"first-{kind}-{n}", log=log
+                    )
+                else:
+                    sim.set_references(pairs)
+                    _measure(env, ["reconcile", "--json"], workdir=workdir, label="adopt", log=log)
+                if "no_change" not in skip:
+                    runs["no_change"] = _measure(
+                        env, ["reconcile", "--json"], workdir=workdir, label=f"steady-{kind}-{n}",
+                        log=log,
+                    )  # fmt: skip
     return results
 
 
@@ -188,6 +196,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="auto",
         help="state on PostgreSQL too: 'auto' (when it answers), 'off', or a URL",
     )
+    parser.add_argument(
+        "--skip",
+        action="append",
+        choices=sorted(TARGETS_MB),
+        default=[],
+        help="leave this run out at N (repeat); the series is measured either way",
+    )
     parser.add_argument("--out", type=Path, help="result JSON (default benchmarks/results/...)")
     options = parser.parse_args(argv)
     postgres = reconcile_bench._postgres_url(options.postgres)  # noqa: SLF001 - the sibling's
@@ -202,14 +217,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         n = options.people
         results["full"][str(n)] = full_sequence(
-            n, kinds, postgres=postgres, workdir=workdir, concurrency=options.concurrency, log=log
+            n,
+            kinds,
+            postgres=postgres,
+            workdir=workdir,
+            concurrency=options.concurrency,
+            skip=frozenset(options.skip),
+            log=log,
         )
         for size in sorted({int(s) for s in options.series.split(",") if s.strip()}):
             if size != n:
                 results["series"][str(size)] = no_change_at(
                     size, kinds, postgres=postgres, workdir=workdir, log=log
                 )
-        results["series"][str(n)] = {k: r["no_change"] for k, r in results["full"][str(n)].items()}
+        results["series"][str(n)] = {
+            k: r["no_change"] for k, r in results["full"][str(n)].items() if "no_change" in r
+        }
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     results["finished_at"] = datetime.now(UTC).isoformat()
