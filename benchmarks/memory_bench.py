@@ -50,8 +50,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 
-# Its own PostgreSQL schema: the reconcile benchmark may run at the same time with its own.
-reconcile_bench.PG_SCHEMA = "idsync_memory_bench"
+# A PostgreSQL schema of its own (per process): the other benchmarks, or another run of this
+# one (say, the code before a change next to the code after it), may run at the same time.
+reconcile_bench.PG_SCHEMA = f"idsync_memory_bench_{os.getpid()}"
 
 TARGETS_MB = {"no_change": 300, "first_sync": 400, "dry_run_json": 400}
 
