@@ -198,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="state on PostgreSQL too: 'auto' (when it answers), 'off', or a URL",
     )
     parser.add_argument(
+        "--state",
+        choices=("both", "sqlite", "postgresql"),
+        default="both",
+        help="state databases to measure (PostgreSQL only when it answers)",
+    )
+    parser.add_argument(
         "--skip",
         action="append",
         choices=sorted(TARGETS_MB),
@@ -208,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = parser.parse_args(argv)
     postgres = reconcile_bench._postgres_url(options.postgres)  # noqa: SLF001 - the sibling's
     kinds = ["sqlite", "postgresql"] if postgres else ["sqlite"]
+    if options.state != "both":
+        kinds = [k for k in kinds if k == options.state]
     workdir = Path(tempfile.mkdtemp(prefix="idsync-memory-bench-"))
     started = time.monotonic()
 

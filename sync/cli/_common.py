@@ -117,32 +117,35 @@ def print_json(value: Any) -> None:
     write("\n")
 
 
+# One encoder for every scalar: json.dumps with an argument builds a new encoder per call.
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+_CONTAINERS = (dict, list, tuple, set, frozenset, Iterator)
+
+
 def _json_chunks(value: Any, newline: str) -> Iterator[str]:
     """The indented JSON text of ``value`` in pieces; ``newline`` is its line break and indent."""
     if is_dataclass(value) and not isinstance(value, type):
         value = jsonable(value)
-    if isinstance(value, dict):
-        items: Iterator[tuple[object, Any]] = iter(value.items())
-        opening, closing = "{", "}"
-    elif isinstance(value, list | tuple | set | frozenset | Iterator):
-        items = ((None, v) for v in value)
-        opening, closing = "[", "]"
-    else:
-        yield json.dumps(jsonable(value), ensure_ascii=False)
+    if not isinstance(value, _CONTAINERS):
+        yield _encode(jsonable(value))
         return
+    is_object = isinstance(value, dict)
+    items: Iterator[tuple[object, Any]] = (
+        iter(value.items()) if isinstance(value, dict) else ((None, v) for v in value)
+    )
+    opening, closing = ("{", "}") if is_object else ("[", "]")
     inner = newline + "  "
     first = True
     for key, item in items:
-        yield (opening if first else ",") + inner
+        head = (opening if first else ",") + inner
+        if is_object:
+            head += _encode(str(key)) + ": "
         first = False
-        if opening == "{":
-            yield json.dumps(str(key), ensure_ascii=False) + ": "
-        if isinstance(item, dict | list | tuple | set | frozenset | Iterator) or (
-            is_dataclass(item) and not isinstance(item, type)
-        ):
+        if isinstance(item, _CONTAINERS) or (is_dataclass(item) and not isinstance(item, type)):
+            yield head
             yield from _json_chunks(item, inner)
         else:
-            yield json.dumps(jsonable(item), ensure_ascii=False)
+            yield head + _encode(jsonable(item))
     yield opening + closing if first else newline + closing
 
 

@@ -305,8 +305,8 @@ def classify(
         out: dict[str, Classification] = {}
         _classify_invalid_and_ignored(world, out)
         matcher = _match(world, prior=prior, rules=rules, normalize=normalize or {}, out=out)
-        targets = _resolve(world, claims=matcher.claims, contested=matcher.contested, out=out)
-        _classify_orphans(world, targets=targets, out=out)
+        _resolve(world, claims=matcher.claims, contested=matcher.contested, out=out)
+        _classify_orphans(world, claims=matcher.claims, contested=matcher.contested, out=out)
         return [out[key] for key in sorted(out)]
 
 
@@ -512,13 +512,11 @@ def _resolve(
     claims: Mapping[int, _Claim],
     contested: Mapping[int, list[_Claim]],
     out: dict[str, Classification],
-) -> set[int]:
-    """Turn unique claims into linked/unlinked/drifted; returns the persons resolved to."""
-    targets: set[int] = set()
+) -> None:
+    """Turn unique claims into linked/unlinked/drifted, and contested ones into disputed."""
     persons = world.persons
     for person_id, (hr_id, rule, evidence) in claims.items():
         if person_id not in contested:
-            targets.add(person_id)
             out[hr_id] = _resolved(world, hr_id, rule, evidence, persons[person_id])
     for person_id, person_claims in contested.items():
         ordered = sorted(person_claims)
@@ -536,7 +534,6 @@ def _resolve(
                 candidates=(person_id,),
                 held_by=world.holder(hr_id),
             )
-    return targets
 
 
 def _resolved(
@@ -580,7 +577,16 @@ def _resolved(
     )
 
 
-def _classify_orphans(world: _World, *, targets: set[int], out: dict[str, Classification]) -> None:
+def _classify_orphans(
+    world: _World,
+    *,
+    claims: Mapping[int, _Claim],
+    contested: Mapping[int, list[_Claim]],
+    out: dict[str, Classification],
+) -> None:
+    """Values Protime holds that no record accounts for; a person some employee resolved to
+    (claimed by one employee only) is not asked again: the set of them would be one more
+    entry per employee at the run's memory peak."""
     name = world.name
     for value, holders in world.holders.items():
         if value in out or value in world.in_scope:
@@ -599,7 +605,7 @@ def _classify_orphans(world: _World, *, targets: set[int], out: dict[str, Classi
             )
             continue
         person_id = holders[0]
-        if person_id in targets:
+        if person_id in claims and person_id not in contested:
             continue  # part of the drift of the employee that resolved to this person
         out[value] = Classification(
             hr_id=value,
