@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Column, Connection, Engine, create_engine, event, func, select
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event, func, insert, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -38,7 +38,7 @@ from sync.errors import ConfigError, StateError
 from sync.state._watchdog import WATCHDOG
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator, Sequence
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30.0
 # The longest one state-database statement may take (IDSYNC_STATE_TIMEOUT_SECONDS).
@@ -48,6 +48,8 @@ CONNECT_TIMEOUT_SECONDS = 10
 _CLIENT_MARGIN_SECONDS = 5.0
 _BEGIN_MODE = "sqlite_begin_mode"
 _BEGIN_MODES = frozenset({"DEFERRED", "IMMEDIATE", "EXCLUSIVE"})
+# Where a PostgreSQL connection's record keeps its client-side bound (see _postgresql_engine).
+_BOUND_KEY = "idsync_statement_bound"
 
 
 def create_state_engine(url: str, *, timeout: float = DEFAULT_STATE_TIMEOUT_SECONDS) -> Engine:
@@ -185,7 +187,9 @@ def _postgresql_engine(url: URL, *, timeout: float) -> Engine:
     bound = timeout + _CLIENT_MARGIN_SECONDS
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+    def _on_connect(dbapi_connection: Any, record: Any) -> None:
+        # For statements run on the driver's own cursor (insert_rows' COPY), outside the events.
+        record.info[_BOUND_KEY] = bound
         # The server ends a statement it runs for longer than the bound (a lock wait, a slow
         # plan); committed, since a SET rolled back is undone.
         with dbapi_connection.cursor() as cursor:
@@ -268,7 +272,7 @@ def describe_error(exc: BaseException, *, url: URL | str | None = None) -> str:
 
 # ---------------------------------------------------------------- dialect-specific behaviour
 # The only places outside the engine factories that differ per dialect: the run lock's kind, the
-# migration transaction and how ids are allocated for a bulk insert. Callers ask these
+# migration transaction, how ids are allocated for a bulk insert and how its rows go in. Callers ask these
 # functions, never the dialect's name.
 
 MIGRATION_LOCK_NAME = "migrate"
@@ -306,6 +310,59 @@ def allocate_ids(conn: Connection, column: Column[Any], count: int) -> list[int]
         query = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
         return [int(i) for i in conn.execute(query).scalars()]
     return None
+
+
+def insert_rows(
+    conn: Connection, table: Table, columns: Sequence[Column[Any]], rows: Iterable[Sequence[Any]]
+) -> None:
+    """Insert ``rows`` (plain tuples, one value per column of ``columns``) into ``table``.
+
+    The bulk insert of many rows whose ids are known (see :func:`allocate_ids`), without
+    SQLAlchemy compiling a dict per row (about 30 µs of CPU a row): PostgreSQL (psycopg) loads
+    them with ``COPY ... FROM STDIN``, SQLite with the driver's executemany of tuples; other
+    databases get SQLAlchemy's executemany. Column types' bind conversions (UTCDateTime) apply
+    as they would through SQLAlchemy, so the rows are the same whichever way they went in.
+    """
+    processors = [c.type.bind_processor(conn.dialect) for c in columns]
+    converted = [i for i, p in enumerate(processors) if p is not None]
+
+    def bound(row: Sequence[Any]) -> Sequence[Any]:
+        if not converted:
+            return row
+        values = list(row)
+        for i in converted:
+            values[i] = processors[i](values[i])  # type: ignore[misc]
+        return values
+
+    dialect = conn.dialect.name
+    driver = conn.dialect.driver
+    preparer = conn.dialect.identifier_preparer
+    names = ", ".join(preparer.quote(c.name) for c in columns)
+    target = preparer.format_table(table)
+    if dialect == "postgresql" and driver == "psycopg":
+        raw = conn.connection.driver_connection
+        if raw is None:  # pragma: no cover - a closed connection
+            raise StateError("the state database connection is closed")
+        limit = conn.connection.info.get(_BOUND_KEY)
+        # COPY runs on the driver's cursor, outside the engine's cursor events: bounded here.
+        if limit is not None:
+            WATCHDOG.begin(raw, limit)
+        try:
+            with raw.cursor() as cursor, cursor.copy(f"COPY {target} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(bound(row))
+        finally:
+            if limit is not None:
+                WATCHDOG.end(raw)
+        return
+    if dialect == "sqlite":
+        marks = ", ".join("?" for _ in columns)
+        # Identifiers of our own tables, quoted by the dialect; every value is a parameter.
+        statement = f"INSERT INTO {target} ({names}) VALUES ({marks})"  # noqa: S608
+        conn.exec_driver_sql(statement, [tuple(bound(r)) for r in rows])
+        return
+    keys = [c.key for c in columns]
+    conn.execute(insert(table), [dict(zip(keys, row, strict=True)) for row in rows])
 
 
 @contextmanager

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     bindparam,
@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import Action, ActionKind, Outcome, Precondition
-from sync.state._engine import allocate_ids, write_transaction
+from sync.state._engine import allocate_ids, insert_rows, write_transaction
 from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
@@ -36,14 +36,32 @@ from sync.state._base import (
     StoreBase,
     _chunks,
     _event_row,
+    _id_in,
+    _id_params,
     _now,
 )
 from sync.state._map import apply_outcomes
 
-# Events closed alike in one statement (expanding ids: built once, cached compiled).
+# The columns of a pending event, in the order record_pending builds its rows.
+_PENDING_COLUMNS = (
+    _E.run_id,
+    _E.hr_id,
+    _E.protime_id,
+    _E.action,
+    _E.situation,
+    _E.value,
+    _E.previous_value,
+    _E.previous_protime_id,
+    _E.reason,
+    _E.outcome,
+    _E.attempts,
+    _E.created_at,
+)
+
+# Events closed alike in one statement per chunk of ids.
 _CLOSE = (
     update(_EVENTS)
-    .where(_E.id.in_(bindparam("ids", expanding=True)))
+    .where(_id_in(_E.id))
     .values(
         outcome=bindparam("outcome"),
         http_status=bindparam("http_status"),
@@ -77,6 +95,7 @@ class EventStore(StoreBase):
         if not actions:
             return []
         now = _now()
+        pending = Outcome.PENDING.value
         with write_transaction(self._engine) as conn:
             known: dict[str, tuple[int | None, str | None]] = {}
             hr_ids = sorted({a.hr_id for a in actions}) if preconditions is None else []
@@ -86,11 +105,11 @@ class EventStore(StoreBase):
                 ):
                     known[hr_id] = (protime_id, protime_value)
             ids: list[int] = []
-            # In batches, like the classifications: 100,000 event dicts at once would cost about
+            # In batches, like the classifications: 100,000 event rows at once would cost about
             # 100 MB in a first run that writes to every person.
             expected = iter(preconditions) if preconditions is not None else None
             for batch in _chunks(actions, _WRITE_BATCH):
-                params = []
+                rows: list[tuple[Any, ...]] = []
                 for a in batch:
                     holder: int | None = None
                     if expected is not None:
@@ -102,34 +121,38 @@ class EventStore(StoreBase):
                     else:
                         protime_id, protime_value = known.get(a.hr_id, (None, None))
                         previous = protime_value if protime_id == a.protime_id else None
-                    params.append(
-                        {
-                            "run_id": run_id,
-                            "hr_id": a.hr_id,
-                            "protime_id": a.protime_id,
-                            "action": a.kind.value,
-                            "situation": a.situation.value,
-                            "value": a.value,
-                            "previous_value": previous,
-                            "previous_protime_id": holder,
-                            "reason": a.reason,
-                            "outcome": Outcome.PENDING.value,
-                            "attempts": 0,
-                            "created_at": now,
-                            # http_status, error and completed_at stay NULL: left out, they cost
-                            # no bind processing per row.
-                        }
+                    # In _PENDING_COLUMNS' order; http_status, error and completed_at stay NULL.
+                    rows.append(
+                        (
+                            run_id,
+                            a.hr_id,
+                            a.protime_id,
+                            a.kind.value,
+                            a.situation.value,
+                            a.value,
+                            previous,
+                            holder,
+                            a.reason,
+                            pending,
+                            0,
+                            now,
+                        )
                     )
-                allocated = allocate_ids(conn, _E.id, len(params))
+                allocated = allocate_ids(conn, _E.id, len(rows))
                 if allocated is None:
+                    keys = [c.key for c in _PENDING_COLUMNS]
                     result = conn.execute(
-                        insert(_EVENTS).returning(_E.id, sort_by_parameter_order=True), params
+                        insert(_EVENTS).returning(_E.id, sort_by_parameter_order=True),
+                        [dict(zip(keys, row, strict=True)) for row in rows],
                     )
                     ids.extend(int(i) for i in result.scalars())
                     continue
-                for row, event_id in zip(params, allocated, strict=True):
-                    row["id"] = event_id
-                conn.execute(insert(_EVENTS), params)
+                insert_rows(
+                    conn,
+                    _EVENTS,
+                    [_E.id, *_PENDING_COLUMNS],
+                    [(event_id, *row) for event_id, row in zip(allocated, rows, strict=True)],
+                )
                 ids.extend(allocated)
             return ids
 
@@ -170,7 +193,7 @@ class EventStore(StoreBase):
                     "now": now,
                 }
                 for chunk in _chunks(event_ids):
-                    conn.execute(_CLOSE, {**values, "ids": chunk})
+                    conn.execute(_CLOSE, {**values, **_id_params(chunk)})
             apply_outcomes(conn, outcomes, now)
 
     def events_for(

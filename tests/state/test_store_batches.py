@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
-from sync.state import ActionOutcome, _map
+from sync.state import ActionOutcome, _events, _map
 from sync.state._base import _WRITE_BATCH
 
 if TYPE_CHECKING:
@@ -207,3 +207,64 @@ def test_the_bulk_path_takes_the_plain_writes_only(store: StateStore) -> None:
         mp.setattr(_map, "_bulk_writes", spy)
         _batch_of_every_kind(store, "A")
     assert sorted(taken) == ["AE1", "AE2", "AE3", "AO1"]
+
+
+def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
+    store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pending events loaded as plain rows (COPY, executemany of tuples) are stored exactly as
+    the portable INSERT ... RETURNING path stores them, created_at to the microsecond."""
+    monkeypatch.setattr(_events, "_now", lambda: datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC))
+    run_id = _run(store)
+
+    def actions(p: str) -> list[Action]:
+        return [
+            Action(
+                kind=ActionKind.WRITE,
+                hr_id=f"{p}E1",
+                protime_id=1,
+                value=f"{p}E1",
+                situation=Situation.UNLINKED,
+                reason="employee_number 1 matched person 1",
+            ),
+            Action(
+                kind=ActionKind.DELETE,
+                hr_id=f"{p}E2",
+                protime_id=2,
+                value=f"{p}E2",
+                situation=Situation.DRIFTED,
+                reason="",
+            ),
+            Action(
+                kind=ActionKind.WRITE,
+                hr_id=f"{p}E3",
+                protime_id=3,
+                value=f"{p}E3 \u00e9\t'\"\\N",  # text COPY would mangle unless escaped
+                situation=Situation.UNLINKED,
+                reason="a\nb",
+            ),
+        ]
+
+    expected = [
+        Precondition(expect_value=None, expect_holder=None),
+        Precondition(expect_value="X", expect_holder=None),
+        Precondition(expect_value="OLD", expect_holder=7),
+    ]
+    bulk = store.record_pending(run_id=run_id, actions=actions("A"), preconditions=expected)
+    monkeypatch.setattr(_events, "allocate_ids", lambda _conn, _column, _count: None)
+    returned = store.record_pending(run_id=run_id, actions=actions("B"), preconditions=expected)
+    events = {e.id: e for e in store.events_for(run_id=run_id, limit=10)}
+
+    def comparable(ids: list[int], p: str) -> list[dict[str, object]]:
+        rows = []
+        for i in ids:
+            row = asdict(events[i])
+            del row["id"]
+            row["hr_id"] = str(row["hr_id"]).removeprefix(p)
+            row["value"] = str(row["value"]).removeprefix(p)
+            rows.append(row)
+        return rows
+
+    assert comparable(bulk, "A") == comparable(returned, "B")
+    assert events[bulk[2]].value == "AE3 \u00e9\t'\"\\N"
+    assert events[bulk[0]].created_at == datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
