@@ -6,7 +6,7 @@ store on a fresh SQLite file or PostgreSQL schema:
 * **saving (new map)**: ``save_classifications`` of N new employees (a first run);
 * **saving (unchanged)**: the same classifications again (a steady run);
 * **record_pending**: N ``pending`` write events, as the apply step records them before any call;
-* **record_outcomes**: N outcomes (all succeeded) in the apply step's batches of 200, one
+* **record_outcomes**: N outcomes (all succeeded) in the apply step's batches (``FLUSH_EVERY``), one
   transaction each, as a whole run's worth;
 * **saving (all changed)**: the next run's classifications, every row now ``linked``.
 
@@ -46,6 +46,7 @@ from reconcile_bench import PG_URL, _migrate, _postgres_url, machine
 from sync.config import HRSettings
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
 from sync.hr import write_back
+from sync.reconcile._apply import FLUSH_EVERY
 from sync.reconcile._run import _write_back
 from sync.state import ActionOutcome, StateStore
 
@@ -56,7 +57,6 @@ MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
 HR_DATABASE = "idsync_bulk_bench"
 # Not reconcile_bench's schema: the two benchmarks may run side by side.
 STATE_SCHEMA = "idsync_bulk_state"
-OUTCOME_BATCH = 200  # the apply step's _FLUSH_EVERY
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -129,7 +129,7 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
     assert len(ids) == n
 
     def outcomes() -> None:
-        for start in range(0, n, OUTCOME_BATCH):
+        for start in range(0, n, FLUSH_EVERY):
             store.record_outcomes(
                 [
                     ActionOutcome(
@@ -138,7 +138,7 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
                         outcome=Outcome.SUCCEEDED,
                         http_status=201,
                     )
-                    for i in range(start, min(n, start + OUTCOME_BATCH))
+                    for i in range(start, min(n, start + FLUSH_EVERY))
                 ]
             )
 
