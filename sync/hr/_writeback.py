@@ -11,7 +11,8 @@ changed rows are written is the one thing that depends on the database:
   columns, no rows, so character sets and collations match), then one multi-table ``UPDATE``
   writes them all; the temporary table is dropped before the commit. An executemany UPDATE is
   one statement per row there.
-* **anything else** (SQLite, SQL Server...): an executemany UPDATE, which SQLite runs in-process.
+* **anything else** (SQLite, SQL Server...): an executemany UPDATE, which SQLite runs in-process;
+  a positional driver (SQLite's) gets the compiled statement and plain tuples.
 
 On MariaDB a user who may update the table but not create temporary tables gets the row-by-row
 path, with a warning saying what to grant.
@@ -215,11 +216,29 @@ def _row_by_row_update(
     target: Column[Any],
     changes: Mapping[object, object],
 ) -> int:
-    result = conn.execute(
-        update(table).where(key == bindparam("k_id")).values({target.name: bindparam("v_value")}),
-        [{"k_id": k, "v_value": v} for k, v in changes.items()],
+    statement = (
+        update(table).where(key == bindparam("k_id")).values({target.name: bindparam("v_value")})
     )
+    if conn.dialect.positional:
+        # A positional driver (SQLite's qmark) gets the compiled statement and plain tuples:
+        # SQLAlchemy would build and process a parameter dict per row (about 4 us of CPU a row).
+        compiled = statement.compile(dialect=conn.dialect)
+        order = tuple(compiled.positiontup or ())
+        if order in {("k_id", "v_value"), ("v_value", "k_id")}:
+            to_key = key.type.bind_processor(conn.dialect) or _as_is
+            to_value = target.type.bind_processor(conn.dialect) or _as_is
+            if order[0] == "k_id":
+                rows = [(to_key(k), to_value(v)) for k, v in changes.items()]
+            else:
+                rows = [(to_value(v), to_key(k)) for k, v in changes.items()]
+            result = conn.exec_driver_sql(compiled.string, rows)
+            return result.rowcount if result.rowcount >= 0 else len(changes)
+    result = conn.execute(statement, [{"k_id": k, "v_value": v} for k, v in changes.items()])
     return result.rowcount if result.rowcount >= 0 else len(changes)
+
+
+def _as_is(value: object) -> object:
+    return value
 
 
 def _stage_table(key: Column[Any], target: Column[Any]) -> Table:
