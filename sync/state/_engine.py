@@ -1,8 +1,9 @@
 """One engine factory per dialect for the state database, in the style of Prefect's database layer.
 
 Every dialect branch of the state layer lives in this module — the engine factories, the kind of
-run lock (:func:`uses_advisory_locks`) and the migration transaction — so the store, the lock and
-the migrations never ask which database they talk to:
+run lock (:func:`uses_advisory_locks`), the migration transaction and the bulk inserts
+(:func:`allocate_ids`, :func:`insert_rows`) — so the store, the lock and the migrations never ask
+which database they talk to:
 
 * **SQLite** — every connection gets ``busy_timeout`` (set first, so the other pragmas wait for a
   busy file instead of failing), ``journal_mode=WAL`` (readers never block the writer; see
