@@ -11,18 +11,21 @@ by a transaction-level advisory lock taken before Alembic reads the version tabl
 ``BEGIN IMMEDIATE`` that opens the migration transaction (DDL is transactional with the engine's
 begin recipe). The second process then finds the schema at head and does nothing. Within one process
 a lock serialises callers too, since Alembic's ``context`` is process-global.
+
+**Checking is not migrating**: every command checks the schema, few migrate. Alembic's runtime
+(about 10 MB of imports) is loaded only by :func:`alembic_config` and :func:`upgrade`; the check
+reads the revision ids from the migration scripts' source (:func:`_revisions`), without running
+them. A test compares that head with Alembic's.
 """
 
 from __future__ import annotations
 
+import ast
 import threading
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,6 +33,7 @@ from sync.errors import SchemaNotCurrentError, StateError
 from sync.state._engine import describe_error, migration_transaction
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy.engine import URL
 
 _PROCESS_LOCK = threading.Lock()
@@ -53,23 +57,60 @@ def migrations_dir(package_dir: Path | None = None) -> Path:
 
 def alembic_config() -> Config:
     """An Alembic :class:`Config` built in code; pass a connection in ``attributes['connection']``."""
+    from alembic.config import Config  # Alembic's runtime only where we migrate
+
     config = Config()
     config.set_main_option("script_location", str(migrations_dir()))
     config.set_main_option("path_separator", "os")
     return config
 
 
+def _literal_ids(node: ast.expr) -> tuple[str, ...]:
+    # `down_revision` is None, one id, or a tuple/list of ids (a merge).
+    value = ast.literal_eval(node)
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(item) for item in value)
+
+
 @lru_cache(maxsize=1)
-def _script() -> ScriptDirectory:
-    return ScriptDirectory.from_config(alembic_config())
+def _revisions() -> dict[str, tuple[str, ...]]:
+    """Each revision id of ``versions/`` and the ids it revises, read from the scripts' source."""
+    revisions: dict[str, tuple[str, ...]] = {}
+    for script in sorted((migrations_dir() / "versions").glob("*.py")):
+        found: dict[str, ast.expr] = {}
+        for statement in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(statement, ast.AnnAssign | ast.Assign) and statement.value is not None:
+                targets = (
+                    [statement.target]
+                    if isinstance(statement, ast.AnnAssign)
+                    else statement.targets
+                )
+                for target in targets:
+                    if isinstance(target, ast.Name):
+                        found[target.id] = statement.value
+        if "revision" not in found:
+            continue  # not a migration script (Alembic skips it too)
+        revision = _literal_ids(found["revision"])
+        if len(revision) != 1:
+            raise StateError(f"the migration {script.name} has no single revision id")
+        down = _literal_ids(found["down_revision"]) if "down_revision" in found else ()
+        revisions[revision[0]] = down
+    return revisions
 
 
 def head_revision() -> str:
     """The revision the code expects (the single head of ``migrations/versions``)."""
-    head = _script().get_current_head()
-    if head is None:
+    revisions = _revisions()
+    revised = {down for downs in revisions.values() for down in downs}
+    heads = sorted(set(revisions) - revised)
+    if not heads:
         raise StateError("the migrations define no revision")
-    return head
+    if len(heads) > 1:
+        raise StateError(f"the migrations have several heads: {', '.join(heads)}")
+    return heads[0]
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -130,11 +171,7 @@ def check_schema(engine: Engine) -> None:
             f"the state database has no idsync schema yet (expected revision {head}): "
             "run `idsync db upgrade`"
         )
-    try:
-        known = _script().get_revision(current) is not None
-    except Exception:  # alembic raises several types for an unknown id
-        known = False
-    if not known:
+    if current not in _revisions():
         raise SchemaNotCurrentError(
             f"the state database is at revision {current}, which this idsync does not know "
             "(was it migrated by a newer version?); install that version, or run `idsync db "
@@ -151,6 +188,8 @@ def upgrade(engine: Engine) -> None:
 
     Safe when several processes (or threads) call it at the same moment; see the module doc.
     """
+    from alembic import command  # Alembic's runtime only where we migrate
+
     config = alembic_config()
     try:
         with _PROCESS_LOCK, engine.connect() as conn, migration_transaction(conn) as locked:

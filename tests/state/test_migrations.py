@@ -10,6 +10,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, text
 
 from sync.errors import SchemaNotCurrentError, StateError
@@ -22,6 +23,7 @@ from sync.state import (
     migrations_dir,
     upgrade,
 )
+from sync.state._migrate import _revisions
 from sync.state._models import Base
 
 REPO = Path(__file__).resolve().parents[2]
@@ -194,3 +196,27 @@ def test_unreachable_database_is_a_state_error_without_password() -> None:
     assert "unreachable" in str(info.value)
     assert "s3cr3t-pass" not in str(info.value)
     engine.dispose()
+
+
+def test_head_read_from_the_scripts_is_alembics_head() -> None:
+    """The head and revisions read from the scripts' source are those Alembic's ScriptDirectory finds."""
+    script = ScriptDirectory.from_config(alembic_config())
+    assert head_revision() == script.get_current_head()
+    assert set(_revisions()) == {revision.revision for revision in script.walk_revisions()}
+
+
+def test_checking_the_schema_does_not_import_alembic(tmp_path: Path) -> None:
+    """The CLI imported and an up-to-date database checked, a process has loaded no alembic module."""
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    upgrade(create_state_engine(url))
+    code = (
+        "import sys\n"
+        "import sync.cli._main\n"
+        "from sync.state import check_schema, create_state_engine\n"
+        f"check_schema(create_state_engine({url!r}))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "[]"
