@@ -11,8 +11,6 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam
-
 from sync.domain import Outcome, Situation
 from sync.errors import UsageError
 from sync.state._models import EVENTS, KEY_LENGTH, MAPPINGS, RUNS
@@ -28,7 +26,6 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
     from sqlalchemy import (
-        ColumnElement,
         Engine,
         Row,
     )
@@ -104,24 +101,6 @@ def _now() -> datetime:
 def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def _id_in(column: ColumnElement[Any]) -> ColumnElement[bool]:
-    """``column IN`` a fixed list of :data:`_CHUNK` parameters, filled by :func:`_id_params`.
-
-    For the statements run once per batch of outcomes: SQLAlchemy compiles this once, where an
-    expanding IN is rendered again at every execution (about 10 µs of CPU per id).
-    """
-    return column.in_([bindparam(f"id_{k}", type_=column.type) for k in range(_CHUNK)])
-
-
-def _id_params(chunk: Sequence[int]) -> dict[str, int]:
-    """The parameters of :func:`_id_in` for up to :data:`_CHUNK` ids (the last one repeated to
-    fill the list: IN does not care)."""
-    if not chunk or len(chunk) > _CHUNK:
-        raise ValueError(f"between 1 and {_CHUNK} ids, not {len(chunk)}")
-    padded = [*chunk, *[chunk[-1]] * (_CHUNK - len(chunk))]
-    return {f"id_{k}": value for k, value in enumerate(padded)}
 
 
 def _candidates_text(candidates: Iterable[int]) -> str | None:

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import Action, ActionKind, Outcome, Precondition
-from sync.state._engine import allocate_ids, insert_rows, write_transaction
+from sync.state._engine import IdsIn, allocate_ids, ids_params, insert_rows, write_transaction
 from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
 
 from sync.state._base import (
+    _CHUNK,
     _E,
     _EVENT_COLUMNS,
     _EVENTS,
@@ -36,8 +37,6 @@ from sync.state._base import (
     StoreBase,
     _chunks,
     _event_row,
-    _id_in,
-    _id_params,
     _now,
 )
 from sync.state._map import apply_outcomes
@@ -61,7 +60,7 @@ _PENDING_COLUMNS = (
 # Events closed alike in one statement per chunk of ids.
 _CLOSE = (
     update(_EVENTS)
-    .where(_id_in(_E.id))
+    .where(IdsIn(_E.id, _CHUNK))
     .values(
         outcome=bindparam("outcome"),
         http_status=bindparam("http_status"),
@@ -193,7 +192,7 @@ class EventStore(StoreBase):
                     "now": now,
                 }
                 for chunk in _chunks(event_ids):
-                    conn.execute(_CLOSE, {**values, **_id_params(chunk)})
+                    conn.execute(_CLOSE, {**values, **ids_params(conn, chunk, _CHUNK)})
             apply_outcomes(conn, outcomes, now)
 
     def events_for(

@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import ActionKind, Classification, Outcome, PriorState, Situation
-from sync.state._engine import write_transaction
+from sync.state._engine import IdsIn, ids_params, write_transaction
 from sync.state._models import KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -49,8 +49,6 @@ from sync.state._base import (
     StoreBase,
     _candidates_text,
     _chunks,
-    _id_in,
-    _id_params,
     _json_or_empty,
     _mapping_row,
     _new_mapping,
@@ -172,7 +170,7 @@ def apply_outcomes(conn: Connection, outcomes: Sequence[ActionOutcome], now: dat
         # Each row of a succeeded write becomes what its pending event says: one statement per
         # batch instead of a read, a Python update and an executemany of every row.
         for chunk in _chunks(sorted(o.event_id for o in bulk)):
-            conn.execute(_WRITTEN, {"now": now, **_id_params(chunk)})
+            conn.execute(_WRITTEN, {"now": now, **ids_params(conn, chunk, _CHUNK)})
         done = {id(o) for o in bulk}
         relevant = [o for o in relevant if id(o) not in done]
     if relevant:
@@ -252,13 +250,13 @@ _WRITTEN = (
         last_written_at=bindparam("now"),
         last_changed_at=bindparam("now"),
     )
-    .where(_id_in(_E.id))
+    .where(IdsIn(_E.id, _CHUNK))
 )
 # The pending events of a batch's writes, with their mapping row's existence (see _bulk_writes).
 _WRITE_EVENTS = (
     select(_E.id, _E.hr_id, _E.protime_id, _E.value, _E.situation, _E.reason)
     .join(_MAPPINGS, _M.hr_id == _E.hr_id)
-    .where(_id_in(_E.id))
+    .where(IdsIn(_E.id, _CHUNK))
 )
 
 
@@ -281,7 +279,7 @@ def _bulk_writes(conn: Connection, relevant: Sequence[ActionOutcome]) -> list[Ac
         return []
     matching: list[ActionOutcome] = []
     for chunk in _chunks(sorted(writes)):
-        rows = conn.execute(_WRITE_EVENTS, _id_params(chunk))
+        rows = conn.execute(_WRITE_EVENTS, ids_params(conn, chunk, _CHUNK))
         for event_id, hr_id, protime_id, value, situation, reason in rows:
             a = writes[event_id].action
             if (hr_id, protime_id, value, situation, reason or "") == (
