@@ -7,8 +7,9 @@ Every type is frozen and slotted: a 100,000-employee run holds a few hundred tho
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
+from typing import Any
 
 
 class Situation(StrEnum):
@@ -170,6 +171,78 @@ class Classification:
     # Added for the planner (reconcile/_plan.py), which sees only classifications:
     held_by: int | None = None  # the person that holds the value ``hr_id`` in Protime now
     protime_value_owner: ValueOwner | None = None  # whom ``protime_value`` belongs to
+
+
+def matched_evidence(rule: Rule, key: str) -> str:
+    """What matched, as records say it: ``employee_number=E1``."""
+    return f"{rule}={key}"
+
+
+class LinkedClassification(Classification):
+    """A linked record whose reason and evidence are worded when read, not when classified.
+
+    A no-change run holds one linked record per employee at its memory peak (planning); their
+    text (about 160 bytes each, 40 MB at 250,000) is made only when a row is stored or shown.
+    It reads, compares and hashes as the :class:`Classification` with that text; a copy made by
+    ``dataclasses.replace`` is a plain :class:`Classification`. ``evidence`` ``None`` at
+    construction means the reference rule matched the HR id itself (``reference=<hr_id>``).
+    """
+
+    __slots__ = ("_evidence", "_name")
+    _evidence: str | None
+    _name: str
+
+    def __new__(cls, **changes: Any) -> Any:
+        if changes:  # dataclasses.replace() passes every field by keyword
+            return Classification(**changes)
+        return super().__new__(cls)
+
+    def __init__(self, **changes: Any) -> None:  # see of(); replace() skips it
+        pass
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        hr_id: str,
+        protime_id: int,
+        rule: Rule,
+        evidence: str | None,
+        held_by: int | None,
+        reference_name: str,
+    ) -> LinkedClassification:
+        """The record of ``hr_id``, which person ``protime_id`` holds as its reference."""
+        made = cls()
+        put = object.__setattr__  # the class is frozen
+        put(made, "hr_id", hr_id)
+        put(made, "situation", Situation.LINKED)
+        put(made, "protime_id", protime_id)
+        put(made, "rule", rule)
+        put(made, "protime_value", hr_id)
+        put(made, "candidates", ())
+        put(made, "held_by", held_by)
+        put(made, "protime_value_owner", None)
+        put(made, "_evidence", evidence)
+        put(made, "_name", reference_name)
+        return made
+
+    @property
+    def evidence(self) -> str:
+        if self._evidence is not None:
+            return self._evidence
+        return matched_evidence(Rule.REFERENCE, self.hr_id)
+
+    @property
+    def reason(self) -> str:
+        how = "by an admin's link" if self.rule is Rule.MANUAL else f"by {self.rule}"
+        return f"person {self.protime_id} holds {self._name} {self.hr_id} (matched {how})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Classification):
+            return NotImplemented
+        return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Classification))
+
+    __hash__ = Classification.__hash__
 
 
 @dataclass(frozen=True, slots=True)

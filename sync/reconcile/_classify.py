@@ -57,11 +57,13 @@ from sync.domain import (
     HREmployee,
     HRSnapshot,
     InvalidHRRow,
+    LinkedClassification,
     Person,
     PriorState,
     Rule,
     Situation,
     ValueOwner,
+    matched_evidence,
 )
 from sync.reconcile._normalize import describe, normalizer
 
@@ -160,7 +162,8 @@ def _ids(ids: Iterable[int]) -> str:
 
 
 # One unique match: (hr_id, rule, evidence). A tuple, not a dataclass: 100,000 are made per run.
-_Claim = tuple[str, Rule, str]
+# Evidence None: the reference rule matched the HR id itself, worded only when read (most records).
+_Claim = tuple[str, Rule, str | None]
 # One rule tried without a match: (rule, HR key, normalized key, person left out) for the reason.
 _Tried = tuple[Rule, str | None, str | None, int | None]
 
@@ -435,13 +438,15 @@ class _Matcher:
                 continue
             shown = raw if key == raw else _shown(raw, key)
             if len(candidates) == 1:
-                self._claim(candidates[0], (hr_id, rule, f"{rule}={shown}"))
+                exact = rule is Rule.REFERENCE and key == raw
+                evidence = None if exact else matched_evidence(rule, shown)
+                self._claim(candidates[0], (hr_id, rule, evidence))
                 return None
             return Classification(
                 hr_id=hr_id,
                 situation=Situation.DISPUTED,
                 rule=rule,
-                evidence=f"{rule}={shown}",
+                evidence=matched_evidence(rule, shown),
                 reason=(
                     f"{rule} {shown} matches {len(candidates)} persons"
                     f" ({self._candidates(rule, key, candidates)});"
@@ -506,6 +511,10 @@ class _Matcher:
         )
 
 
+def _evidence(hr_id: str, evidence: str | None) -> str:
+    return evidence if evidence is not None else matched_evidence(Rule.REFERENCE, hr_id)
+
+
 def _resolve(
     world: _World,
     *,
@@ -519,7 +528,7 @@ def _resolve(
         if person_id not in contested:
             out[hr_id] = _resolved(world, hr_id, rule, evidence, persons[person_id])
     for person_id, person_claims in contested.items():
-        ordered = sorted(person_claims)
+        ordered = sorted((hr_id, rule, _evidence(hr_id, e)) for hr_id, rule, e in person_claims)
         who = ", ".join(f"{hr_id} ({evidence.replace('=', ' ')})" for hr_id, _, evidence in ordered)
         for hr_id, rule, evidence in ordered:
             out[hr_id] = Classification(
@@ -537,22 +546,28 @@ def _resolve(
 
 
 def _resolved(
-    world: _World, hr_id: str, rule: Rule, evidence: str, person: Person
+    world: _World, hr_id: str, rule: Rule, claimed: str | None, person: Person
 ) -> Classification:
     value = person.reference or None
     on = world.holders.get(hr_id)
     held_by = on[0] if on else None  # one holder at most: two made the employee disputed
     name = world.name
+    if value == hr_id:
+        return LinkedClassification.of(
+            hr_id=hr_id,
+            protime_id=person.id,
+            rule=rule,
+            evidence=claimed,
+            held_by=held_by,
+            reference_name=name,
+        )
+    evidence = _evidence(hr_id, claimed)
     owner: ValueOwner | None = None
     if rule is Rule.MANUAL:
         found = f"an admin linked {hr_id} to person {person.id}"
     else:
         found = f"{rule} {evidence.partition('=')[2]} matched person {person.id}"
-    if value == hr_id:
-        how = "by an admin's link" if rule is Rule.MANUAL else f"by {rule}"
-        situation = Situation.LINKED
-        reason = f"person {person.id} holds {name} {hr_id} (matched {how})"
-    elif value is None and held_by is None:
+    if value is None and held_by is None:
         situation = Situation.UNLINKED
         reason = f"{found}, which has no {name}"
     else:
