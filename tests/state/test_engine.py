@@ -1,17 +1,22 @@
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.dialects import mysql, sqlite
 
 from sync.errors import ConfigError
-from sync.state import create_state_engine
+from sync.state import _events, _map, create_state_engine
 from sync.state._engine import describe_error, write_transaction
+from sync.state._migrate import upgrade
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from sqlalchemy.sql import Executable
 
 
 def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
@@ -79,3 +84,29 @@ def test_error_descriptions_blank_the_password() -> None:
     error = RuntimeError("login failed for hunter2-pw\nSQL: SELECT 1")
     line = describe_error(error, url="postgresql://u:hunter2-pw@h/db")
     assert line == "login failed for ***"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [_map._WRITTEN, _map._WRITE_EVENTS, _events._CLOSE],
+    ids=["written", "read", "close"],
+)
+def test_outcome_batches_find_their_events_by_primary_key(
+    tmp_path: Path, statement: Executable
+) -> None:
+    """Each per-batch statement finds its events by id on SQLite, never scanning the events table."""
+    engine = create_state_engine(f"sqlite:///{tmp_path / 's.db'}")
+    upgrade(engine)
+    engine.dispose()
+    compiled = statement.compile(dialect=sqlite.dialect())
+    with contextlib.closing(sqlite3.connect(tmp_path / "s.db")) as conn:
+        plan = [
+            step
+            for *_, step in conn.execute(
+                f"EXPLAIN QUERY PLAN {compiled}", [1] * len(compiled.positiontup or ())
+            )
+        ]
+    assert plan
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    # MariaDB has no native boolean either: the clause must not turn into "(id IN (...)) = 1".
+    assert " = 1" not in str(statement.compile(dialect=mysql.dialect()))
