@@ -117,6 +117,8 @@ def _integral_decimal(value: Decimal) -> bool:
 
 def _number_text(value: object) -> tuple[bool, str | None]:
     """``(is a number, its decimal text or None when it has a fraction)``."""
+    if type(value) is int:  # the usual numeric id, before the isinstance chain (bool is an int)
+        return True, str(value)
     if isinstance(value, bool) or not isinstance(value, int | Decimal | float):
         return False, None
     if isinstance(value, int):
@@ -133,6 +135,8 @@ def id_text(value: object, *, max_length: int) -> tuple[str | None, str | None]:
     long to be a key: the row is then keyed by its number) and why it is unusable."""
     if value is None:
         return None, "empty"
+    if type(value) is str:  # what almost every row holds: straight to the text checks below
+        return _str_id(value, max_length=max_length)
     unusable = _unusable(value, "the id")
     if unusable is not None:
         return None, unusable
@@ -142,13 +146,17 @@ def id_text(value: object, *, max_length: int) -> tuple[str | None, str | None]:
     if isinstance(value, UUID):
         return str(value), None
     if isinstance(value, str):
-        problem = value_problem(value, max_length=max_length)
-        if problem is not None and len(value) > max_length:
-            # Too long to be a key anywhere (the state database keys are 255 characters): the
-            # row is keyed by its number, the reason says how long the id is.
-            return None, problem
-        return (value or None), problem
+        return _str_id(value, max_length=max_length)
     return _raw_text(value), _not_id(value)
+
+
+def _str_id(value: str, *, max_length: int) -> tuple[str | None, str | None]:
+    problem = value_problem(value, max_length=max_length)
+    if problem is not None and len(value) > max_length:
+        # Too long to be a key anywhere (the state database keys are 255 characters): the row
+        # is keyed by its number, the reason says how long the id is.
+        return None, problem
+    return (value or None), problem
 
 
 def _not_id(value: object) -> str:
@@ -160,6 +168,8 @@ def optional_text(value: object) -> str | None:
 
     Values :func:`key_problem` refuses never get here (their row is invalid).
     """
+    if type(value) is str:  # the usual case, before the isinstance chain
+        return value.strip() or None
     if value is None or isinstance(value, bool | UndecodableText | ColumnTypeRefused):
         return None
     is_number, number = _number_text(value)
@@ -184,7 +194,7 @@ def optional_text(value: object) -> str | None:
 
 def key_problem(value: object, what: str) -> str | None:
     """Why an optional key column's value makes its row invalid, or None (see the module doc)."""
-    if value is None:
+    if value is None or type(value) is str or type(value) is int:  # always usable: the usual case
         return None
     unusable = _unusable(value, what)
     if unusable is not None:
@@ -203,6 +213,8 @@ def is_active(value: object) -> bool:
     """Whether an active-column value keeps the row in scope (see the module doc)."""
     if value is None:
         return True
+    if type(value) is int:  # 0/1, the usual active flag (a bool is not exactly an int)
+        return value != 0
     if isinstance(value, _NOT_BOOLEAN_LIKE):
         raise ConfigError(
             f"IDSYNC_HR__ACTIVE_COLUMN holds {_type_name(value)} values, which cannot say whether "
