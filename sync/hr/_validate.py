@@ -213,8 +213,6 @@ def is_active(value: object) -> bool:
     """Whether an active-column value keeps the row in scope (see the module doc)."""
     if value is None:
         return True
-    if type(value) is int:  # 0/1, the usual active flag (a bool is not exactly an int)
-        return value != 0
     if isinstance(value, _NOT_BOOLEAN_LIKE):
         raise ConfigError(
             f"IDSYNC_HR__ACTIVE_COLUMN holds {_type_name(value)} values, which cannot say whether "
