@@ -130,6 +130,7 @@ class RunState(Protocol):
         classifications: Sequence[Classification],
         now: datetime,
         prune: bool = False,
+        verified: bool = True,
     ) -> None: ...
 
     def record_pending(

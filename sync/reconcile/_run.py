@@ -30,7 +30,7 @@ from sync.protime import ProtimeClient
 from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._decide import Inputs, decide, store_plan
 from sync.reconcile._fence import FencedStop, lock_lost, record_or_raise, state_failure
-from sync.reconcile._people import ProtimeRead, read_protime, save_snapshot
+from sync.reconcile._people import FULL, ProtimeRead, read_protime, save_snapshot
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
@@ -498,6 +498,9 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
                 classifications=the_plan.classifications,
                 now=datetime.now(UTC),
                 prune=not job.only,
+                # Read from the snapshot and the delta: rows are not re-verified against Protime,
+                # and only those that changed are written.
+                verified=job.reached.read is None or job.reached.read.kind == FULL,
             )
             tally = await apply_step(
                 job=job,

@@ -351,6 +351,7 @@ class MapStore(StoreBase):
         classifications: Sequence[Classification],
         now: datetime,
         prune: bool = False,
+        verified: bool = True,
     ) -> None:
         """Upsert one mapping row per classification, in one transaction.
 
@@ -359,6 +360,12 @@ class MapStore(StoreBase):
         and every classified row gets ``last_verified_at = now`` and ``last_run_id`` in (usually) one
         statement. ``manual``, ``ignored``, ``last_written_value`` and failure fields are never
         touched here.
+
+        ``verified=False`` (a run that read Protime incrementally: the people came from the
+        snapshot and the delta, not from Protime itself) writes only the rows that changed or are
+        new, with ``last_run_id``; ``last_verified_at`` stays the time of the last full read that
+        classified the row (``None`` for a row no full read has classified yet). An unchanged row
+        is not written at all: a no-change run of 250,000 then updates nothing.
 
         ``prune=True`` (a full run, not ``--only``) deletes rows this run did not classify, unless an
         admin linked or ignored them: an HR id that left the source and holds nothing in Protime
@@ -387,21 +394,23 @@ class MapStore(StoreBase):
                     conn.execute(delete(_MAPPINGS).where(_M.hr_id.in_(chunk)))
                 unseen = [k for k in unseen if k in pinned]
 
-            verified = {"last_verified_at": now, "last_run_id": run_id}
-            if len(unseen) <= _CHUNK:
+            stamp = {"last_verified_at": now, "last_run_id": run_id}
+            if not verified:
+                stamp = {"last_run_id": run_id}
+            elif len(unseen) <= _CHUNK:
                 # The usual case: (nearly) every row was classified, one statement marks them all.
-                conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(verified))
+                conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(stamp))
             else:
                 seen = [k for k in incoming if k in known]
                 for chunk in _chunks(seen):
-                    conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(verified))
+                    conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(stamp))
             # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
             # that is already linked) cost 100 MB at the run's memory peak.
             changes = (
                 update(_MAPPINGS)
                 .where(_M.hr_id == bindparam("k_hr_id"))
                 .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
-                .values(last_changed_at=now)
+                .values(last_changed_at=now, last_run_id=run_id)
             )
             for chunk in _chunks(changed, _WRITE_BATCH):
                 conn.execute(
@@ -421,7 +430,7 @@ class MapStore(StoreBase):
                         {
                             **_new_mapping(k, now=now, situation=Situation.UNMATCHED, reason=""),
                             **dict(zip(_CLASSIFIED, _values(incoming[k]), strict=True)),
-                            "last_verified_at": now,
+                            "last_verified_at": now if verified else None,
                             "last_run_id": run_id,
                         }
                         for k in chunk

@@ -84,6 +84,35 @@ def test_a_run_with_no_change_reads_only_the_delta(make_harness: Callable[..., H
         assert store.runs(limit=1)[0].protime_read == "incremental"
 
 
+def test_only_a_full_read_verifies_the_map(make_harness: Callable[..., Harness]) -> None:
+    """An incremental run leaves unchanged rows as the last full read verified them; --full
+    stamps them all again."""
+    h = _harness(make_harness)
+    _linked(h)
+    # The first incremental run restates the rows the first run wrote ("written: ..." becomes
+    # the reason a reference gives); from then on nothing changes.
+    assert h.run().protime_read == "incremental"
+    with h.store() as store:
+        classified_by = store.runs(limit=1)[0].id
+        before = store.mapping("E0001")
+    assert before is not None
+    assert before.last_run_id == classified_by
+    assert h.run().protime_read == "incremental"
+    with h.store() as store:
+        after = store.mapping("E0001")
+    assert after == before
+    full = h.run(full=True)
+    assert full.protime_read == "full"
+    with h.store() as store:
+        verified = store.mapping("E0001")
+        last_run = store.runs(limit=1)[0].id
+    assert verified is not None
+    assert before.last_verified_at is not None
+    assert verified.last_verified_at is not None
+    assert verified.last_verified_at > before.last_verified_at
+    assert verified.last_run_id == last_run
+
+
 @pytest.mark.parametrize("state_url", ["sqlite", "postgresql"], indirect=True)
 def test_one_percent_changed_reads_a_few_pages_and_writes_exactly_what_is_needed(
     make_harness: Callable[..., Harness], state_url: str

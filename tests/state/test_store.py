@@ -224,6 +224,39 @@ def test_save_inserts_then_only_touches_what_changed(store: StateStore) -> None:
     assert store.counts_by_situation() == {"linked": 1, "drifted": 1, "unmatched": 1}
 
 
+def test_an_unverified_save_writes_only_what_changed_and_keeps_last_verified(
+    store: StateStore,
+) -> None:
+    """A save from an incremental read leaves unchanged rows alone and never sets last_verified_at."""
+    run1 = _run(store)
+    store.save_classifications(
+        run_id=run1, classifications=[_linked("E1", 1), _linked("E2", 2)], now=T0
+    )
+    run2 = _run(store)
+    later = T0 + timedelta(hours=1)
+    store.save_classifications(
+        run_id=run2,
+        classifications=[
+            _linked("E1", 1),
+            _linked("E2", 2, situation=Situation.DRIFTED, protime_value="X9", reason="holds X9"),
+            _linked("E3", 3),
+        ],
+        now=later,
+        verified=False,
+    )
+    e1, e2, e3 = store.mapping("E1"), store.mapping("E2"), store.mapping("E3")
+    assert e1 is not None
+    assert e2 is not None
+    assert e3 is not None
+    # Unchanged: not written at all.
+    assert (e1.last_verified_at, e1.last_changed_at, e1.last_run_id) == (T0, T0, run1)
+    # Changed: its new values and this run, but still verified by the first run's full read.
+    assert (e2.situation, e2.last_changed_at, e2.last_run_id) == ("drifted", later, run2)
+    assert e2.last_verified_at == T0
+    # New: no full read has classified it yet.
+    assert (e3.first_seen_at, e3.last_verified_at, e3.last_run_id) == (later, None, run2)
+
+
 def test_save_keeps_admin_flags_and_prunes_only_when_asked(store: StateStore) -> None:
     """save never flips manual/ignored; prune drops unclassified rows except admin-pinned ones."""
     run_id = _run(store)
