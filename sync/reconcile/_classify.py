@@ -46,9 +46,6 @@ Decisions (each one is tested in ``tests/reconcile/``):
 
 from __future__ import annotations
 
-import gc
-from collections import defaultdict
-from contextlib import contextmanager
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
@@ -56,7 +53,6 @@ from sync.domain import (
     Classification,
     HREmployee,
     HRSnapshot,
-    InvalidHRRow,
     LinkedClassification,
     Person,
     PriorState,
@@ -66,241 +62,29 @@ from sync.domain import (
     matched_evidence,
 )
 from sync.reconcile._normalize import describe, normalizer
+from sync.reconcile._world import (
+    _HR_KEYS,
+    _PERSON_FIELDS,
+    DEFAULT_REFERENCE_NAME,
+    _all,
+    _Ids,
+    _ids,
+    _index,
+    _shown,
+    _World,
+    quiet_gc,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from sync.domain import Normalizer
-
-DEFAULT_REFERENCE_NAME = "HRMID"
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while the core builds 100,000s of small objects.
-
-    The core makes no reference cycles, yet the collector would run hundreds of times over
-    objects that all stay alive: a third of the CPU time of a 100,000-employee run. Reference
-    counting still frees everything, and the collector's previous state is restored on exit.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _trimmed(value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
-def _email(value: str | None) -> str | None:
-    value = _trimmed(value)
-    return value.casefold() if value else None
-
-
-def _reference(value: str | None) -> str | None:
-    # Protime leaves a name without a value out of the map; an empty string means the same.
-    return value or None
-
-
-_HR_KEYS: dict[Rule, Callable[[HREmployee], str | None]] = {
-    Rule.REFERENCE: lambda e: e.hr_id,
-    Rule.EMPLOYEE_NUMBER: lambda e: _trimmed(e.employee_number),
-    Rule.BADGE_NUMBER: lambda e: _trimmed(e.badge_number),
-    Rule.EMAIL: lambda e: _email(e.email),
-}
-# The Person field each rule reads; keys are normalised the same way as _HR_KEYS does.
-_PERSON_FIELDS = {
-    Rule.REFERENCE: "reference",
-    Rule.EMPLOYEE_NUMBER: "employee_number",
-    Rule.BADGE_NUMBER: "badge_number",
-    Rule.EMAIL: "email",
-}
-
-
-# The person ids of one key: a bare id for the common single holder (a list of one is 72 bytes
-# more per key, 7 MB per 100,000), a list, ascending, from the second on. Read with _all().
-_Ids = int | list[int]
-
-
-def _all(ids: _Ids | None) -> Sequence[int]:
-    """The person ids of an index entry (none for a key not in the index)."""
-    if ids is None:
-        return ()
-    return (ids,) if isinstance(ids, int) else ids
-
-
-def _index(
-    persons: Iterable[Person], rule: Rule, norm: Callable[[str], str | None] | None = None
-) -> dict[str, _Ids]:
-    """Rule key -> person ids, ascending (persons arrive sorted by id).
-
-    Inlined normalisation: this loop runs once per rule over every person (100,000+).
-    ``norm`` is the rule's configured normalizer, applied after the rule's own trimming.
-    """
-    index: dict[str, _Ids] = {}
-    read = attrgetter(_PERSON_FIELDS[rule])
-    exact, fold = rule is Rule.REFERENCE, rule is Rule.EMAIL
-    for person in persons:
-        value = read(person)
-        if not value:
-            continue
-        if not exact:
-            value = value.strip()
-            if not value:
-                continue
-            if fold:
-                value = value.casefold()
-        if norm is not None:
-            value = norm(value)
-            if value is None:
-                continue
-        ids = index.get(value)
-        if ids is None:
-            index[value] = person.id
-        elif isinstance(ids, int):
-            index[value] = [ids, person.id]
-        else:
-            ids.append(person.id)
-    return index
-
-
-def _ids(ids: Iterable[int]) -> str:
-    return ", ".join(str(i) for i in ids)
-
 
 # One unique match: (hr_id, rule, evidence). A tuple, not a dataclass: 100,000 are made per run.
 # Evidence None: the reference rule matched the HR id itself, worded only when read (most records).
 _Claim = tuple[str, Rule, str | None]
 # One rule tried without a match: (rule, HR key, normalized key, person left out) for the reason.
 _Tried = tuple[Rule, str | None, str | None, int | None]
-
-
-def _shown(raw: str, key: str | None) -> str:
-    """A key as reasons print it: the normalized key next to the raw one when they differ."""
-    if key is None:
-        return f"{raw!r} [nothing left after normalization]"
-    return raw if key == raw else f"{raw} [normalized {key}]"
-
-
-def _invalid_key(row: InvalidHRRow) -> str:
-    raw = row.hr_id
-    return raw if raw is not None and raw.strip() else f"<row {row.row_number}>"
-
-
-def _merge_reasons(rows: Sequence[InvalidHRRow]) -> str:
-    if len(rows) == 1:
-        return f"row {rows[0].row_number}: {rows[0].reason}"
-    reasons = {row.reason for row in rows}
-    numbers = ", ".join(str(row.row_number) for row in rows)
-    if len(reasons) == 1:
-        return f"rows {numbers}: {rows[0].reason}"
-    return "; ".join(f"row {row.row_number}: {row.reason}" for row in rows)
-
-
-def _invalid(hr: HRSnapshot) -> tuple[dict[str, str], dict[str, str]]:
-    """Invalid keys -> reason, and values an invalid row might own -> its key.
-
-    Valid rows that share an id with an invalid row, or with each other, are invalid as well.
-    """
-    groups: dict[str, list[InvalidHRRow]] = defaultdict(list)
-    for row in sorted(hr.invalid, key=lambda r: r.row_number):
-        groups[_invalid_key(row)].append(row)
-    reasons = {key: _merge_reasons(rows) for key, rows in groups.items()}
-    owners: dict[str, str] = {}
-    for key in groups:
-        if not key.startswith("<row "):
-            owners[key] = key
-            owners.setdefault(key.strip(), key)
-    valid_count: dict[str, int] = defaultdict(int)
-    for employee in hr.employees:
-        valid_count[employee.hr_id] += 1
-    for hr_id, count in valid_count.items():
-        if hr_id in reasons:
-            reasons[hr_id] += (
-                f"; {count} other row(s) with this id looked valid, but an HR id must be unique"
-            )
-        elif count > 1:
-            reasons[hr_id] = f"duplicate id: {count} rows in HR have it"
-            owners[hr_id] = hr_id
-    return reasons, owners
-
-
-class _World:
-    """The indices of one classification, built once."""
-
-    def __init__(
-        self,
-        *,
-        hr: HRSnapshot,
-        people: Sequence[Person],
-        prior: PriorState,
-        reference_name: str,
-    ) -> None:
-        self.name = reference_name
-        self.ignored = prior.ignored_hr_ids
-        # The same person twice (a page read while Protime changed): keep one, chosen by content
-        # so that the order of the input does not matter.
-        by_id = {person.id: person for person in people}
-        if len(by_id) != len(people):
-            by_id = {person.id: person for person in sorted(people, key=_person_order)}
-        self.persons = by_id
-        ordered = [by_id[i] for i in sorted(by_id)]
-        self.ordered_persons = ordered
-        self.holders = _index(ordered, Rule.REFERENCE)
-
-        self.invalid_reasons, self.invalid_owner = _invalid(hr)
-        self.employees = {e.hr_id: e for e in hr.employees if e.hr_id not in self.invalid_reasons}
-        self.in_scope = {i for i in self.employees if i not in self.ignored}
-        self.out_of_scope = hr.out_of_scope_ids
-        self.raw_invalid_ids = {r.hr_id for r in hr.invalid if r.hr_id}
-
-    def seen(self, hr_id: str) -> bool:
-        """Whether this run's inputs mention ``hr_id`` (an HR row of any kind, or a value)."""
-        return (
-            hr_id in self.employees
-            or hr_id in self.invalid_reasons
-            or hr_id in self.raw_invalid_ids
-            or hr_id in self.out_of_scope
-            or hr_id in self.holders
-        )
-
-    def owner(self, value: str) -> tuple[ValueOwner, str]:
-        """Whom a value held in Protime belongs to, and why, in words."""
-        if value in self.ignored:
-            return ValueOwner.PROTECTED, "an admin ignored that id"
-        holders = _all(self.holders.get(value))
-        if len(holders) > 1:
-            return ValueOwner.PROTECTED, f"Protime shows it on persons {_ids(holders)}"
-        if value in self.in_scope:
-            return ValueOwner.EMPLOYEE, "the id of another HR employee"
-        if value in self.invalid_owner:
-            key = self.invalid_owner[value]
-            return ValueOwner.PROTECTED, f"it may belong to the invalid HR row {key!r}"
-        if value in self.out_of_scope:
-            return ValueOwner.OUT_OF_SCOPE, "HR marks that id out of scope"
-        return ValueOwner.GONE, "no HR row has that id"
-
-    def holder(self, value: str) -> int | None:
-        holders = self.holders.get(value)
-        return holders if isinstance(holders, int) else None
-
-
-def _person_order(p: Person) -> tuple[object, ...]:
-    return (
-        p.id,
-        p.reference or "",
-        p.employee_number or "",
-        p.badge_number or "",
-        p.email or "",
-        p.out_of_service,
-    )
 
 
 def classify(

@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from sync.domain import Action, ActionKind, Classification, Plan, Rule, Situation, ValueOwner
-from sync.reconcile._classify import DEFAULT_REFERENCE_NAME, quiet_gc
+from sync.reconcile._world import DEFAULT_REFERENCE_NAME, quiet_gc
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence

@@ -40,8 +40,8 @@ from sync.domain import (
     Rule,
     Situation,
 )
-from sync.reconcile._classify import quiet_gc
 from sync.reconcile._normalize import describe, normalizer
+from sync.reconcile._world import quiet_gc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
