@@ -41,7 +41,7 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from reconcile_bench import PG_URL, _migrate, _postgres_url, machine
+from reconcile_bench import PG_URL, _postgres_url, machine, state_db
 
 from sync.config import HRSettings
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
@@ -157,30 +157,6 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
     ]
     _timed(figures, "saving (all changed)", lambda: save(linked))
     return figures
-
-
-@contextlib.contextmanager
-def state_database(kind: str, *, workdir: Path, postgres: str | None) -> Iterator[str]:
-    """A fresh, migrated state database: a SQLite file, or a PostgreSQL schema of its own."""
-    if kind == "sqlite":
-        url = f"sqlite:///{workdir / 'state.db'}"
-        _migrate(url)
-        yield url
-        return
-    assert postgres is not None
-    admin = create_engine(postgres, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {STATE_SCHEMA}"))
-    sep = "&" if "?" in postgres else "?"
-    url = f"{postgres}{sep}options=-csearch_path%3D{STATE_SCHEMA}"
-    try:
-        _migrate(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {STATE_SCHEMA} CASCADE"))
-        admin.dispose()
 
 
 # --------------------------------------------------------------------------------------- the HR
@@ -345,7 +321,10 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(folder)
         for kind in states:
             print(f"state on {kind}, N = {args.n:,}", flush=True)
-            with state_database(kind, workdir=workdir, postgres=postgres) as state_url:
+            with state_db(
+                kind, workdir=workdir, name="bulk", postgres=postgres, schema=STATE_SCHEMA
+            ) as state:
+                state_url = state.url
                 store = StateStore.open(state_url)
                 try:
                     part: dict[str, Any] = {"steps": state_phases(store, args.n), "write_back": {}}

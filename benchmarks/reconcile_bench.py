@@ -390,8 +390,11 @@ class StateDB:
 
 
 @contextlib.contextmanager
-def state_db(kind: str, *, workdir: Path, name: str, postgres: str | None) -> Iterator[StateDB]:
-    """A fresh, migrated state database: a SQLite file, or a dedicated PostgreSQL schema."""
+def state_db(
+    kind: str, *, workdir: Path, name: str, postgres: str | None, schema: str | None = None
+) -> Iterator[StateDB]:
+    """A fresh, migrated state database: a SQLite file, or a dedicated PostgreSQL schema
+    (``schema``, default ``PG_SCHEMA``: a benchmark that may run beside this one names its own)."""
     if kind == "sqlite":
         path = workdir / f"state-{name}.db"
         for suffix in ("", "-wal", "-shm"):
@@ -403,18 +406,19 @@ def state_db(kind: str, *, workdir: Path, name: str, postgres: str | None) -> It
     assert postgres is not None
     from sqlalchemy import create_engine, text
 
+    schema = schema or PG_SCHEMA
     engine = create_engine(postgres, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
-        conn.execute(text(f"CREATE SCHEMA {PG_SCHEMA}"))
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
     sep = "&" if "?" in postgres else "?"
-    db = StateDB("postgresql", f"{postgres}{sep}options=-csearch_path%3D{PG_SCHEMA}")
+    db = StateDB("postgresql", f"{postgres}{sep}options=-csearch_path%3D{schema}")
     try:
         _migrate(db.url)
         yield db
     finally:
         with engine.connect() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {PG_SCHEMA} CASCADE"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
         engine.dispose()
 
 
