@@ -173,7 +173,7 @@ class BenchHR:
     def writeback_enabled(self) -> bool:
         return True
 
-    def read(self) -> Any:
+    def read(self, *, strings: Any = None) -> Any:
         raise NotImplementedError
 
     def write_back(self, pairs: Mapping[str, int]) -> int:

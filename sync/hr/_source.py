@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
     from sync.config import HRSettings
     from sync.domain import HRSnapshot
+    from sync.strings import StringPool
 
 _STREAM_BATCH = 2000
 _PREFIX = "IDSYNC_HR__"
@@ -230,16 +231,23 @@ def _table_statement(conn: Connection, settings: HRSettings) -> tuple[Select[Any
     return select(*selected).order_by(*table.primary_key.columns), refused
 
 
-def read_hr(*, settings: HRSettings, url: str, max_value_length: int = 255) -> HRSnapshot:
+def read_hr(
+    *,
+    settings: HRSettings,
+    url: str,
+    max_value_length: int = 255,
+    strings: StringPool | None = None,
+) -> HRSnapshot:
     """Read every HR row once and validate it (rules in :mod:`sync.hr._validate`).
 
-    ``url`` is the HR database (``Settings.hr_url``). Raises :class:`HRSourceError` for an unreachable
+    ``url`` is the HR database (``Settings.hr_url``). ``strings``: the run's pool, shared with the
+    Protime read (:mod:`sync.strings`). Raises :class:`HRSourceError` for an unreachable
     database, an unknown table or column, or a failing query; :class:`ConfigError` when neither
     ``IDSYNC_HR__TABLE`` nor ``IDSYNC_HR__QUERY`` is set.
     """
     if not settings.table and not settings.query:
         raise ConfigError("set IDSYNC_HR__TABLE or IDSYNC_HR__QUERY to say where the employees are")
-    builder = SnapshotBuilder(max_value_length=max_value_length)
+    builder = SnapshotBuilder(max_value_length=max_value_length, strings=strings)
     failing = "IDSYNC_HR__TABLE" if settings.table else "IDSYNC_HR__QUERY"
     with _connect(url) as (conn, parsed):
         try:

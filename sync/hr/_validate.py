@@ -51,11 +51,15 @@ from __future__ import annotations
 import datetime as dt
 import math
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from sync.domain import HREmployee, HRSnapshot, InvalidHRRow
 from sync.errors import ConfigError
 from sync.values import value_problem
+
+if TYPE_CHECKING:
+    from sync.strings import StringPool
 
 FALSE_SPELLINGS = frozenset({"0", "f", "false", "n", "no", "off", "inactive"})
 _MAX_ROWS_LISTED = 10
@@ -247,10 +251,14 @@ def _rows_text(rows: list[int]) -> str:
 
 
 class SnapshotBuilder:
-    """Collects rows one at a time (a read streams them) and builds the :class:`HRSnapshot`."""
+    """Collects rows one at a time (a read streams them) and builds the :class:`HRSnapshot`.
 
-    def __init__(self, *, max_value_length: int) -> None:
+    With ``strings``, an employee's id and keys are the pool's objects (:mod:`sync.strings`).
+    """
+
+    def __init__(self, *, max_value_length: int, strings: StringPool | None = None) -> None:
         self._max = max_value_length
+        self._strings = strings
         self._employees: list[tuple[int, HREmployee]] = []
         self._first_row: dict[str, int] = {}
         self._duplicates: dict[str, list[int]] = {}
@@ -284,20 +292,26 @@ class SnapshotBuilder:
         if not is_active(active):
             self._out_of_scope.add(text)
             return
+        number = optional_text(employee_number)
+        badge = optional_text(badge_number)
+        mail = optional_text(email)
+        mail = mail.lower() if mail else None
+        pool = self._strings
+        if pool is not None:
+            text, number, badge, mail = (
+                pool.share(text),
+                pool.share(number),
+                pool.share(badge),
+                pool.share(mail),
+            )
         first = self._first_row.setdefault(text, row_number)
         if first != row_number:
             self._duplicates.setdefault(text, [first]).append(row_number)
             return
-        mail = optional_text(email)
         self._employees.append(
             (
                 row_number,
-                HREmployee(
-                    hr_id=text,
-                    employee_number=optional_text(employee_number),
-                    badge_number=optional_text(badge_number),
-                    email=mail.lower() if mail else None,
-                ),
+                HREmployee(hr_id=text, employee_number=number, badge_number=badge, email=mail),
             )
         )
 

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
 
     from sync.config import ProtimeSettings
     from sync.domain import Person
+    from sync.strings import StringPool
 
 log = structlog.get_logger(__name__)
 # structlog runs its processors before the standard library drops a debug event: the hot path
@@ -459,18 +460,24 @@ class ProtimeClient:
         async for page in self._pages(self._people_url, delta=False):
             yield page.people
 
-    async def iter_delta(self, link: str | None = None) -> AsyncIterator[DeltaPage]:
+    async def iter_delta(
+        self, link: str | None = None, *, strings: StringPool | None = None
+    ) -> AsyncIterator[DeltaPage]:
         """The people delta feed, a page at a time: with no ``link`` a new round (every person as
         inserted, then a ``deltaLink``), else the changes since the round that gave ``link``.
 
         The last page carries the ``deltaLink`` to call next time. Paging has the bounds of
         :meth:`iter_people`; an expired link is a :class:`ProtimeError` with status 410.
+        ``strings``: the persons' keys and references are the pool's objects (the run shares it
+        with its HR read, :mod:`sync.strings`).
         """
         url = self._delta_url if link is None else self._next_url(link, 0)
-        async for page in self._pages(url, delta=True):
+        async for page in self._pages(url, delta=True, strings=strings):
             yield page
 
-    async def _pages(self, url: httpx.URL, *, delta: bool) -> AsyncIterator[DeltaPage]:
+    async def _pages(
+        self, url: httpx.URL, *, delta: bool, strings: StringPool | None = None
+    ) -> AsyncIterator[DeltaPage]:
         # URLs that gave people: asking one again would read the same people twice. An empty
         # page may point at its own URL ("nothing yet, ask again"), but not forever.
         read: set[str] = set()
@@ -487,7 +494,7 @@ class ProtimeClient:
                 delta_link = None
                 if delta:
                     people, removed, next_link, delta_link = parse_delta_page(
-                        payload, reference_name=name, with_email=self._read_email
+                        payload, reference_name=name, with_email=self._read_email, strings=strings
                     )
                 else:
                     people, next_link = parse_people_page(

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sync.domain import NamedPerson, Person
 from sync.errors import ProtimeError
+
+if TYPE_CHECKING:
+    from sync.strings import StringPool
 
 _MAX_SERVER_TEXT = 300
 EMPLOYEE_NUMBER_REFERENCE = "@employee-number"
@@ -83,7 +86,13 @@ def _text(mapping: dict[str, Any], key: str, where: str) -> str | None:
 
 
 def _person(
-    item: object, index: int, reference_name: str, with_email: bool, with_names: bool
+    item: object,
+    index: int,
+    reference_name: str,
+    with_email: bool,
+    with_names: bool,
+    *,
+    strings: StringPool | None,
 ) -> Person:
     if type(item) is not dict:
         raise MalformedAnswerError(f"people page item {index} is {_kind(item)}, expected an object")
@@ -119,26 +128,45 @@ def _person(
             "first_name": _text(item, "firstName", where),
             "last_name": _text(item, "lastName", where),
         }
+    number = _text(item, "employeeNumber", where) or _text(
+        references, EMPLOYEE_NUMBER_REFERENCE, ref_where
+    )
+    badge = _text(item, "badgeNumber", where) or _text(
+        references, BADGE_NUMBER_REFERENCE, ref_where
+    )
+    email = email if with_email or with_names else None
+    reference = _text(references, reference_name, ref_where)
+    if strings is not None:
+        number, badge, email, reference = (
+            strings.share(number),
+            strings.share(badge),
+            strings.share(email),
+            strings.share(reference),
+        )
     return kind(
         id=person_id,
-        employee_number=_text(item, "employeeNumber", where)
-        or _text(references, EMPLOYEE_NUMBER_REFERENCE, ref_where),
-        badge_number=_text(item, "badgeNumber", where)
-        or _text(references, BADGE_NUMBER_REFERENCE, ref_where),
-        email=email if with_email or with_names else None,
-        reference=_text(references, reference_name, ref_where),
+        employee_number=number,
+        badge_number=badge,
+        email=email,
+        reference=reference,
         out_of_service=bool(out_of_service),
         **extra,
     )
 
 
 def parse_people_page(
-    payload: object, *, reference_name: str, with_email: bool = True, with_names: bool = False
+    payload: object,
+    *,
+    reference_name: str,
+    with_email: bool = True,
+    with_names: bool = False,
+    strings: StringPool | None = None,
 ) -> tuple[list[Person], str | None]:
     """The persons of one people page and its ``nextLink`` (``None`` on the last page).
 
     ``with_email=False`` leaves ``Person.email`` empty (the field is still checked).
     ``with_names=True`` gives :class:`NamedPerson` objects with names and e-mail (suggestions).
+    ``strings``: keys and references are the pool's objects (:mod:`sync.strings`).
     """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"people page is {_kind(payload)}, expected an object")
@@ -153,17 +181,22 @@ def parse_people_page(
     if next_link is not None and type(next_link) is not str:
         raise MalformedAnswerError(f"people page 'nextLink' is {_kind(next_link)}, expected a path")
     people = [
-        _person(item, index, reference_name, with_email, with_names)
+        _person(item, index, reference_name, with_email, with_names, strings=strings)
         for index, item in enumerate(items)
     ]
     return people, next_link or None
 
 
 def parse_delta_page(
-    payload: object, *, reference_name: str, with_email: bool = True
+    payload: object,
+    *,
+    reference_name: str,
+    with_email: bool = True,
+    strings: StringPool | None = None,
 ) -> tuple[list[Person], list[int], str | None, str | None]:
     """One page of the people delta feed: the persons inserted or updated (their current data),
-    the ids deleted, its ``nextLink`` and, on the last page, its ``deltaLink``.
+    the ids deleted, its ``nextLink`` and, on the last page, its ``deltaLink``. ``strings`` as
+    for :func:`parse_people_page`.
 
     Items are ``{"changeType": "InsertOrUpdate" | "Delete", "data": {...}}``; a Delete needs only
     the id. Anything else is refused: a change we cannot read must not be skipped silently.
@@ -185,7 +218,9 @@ def parse_delta_page(
         change = item.get("changeType") if type(item) is dict else None
         data = item.get("data") if type(item) is dict else None
         if change == "InsertOrUpdate":
-            people.append(_person(data, index, reference_name, with_email, with_names=False))
+            people.append(
+                _person(data, index, reference_name, with_email, with_names=False, strings=strings)
+            )
         elif change == "Delete":
             pid = data.get("id") if type(data) is dict else None
             if type(pid) is not int or pid <= 0:

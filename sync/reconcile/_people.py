@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sync.domain import Action, Person
     from sync.reconcile._ports import ProtimeAPI, RunState
     from sync.state import PeopleFeed
+    from sync.strings import StringPool
 
 log = get_logger(__name__)
 
@@ -94,8 +95,10 @@ async def read_protime(
     client: ProtimeAPI,
     people: list[Person],
     full: bool,
+    strings: StringPool | None = None,
 ) -> ProtimeRead:
-    """Fill ``people`` with every Protime person, read in full or as snapshot + delta."""
+    """Fill ``people`` with every Protime person, read in full or as snapshot + delta; their keys
+    and references are the objects of ``strings`` (the run's pool, :mod:`sync.strings`)."""
     now = datetime.now(UTC)
     feed = await asyncio.to_thread(store.people_feed)
     reason = full_read_reason(settings, feed, full=full, now=now)
@@ -103,7 +106,12 @@ async def read_protime(
     if reason is None and feed is not None and feed.delta_link is not None:
         try:
             return await _incremental(
-                store=store, client=client, people=people, feed=feed, fingerprint=fingerprint
+                store=store,
+                client=client,
+                people=people,
+                feed=feed,
+                fingerprint=fingerprint,
+                strings=strings,
             )
         except ProtimeError as exc:
             if exc.status not in _RESTART:
@@ -117,7 +125,7 @@ async def read_protime(
             people.clear()
     log.info("protime.read", read=FULL, reason=reason)
     delta_link = None
-    async for page in client.iter_delta():
+    async for page in client.iter_delta(strings=strings):
         people.extend(page.people)
         delta_link = page.delta_link or delta_link
     return ProtimeRead(
@@ -136,15 +144,16 @@ async def _incremental(
     people: list[Person],
     feed: PeopleFeed,
     fingerprint: str,
+    strings: StringPool | None,
 ) -> ProtimeRead:
     assert feed.delta_link is not None  # the caller checked
     # The delta's first page goes out while the snapshot loads from the state database.
-    loading = asyncio.create_task(asyncio.to_thread(store.load_people))
+    loading = asyncio.create_task(asyncio.to_thread(store.load_people, strings=strings))
     changed: dict[int, Person] = {}
     removed: set[int] = set()
     delta_link = feed.delta_link
     try:
-        async for page in client.iter_delta(feed.delta_link):
+        async for page in client.iter_delta(feed.delta_link, strings=strings):
             for p in page.people:
                 changed[p.id] = p
                 removed.discard(p.id)

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
     from sync.protime import ClientStats, DeltaPage
     from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunSummary
+    from sync.strings import StringPool
 
 
 class HRSource(Protocol):
@@ -46,8 +47,9 @@ class HRSource(Protocol):
     def writeback_enabled(self) -> bool:
         """Whether :meth:`write_back` is configured."""
 
-    def read(self) -> HRSnapshot:
-        """One read of every employee, each row validated."""
+    def read(self, *, strings: StringPool | None = None) -> HRSnapshot:
+        """One read of every employee, each row validated; its ids and keys are the objects of
+        ``strings`` (the run's pool, shared with the Protime read: :mod:`sync.strings`)."""
 
     def write_back(self, pairs: Mapping[str, int]) -> int:
         """Store HR id -> Protime id; returns how many rows changed."""
@@ -82,8 +84,11 @@ class ProtimeAPI(Protocol):
     def iter_people(self) -> AsyncIterator[list[Person]]:
         """The same persons a page at a time (a failed read still tells how far it got)."""
 
-    def iter_delta(self, link: str | None = None) -> AsyncIterator[DeltaPage]:
-        """The people delta feed: a new round (no ``link``), or the changes since ``link``."""
+    def iter_delta(
+        self, link: str | None = None, *, strings: StringPool | None = None
+    ) -> AsyncIterator[DeltaPage]:
+        """The people delta feed: a new round (no ``link``), or the changes since ``link``; the
+        persons' keys and references are the objects of ``strings`` (the run's pool)."""
 
     async def put_reference(self, *, value: str, protime_id: int) -> bool:
         """Point ``value`` at the person; True when it was created."""
@@ -161,7 +166,7 @@ class RunState(Protocol):
 
     def people_feed(self) -> PeopleFeed | None: ...
 
-    def load_people(self) -> list[Person]: ...
+    def load_people(self, *, strings: StringPool | None = None) -> list[Person]: ...
 
     def save_people(
         self,
@@ -188,9 +193,14 @@ class SettingsHRSource:
     def writeback_enabled(self) -> bool:
         return self._settings.hr.writeback_enabled
 
-    def read(self) -> HRSnapshot:
+    def read(self, *, strings: StringPool | None = None) -> HRSnapshot:
         s = self._settings
-        return read_hr(settings=s.hr, url=s.hr_url, max_value_length=s.protime.max_value_length)
+        return read_hr(
+            settings=s.hr,
+            url=s.hr_url,
+            max_value_length=s.protime.max_value_length,
+            strings=strings,
+        )
 
     def write_back(self, pairs: Mapping[str, int]) -> int:
         s = self._settings

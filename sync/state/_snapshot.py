@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
+    from sync.strings import StringPool
+
 _FEED = "people"
 _P = PROTIME_PEOPLE.c
 _F = PROTIME_FEED.c
@@ -50,6 +52,10 @@ def _fields(p: Person) -> tuple[Any, ...]:
     return (p.employee_number, p.badge_number, p.email, p.reference, p.out_of_service)
 
 
+def _same(value: str | None) -> str | None:
+    return value
+
+
 class SnapshotStore(StoreBase):
     """The ``protime_people`` snapshot and the ``protime_feed`` row."""
 
@@ -63,8 +69,10 @@ class SnapshotStore(StoreBase):
             ).first()
         return PeopleFeed(*row) if row is not None else None
 
-    def load_people(self) -> list[Person]:
-        """Every person of the snapshot, ordered by id, as the compact objects a read makes."""
+    def load_people(self, *, strings: StringPool | None = None) -> list[Person]:
+        """Every person of the snapshot, ordered by id, as the compact objects a read makes;
+        with ``strings``, their keys and references are the pool's objects (:mod:`sync.strings`)."""
+        share = strings.share if strings is not None else _same
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(_P.id, *(_P[name] for name in _FIELDS))
@@ -74,10 +82,10 @@ class SnapshotStore(StoreBase):
             return [
                 Person(
                     id=pid,
-                    employee_number=number,
-                    badge_number=badge,
-                    email=email,
-                    reference=reference,
+                    employee_number=share(number),
+                    badge_number=share(badge),
+                    email=share(email),
+                    reference=share(reference),
                     out_of_service=bool(gone),
                 )
                 for pid, number, badge, email, reference, gone in rows

@@ -15,6 +15,8 @@ from sqlalchemy import text
 
 from e2e.harness import HRRow, row_for, sim_config, store_engine
 from sync.reconcile import RunStatus
+from sync.reconcile import _run as run_module
+from sync.reconcile._decide import Inputs, decide
 from sync.state import StateStore
 
 if TYPE_CHECKING:
@@ -82,6 +84,31 @@ def test_a_run_with_no_change_reads_only_the_delta(make_harness: Callable[..., H
     assert again.counts_by_situation["linked"] == COUNT
     with h.store() as store:
         assert store.runs(limit=1)[0].protime_read == "incremental"
+
+
+def test_both_reads_of_a_run_share_their_strings(
+    make_harness: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full read and an incremental read (snapshot + delta) give a matched person the very
+    string objects of its HR employee: its employee number, and once linked its reference."""
+    h = _harness(make_harness)
+    seen: list[Inputs] = []
+
+    def recording(job: Any, inputs: Inputs, store: Any) -> Any:
+        seen.append(inputs)
+        return decide(job, inputs, store)
+
+    monkeypatch.setattr(run_module, "decide", recording)
+    _linked(h)  # a full read (it writes the references, which the planner saw unset)
+    h.sim.world.update_person(h.sim.world.people_list()[0].id, badge_number="NEW-BADGE")
+    again = h.run()
+    assert (again.status, again.protime_read) == (RunStatus.SUCCEEDED, "incremental")
+    for inputs, linked in zip(seen, (False, True), strict=True):
+        by_number = {p.employee_number: p for p in inputs.people}
+        for e in inputs.hr.employees:
+            person = by_number[e.employee_number]
+            assert person.employee_number is e.employee_number
+            assert (person.reference is e.hr_id) is linked
 
 
 def test_only_a_full_read_verifies_the_map(make_harness: Callable[..., Harness]) -> None:

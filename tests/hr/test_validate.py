@@ -17,6 +17,7 @@ from sync.hr._validate import (
     is_active,
     optional_text,
 )
+from sync.strings import StringPool
 
 
 @pytest.mark.parametrize(
@@ -210,3 +211,25 @@ def test_no_value_of_any_type_crashes_and_every_row_is_accounted_for(rows) -> No
     assert len(snap.employees) + len(snap.invalid) <= len(rows)
     assert len({e.hr_id for e in snap.employees}) == len(snap.employees)
     assert not snap.out_of_scope_ids & {e.hr_id for e in snap.employees}
+
+
+def _fresh(text: str) -> str:
+    """An equal ``str`` that is not the same object (literals are shared by the compiler)."""
+    return "".join(list(text))
+
+
+def test_a_pool_gives_employees_the_strings_it_holds_and_keeps_the_first_seen() -> None:
+    """With a pool, an employee's id and keys are the pool's objects; new text enters the pool."""
+    pool = StringPool()
+    held = [pool.share(_fresh(t)) for t in ("E1", "100", "b9")]
+    builder = SnapshotBuilder(max_value_length=255, strings=pool)
+    builder.add(1, _fresh("E1"), employee_number=_fresh("100"), badge_number=_fresh("B9"))
+    builder.add(2, _fresh("E2"), employee_number=100, email=_fresh(" X@Example.org "))
+    one, two = builder.snapshot().employees
+    assert one == HREmployee("E1", employee_number="100", badge_number="B9")
+    assert one.hr_id is held[0]
+    assert one.employee_number is held[1]
+    assert two.employee_number is held[1]  # an integer's decimal text, too
+    assert one.badge_number is pool.share(_fresh("B9"))  # B9 was new: the pool keeps it
+    assert two.email == "x@example.org"
+    assert two.email is pool.share(_fresh("x@example.org"))

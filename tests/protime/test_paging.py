@@ -11,7 +11,8 @@ import pytest
 from protime_fakes import API_PATH, person
 from sync.domain import NamedPerson, Person
 from sync.protime import MalformedAnswerError
-from sync.protime._parse import parse_people_page
+from sync.protime._parse import parse_delta_page, parse_people_page
+from sync.strings import StringPool
 
 PEOPLE_PATH = f"{API_PATH}/people"
 
@@ -238,3 +239,32 @@ def test_names_are_read_only_when_asked():
     assert plain.email is None
     with pytest.raises(MalformedAnswerError, match="'firstName' is int"):
         parse_people_page(odd, reference_name="HRMID", with_names=True)
+
+
+def _fresh(text: str) -> str:
+    """An equal ``str`` that is not the same object (literals are shared by the compiler)."""
+    return "".join(list(text))
+
+
+def test_a_pool_gives_the_persons_of_a_page_the_strings_it_holds() -> None:
+    """With a pool, a person's keys and reference are the pool's objects (people and delta pages)."""
+    pool = StringPool()
+    held = {t: pool.share(_fresh(t)) for t in ("100", "B9", "E1", "x@example.org")}
+    item = {
+        "id": 7,
+        "employeeNumber": _fresh("100"),
+        "badgeNumber": _fresh("B9"),
+        "email": _fresh("x@example.org"),
+        "externalReferences": {"HRMID": _fresh("E1")},
+    }
+    (plain,), _ = parse_people_page({"value": [item]}, reference_name="HRMID", strings=pool)
+    (changed,), _, _, _ = parse_delta_page(
+        {"value": [{"changeType": "InsertOrUpdate", "data": item}], "deltaLink": "/d"},
+        reference_name="HRMID",
+        strings=pool,
+    )
+    for p in (plain, changed):
+        assert p.employee_number is held["100"]
+        assert p.badge_number is held["B9"]
+        assert p.email is held["x@example.org"]
+        assert p.reference is held["E1"]
