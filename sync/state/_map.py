@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import ActionKind, Classification, Outcome, PriorState, Situation
-from sync.state._engine import IdsIn, ids_params, write_transaction
+from sync.state._engine import IdsIn, ids_params, insert_rows, write_transaction
 from sync.state._models import KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -55,6 +55,20 @@ from sync.state._base import (
 )
 
 _log = logging.getLogger(__name__)
+
+# The columns a new mapping row is inserted with (see save_classifications); the others start
+# NULL, as _new_mapping has them.
+_NEW_COLUMNS = [
+    _M.hr_id,
+    *(_M[name] for name in _CLASSIFIED),
+    _M.manual,
+    _M.ignored,
+    _M.attempts,
+    _M.first_seen_at,
+    _M.last_verified_at,
+    _M.last_changed_at,
+    _M.last_run_id,
+]
 
 
 def _values(c: Classification) -> tuple[Any, ...]:
@@ -423,18 +437,15 @@ class MapStore(StoreBase):
                         for k in chunk
                     ],
                 )
+            # New rows as plain tuples through insert_rows (COPY on PostgreSQL): a first run
+            # over 1,000,000 employees spent most of its saving compiling a dict per row.
+            fresh = (False, False, 0, now, now if verified else None, now, run_id)
             for chunk in _chunks(new, _WRITE_BATCH):
-                conn.execute(
-                    insert(_MAPPINGS),
-                    [
-                        {
-                            **_new_mapping(k, now=now, situation=Situation.UNMATCHED, reason=""),
-                            **dict(zip(_CLASSIFIED, _values(incoming[k]), strict=True)),
-                            "last_verified_at": now if verified else None,
-                            "last_run_id": run_id,
-                        }
-                        for k in chunk
-                    ],
+                insert_rows(
+                    conn,
+                    _MAPPINGS,
+                    _NEW_COLUMNS,
+                    [(k, *_values(incoming[k]), *fresh) for k in chunk],
                 )
 
     def mapping(self, hr_id: str) -> MappingRow | None:
