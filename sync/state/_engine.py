@@ -2,7 +2,7 @@
 
 Every dialect branch of the state layer lives in this module — the engine factories, the kind of
 run lock (:func:`uses_advisory_locks`), the migration transaction and the bulk inserts
-(:func:`allocate_ids`, :func:`insert_rows`) — so the store, the lock and the migrations never ask
+(:func:`allocate_ids`, :func:`insert_rows`, :func:`update_rows`) — so the store, the lock and the migrations never ask
 which database they talk to:
 
 * **SQLite** — every connection gets ``busy_timeout`` (set first, so the other pragmas wait for a
@@ -40,11 +40,13 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
+    cast,
     create_engine,
     event,
     func,
     insert,
     select,
+    update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -383,7 +385,9 @@ def _binder(
     conn: Connection, columns: Sequence[Column[Any]]
 ) -> Callable[[Sequence[Any]], Sequence[Any]]:
     """A row's values converted by their columns' bind processors, as SQLAlchemy would."""
-    processors = [c.type.bind_processor(conn.dialect) for c in columns]
+    # The dialect's own implementation of each type, as SQLAlchemy binds it: a TypeDecorator's
+    # generic impl (DateTime) has no processor of its own, SQLite's DATETIME has.
+    processors = [c.type.dialect_impl(conn.dialect).bind_processor(conn.dialect) for c in columns]
     converted = [i for i, p in enumerate(processors) if p is not None]
 
     # The last value converted per column and its result: a bulk's rows share their timestamp,
@@ -448,6 +452,73 @@ def insert_rows(
         return
     keys = [c.key for c in columns]
     conn.execute(insert(table), [dict(zip(keys, row, strict=True)) for row in rows])
+
+
+def update_rows(
+    conn: Connection,
+    table: Table,
+    key: Column[Any],
+    columns: Sequence[Column[Any]],
+    rows: Sequence[Sequence[Any]],
+    *,
+    constants: dict[str, Any] | None = None,
+) -> None:
+    """Set ``columns`` of the row of each ``(key value, *values)`` in ``rows``, and ``constants``
+    (column name -> one value for every row) with them.
+
+    PostgreSQL gets one ``UPDATE ... FROM unnest(...)`` of one array per column, cast to the
+    columns' own types (psycopg's executemany costs about 30 µs of CPU a row); SQLite the
+    driver's executemany of plain tuples; others SQLAlchemy's executemany. Bind conversions
+    apply as they would through SQLAlchemy.
+    """
+    if not rows:
+        return
+    constants = constants or {}
+    if conn.dialect.name == "postgresql":
+        targets = [key, *columns]
+        arrays = [
+            cast(bindparam(f"a{i}", [row[i] for row in rows], type_=ARRAY(c.type)), ARRAY(c.type))
+            for i, c in enumerate(targets)
+        ]
+        names = [f"c{i}" for i in range(len(targets))]
+        source = func.unnest(*arrays).table_valued(*names).render_derived(name="source")
+        values: dict[Any, Any] = {c: source.c[f"c{i + 1}"] for i, c in enumerate(columns)}
+        values.update({table.c[name]: value for name, value in constants.items()})
+        conn.execute(update(table).where(key == source.c.c0).values(values))
+        return
+    if conn.dialect.name == "sqlite":
+        preparer = conn.dialect.identifier_preparer
+        fixed_columns = [table.c[name] for name in constants]
+        sets = ", ".join(f"{preparer.quote(c.name)} = ?" for c in [*columns, *fixed_columns])
+        # Identifiers of our own tables, quoted by the dialect; every value is a parameter.
+        statement_text = (
+            f"UPDATE {preparer.format_table(table)} SET {sets}"  # noqa: S608
+            f" WHERE {preparer.quote(key.name)} = ?"
+        )
+        bound = _binder(conn, [*columns, *fixed_columns, key])
+        tail = list(constants.values())
+        conn.exec_driver_sql(
+            statement_text, [tuple(bound([*row[1:], *tail, row[0]])) for row in rows]
+        )
+        return
+    statement = (
+        update(table)
+        .where(key == bindparam("k_key"))
+        .values({c: bindparam(f"v_{c.key}") for c in columns})
+        .values({table.c[name]: bindparam(f"k_{name}") for name in constants})
+    )
+    fixed = {f"k_{name}": value for name, value in constants.items()}
+    conn.execute(
+        statement,
+        [
+            {
+                "k_key": row[0],
+                **fixed,
+                **{f"v_{c.key}": v for c, v in zip(columns, row[1:], strict=True)},
+            }
+            for row in rows
+        ],
+    )
 
 
 @contextmanager

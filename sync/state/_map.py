@@ -21,7 +21,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import ActionKind, Classification, Outcome, PriorState, Situation
-from sync.state._engine import IdsIn, ids_params, insert_rows, write_transaction
+from sync.state._engine import IdsIn, ids_params, insert_rows, update_rows, write_transaction
 from sync.state._models import KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     )
 
 from sync.state._base import (
-    _BOUND_CLASSIFIED,
     _CHUNK,
     _CLASSIFIED,
     _E,
@@ -56,11 +55,12 @@ from sync.state._base import (
 
 _log = logging.getLogger(__name__)
 
+_CLASSIFIED_COLUMNS = [_M[name] for name in _CLASSIFIED]
 # The columns a new mapping row is inserted with (see save_classifications); the others start
 # NULL, as _new_mapping has them.
 _NEW_COLUMNS = [
     _M.hr_id,
-    *(_M[name] for name in _CLASSIFIED),
+    *_CLASSIFIED_COLUMNS,
     _M.manual,
     _M.ignored,
     _M.attempts,
@@ -420,22 +420,14 @@ class MapStore(StoreBase):
                     conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(stamp))
             # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
             # that is already linked) cost 100 MB at the run's memory peak.
-            changes = (
-                update(_MAPPINGS)
-                .where(_M.hr_id == bindparam("k_hr_id"))
-                .values({name: bindparam(f"v_{name}") for name in _CLASSIFIED})
-                .values(last_changed_at=now, last_run_id=run_id)
-            )
             for chunk in _chunks(changed, _WRITE_BATCH):
-                conn.execute(
-                    changes,
-                    [
-                        {
-                            "k_hr_id": k,
-                            **dict(zip(_BOUND_CLASSIFIED, _values(incoming[k]), strict=True)),
-                        }
-                        for k in chunk
-                    ],
+                update_rows(
+                    conn,
+                    _MAPPINGS,
+                    _M.hr_id,
+                    _CLASSIFIED_COLUMNS,
+                    [(k, *_values(incoming[k])) for k in chunk],
+                    constants={"last_changed_at": now, "last_run_id": run_id},
                 )
             # New rows as plain tuples through insert_rows (COPY on PostgreSQL): a first run
             # over 1,000,000 employees spent most of its saving compiling a dict per row.

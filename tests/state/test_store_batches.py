@@ -7,13 +7,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import String, cast, select
 
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
-from sync.state import ActionOutcome, _events, _map
+from sync.state import ActionOutcome, StateStore, _events, _map
 from sync.state._base import _WRITE_BATCH
+from sync.state._engine import update_rows, write_transaction
 
 if TYPE_CHECKING:
-    from sync.state import StateStore
+    from sqlalchemy import Engine
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COUNT = 2 * _WRITE_BATCH + 7  # three batches, the last one short
@@ -210,7 +212,7 @@ def test_the_bulk_path_takes_the_plain_writes_only(store: StateStore) -> None:
 
 
 def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
-    store: StateStore, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, migrated: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pending events loaded as plain rows (COPY, executemany of tuples) are stored exactly as
     the portable INSERT ... RETURNING path stores them, created_at to the microsecond."""
@@ -268,3 +270,67 @@ def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
     assert comparable(bulk, "A") == comparable(returned, "B")
     assert events[bulk[2]].value == "AE3 \u00e9\t'\"\\N"
     assert events[bulk[0]].created_at == datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    # Stored alike too, not only read back alike: SQLite keeps timestamps as text, and text
+    # written by the driver's own datetime adapter would sort apart from SQLAlchemy's.
+    with migrated.connect() as conn:
+        stored = dict(
+            conn.execute(
+                select(_events._E.id, cast(_events._E.created_at, String)).where(
+                    _events._E.id.in_([bulk[0], returned[0]])
+                )
+            )
+            .tuples()
+            .all()
+        )
+    assert stored[bulk[0]] == stored[returned[0]]
+
+
+@pytest.mark.parametrize("path", ["dialect", "generic"])
+def test_update_rows_sets_values_and_constants_on_every_path(
+    migrated: Engine, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """update_rows writes each row's own values and the shared constants, the same on the
+    dialect's bulk path and on SQLAlchemy's executemany."""
+    store = StateStore(migrated)
+    run_id = _run(store)
+    store.save_classifications(
+        run_id=run_id,
+        classifications=[
+            Classification(hr_id=f"E{i}", situation=Situation.UNMATCHED, reason="none")
+            for i in range(3)
+        ],
+        now=T0,
+    )
+    later = datetime(2026, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
+    second = _run(store)
+    m = _map._M
+    with write_transaction(migrated) as conn:
+        if path == "generic":
+            # Any other database: what neither the PostgreSQL nor the SQLite branch takes.
+            monkeypatch.setattr(conn.dialect, "name", "other")
+        update_rows(
+            conn,
+            _map._MAPPINGS,
+            m.hr_id,
+            [m.protime_id, m.situation, m.reason],
+            [("E0", 10, "linked", "it's\ttab"), ("E2", None, "disputed", "")],
+            constants={"last_changed_at": later, "last_run_id": second},
+        )
+    rows = {r.hr_id: r for r in (store.mapping(f"E{i}") for i in range(3)) if r is not None}
+    assert (rows["E0"].protime_id, rows["E0"].situation, rows["E0"].reason) == (
+        10,
+        "linked",
+        "it's\ttab",
+    )
+    assert (rows["E2"].protime_id, rows["E2"].situation, rows["E2"].reason) == (
+        None,
+        "disputed",
+        "",
+    )
+    assert rows["E0"].last_changed_at == rows["E2"].last_changed_at == later
+    assert rows["E0"].last_run_id == rows["E2"].last_run_id == second
+    assert (rows["E1"].situation, rows["E1"].last_changed_at, rows["E1"].last_run_id) == (
+        "unmatched",
+        T0,
+        run_id,
+    )
