@@ -20,7 +20,7 @@ from sqlalchemy import (
     update,
 )
 
-from sync.domain import ActionKind, Classification, Outcome, PriorState, Situation
+from sync.domain import ActionKind, Classification, Outcome, PriorState, Rule, Situation
 from sync.state._engine import IdsIn, ids_params, insert_rows, update_rows, write_transaction
 from sync.state._models import KEY_LENGTH
 
@@ -71,12 +71,21 @@ _NEW_COLUMNS = [
 ]
 
 
+# Enum member -> its stored text: an Enum's ``.value`` is a descriptor call, and a save reads
+# two per classification (0.09 s of a 100,000-row compare).
+_TEXT: dict[Any, str | None] = {
+    None: None,
+    **{s: s.value for s in Situation},
+    **{r: r.value for r in Rule},
+}
+
+
 def _values(c: Classification) -> tuple[Any, ...]:
     """The ``_CLASSIFIED`` column values of one classification, in that order."""
     return (
         c.protime_id,
-        c.situation.value,
-        c.rule.value if c.rule is not None else None,
+        _TEXT[c.situation],
+        _TEXT[c.rule],
         c.evidence,
         c.reason,
         c.protime_value,
