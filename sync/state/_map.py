@@ -111,28 +111,33 @@ def _keyed(classifications: Sequence[Classification]) -> dict[str, Classificatio
 
 def _compare(
     loaded: Iterable[tuple[Any, ...]], incoming: dict[str, Classification]
-) -> tuple[list[str], set[str], list[str], set[str]]:
+) -> tuple[list[str], list[str], list[str], set[str]]:
     """Stored rows ``(hr_id, *_CLASSIFIED, manual, ignored)`` against this run's classifications.
 
     Returns the ids whose classified values changed, the ids that have a row, the ids with a row
-    but no classification, and those of them an admin linked or ignored.
+    but no classification, and those of them an admin linked or ignored. Unchanged ones are taken
+    out of ``incoming``: what is left is written, the changed rows and the new ones. (A set of the
+    ids with a row, of the rows' own copies of the ids, was 8 MB of table and 16 MB of strings at
+    250,000, at the peak of a no-change run.)
     """
     width = 1 + len(_CLASSIFIED)
     changed: list[str] = []
-    known: set[str] = set()
+    known: list[str] = []
     unseen: list[str] = []
     pinned: set[str] = set()
     for row in loaded:
-        hr_id = row[0]
-        c = incoming.get(hr_id)
+        c = incoming.get(row[0])
         if c is None:
-            unseen.append(hr_id)
+            unseen.append(row[0])
             if row[width] or row[width + 1]:
-                pinned.add(hr_id)
+                pinned.add(row[0])
             continue
-        known.add(hr_id)
+        hr_id = c.hr_id  # the classification's string, not the row's equal copy
+        known.append(hr_id)
         if _values(c) != row[1:width]:
             changed.append(hr_id)
+        else:
+            del incoming[hr_id]
     return changed, known, unseen, pinned
 
 
@@ -410,7 +415,8 @@ class MapStore(StoreBase):
                 ).execution_options(yield_per=_STREAM_ROWS)
             ).tuples()
             changed, known, unseen, pinned = _compare(loaded, incoming)
-            new = [k for k in incoming if k not in known]
+            changing = set(changed)
+            new = [k for k in incoming if k not in changing]  # _compare left changed and new
             if prune:
                 doomed = [k for k in unseen if k not in pinned]
                 for chunk in _chunks(doomed):
@@ -424,8 +430,7 @@ class MapStore(StoreBase):
                 # The usual case: (nearly) every row was classified, one statement marks them all.
                 conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(stamp))
             else:
-                seen = [k for k in incoming if k in known]
-                for chunk in _chunks(seen):
+                for chunk in _chunks(known):
                     conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(stamp))
             # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
             # that is already linked) cost 100 MB at the run's memory peak.

@@ -257,6 +257,36 @@ def test_an_unverified_save_writes_only_what_changed_and_keeps_last_verified(
     assert (e3.first_seen_at, e3.last_verified_at, e3.last_run_id) == (later, None, run2)
 
 
+def test_a_partial_save_over_many_unclassified_rows_verifies_only_its_own(
+    store: StateStore,
+) -> None:
+    """A save that leaves more than one IN list of rows unclassified (an --only run) verifies,
+    changes and inserts exactly its own rows, and leaves the others as they were."""
+    run1 = _run(store)
+    store.save_classifications(
+        run_id=run1, classifications=[_linked(f"E{i}", i + 1) for i in range(700)], now=T0
+    )
+    run2 = _run(store)
+    later = T0 + timedelta(hours=1)
+    store.save_classifications(
+        run_id=run2,
+        classifications=[
+            _linked("E1", 2),
+            _linked("E2", 3, situation=Situation.DRIFTED, protime_value="X9", reason="holds X9"),
+            _linked("N1", 900),
+        ],
+        now=later,
+    )
+    rows = {r.hr_id: r for r in store.iter_mappings()}
+    assert len(rows) == 701
+    assert (rows["E1"].last_verified_at, rows["E1"].last_changed_at) == (later, T0)
+    assert (rows["E2"].situation, rows["E2"].last_changed_at) == ("drifted", later)
+    assert rows["E2"].last_verified_at == later
+    assert (rows["N1"].first_seen_at, rows["N1"].last_verified_at) == (later, later)
+    others = [r for k, r in rows.items() if k not in {"E1", "E2", "N1"}]
+    assert {(r.last_verified_at, r.last_run_id) for r in others} == {(T0, run1)}
+
+
 def test_save_keeps_admin_flags_and_prunes_only_when_asked(store: StateStore) -> None:
     """save never flips manual/ignored; prune drops unclassified rows except admin-pinned ones."""
     run_id = _run(store)
