@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from sync import _signals
+from sync._malloc import fix_mmap_threshold
 
 __all__ = ["app", "main"]
 
@@ -18,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["serve"]:
         _signals.catch_early()
+    fix_mmap_threshold()  # large freed tables go back to the system (sync/_malloc.py)
     from sync.cli._main import main as run_cli
 
     try:
