@@ -30,14 +30,8 @@ from sync.reconcile._plan import summarize
 from sync.reconcile._preconditions import Current, hr_fingerprints, settings_digest, verdicts
 from sync.reconcile._result import RunResult, RunStatus
 from sync.reconcile._rollback import rollback_actions
-from sync.reconcile._run import (
-    Job,
-    advance_snapshot,
-    apply_step,
-    execute,
-    finish_writes,
-    read_inputs,
-)
+from sync.reconcile._run import Job, execute
+from sync.reconcile._steps import advance_snapshot, apply_step, finish_writes, read_inputs
 from sync.state import ActionOutcome, PlanRow, StateStore
 
 if TYPE_CHECKING:

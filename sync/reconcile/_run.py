@@ -3,7 +3,7 @@ check thresholds, apply, record.
 
 The CLI (`idsync reconcile`) and the scheduler (`idsync serve`) both call :func:`run`; `plan`,
 `apply` and `rollback` (``_review``) run through the same :func:`execute` (lock, run row, ports),
-:func:`~sync.reconcile._decide.decide` and :func:`apply_step`. Durability
+:func:`~sync.reconcile._decide.decide` and the shared steps of ``_steps.py`` (:func:`apply_step`...). Durability
 rule: every action is recorded as ``pending`` before its call, and its outcome is recorded as soon
 as it completes (flushed in small batches), so a crash at any moment leaves either a finished
 outcome or a pending one; the next run re-reads Protime and converges either way.
@@ -27,10 +27,10 @@ from sync.domain import Plan, Rule
 from sync.errors import BlockedError, ConfigError, IdsyncError, LockHeldError, UsageError
 from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
-from sync.reconcile._apply import Tally, apply_actions
+from sync.reconcile._apply import Tally
 from sync.reconcile._decide import Inputs, decide, store_plan
 from sync.reconcile._fence import FencedStop, lock_lost, record_or_raise, state_failure
-from sync.reconcile._people import FULL, ProtimeRead, read_protime, save_snapshot
+from sync.reconcile._people import FULL, ProtimeRead
 from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import (
@@ -38,19 +38,23 @@ from sync.reconcile._preconditions import (
 )
 from sync.reconcile._progress import ProgressSnapshot, RunProgress
 from sync.reconcile._result import RunResult, RunStatus
+from sync.reconcile._steps import (
+    _phase,
+    advance_snapshot,
+    apply_step,
+    finish_writes,
+    read_inputs,
+)
 from sync.state import RunSummary, StateStore
-from sync.strings import StringPool
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Coroutine, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Coroutine, Iterator, Sequence
 
     from sync.config import Settings
     from sync.domain import (
-        Action,
         HRSnapshot,
         Person,
-        Precondition,
     )
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
 
@@ -380,49 +384,6 @@ async def _bounded(job: Job, ports: Ports, run_id: str, pipeline: Pipeline) -> R
     )
 
 
-async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
-    """Read HR, Protime and the prior state, overlapped; what was read is kept in
-    ``job.reached`` as it comes, for a run that fails half-way to report."""
-    job.reached.client = client
-    # The HR read and the state read run on worker threads while the event loop pages through
-    # Protime: at 100,000 people the three reads overlap instead of adding up.
-    # Progress counts the people read, out of the last good run's count once it is known.
-    people = job.reached.people = []
-    # Both reads make their objects from one pool: the employee number a matched person holds is
-    # the employee's string object, not a second copy (45 MB at 250,000 people; sync.strings).
-    strings = StringPool()
-    _phase(job, "reading", poll=people.__len__)
-    hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read, strings=strings))
-    prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
-    tracker = job.reached.progress
-    if tracker is not None:
-        prior_read.add_done_callback(
-            lambda t: (
-                None
-                if t.cancelled() or t.exception()
-                else tracker.set_total(t.result().last_good_protime_count)
-            )
-        )
-    try:
-        read = job.reached.read = await read_protime(
-            settings=job.settings,
-            store=ports.state,
-            client=client,
-            people=people,
-            full=job.full,
-            strings=strings,
-        )
-    finally:
-        try:
-            hr, prior = await asyncio.gather(hr_read, prior_read)
-        finally:
-            strings.clear()  # the reads are over: planning does not carry the pool
-        job.reached.hr = hr
-    log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
-    log.info("run.protime_read", people=len(people), read=read.kind, reason=read.reason)
-    return Inputs(hr=hr, people=people, prior=prior)
-
-
 async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
     store = ports.state
     async with ports.protime as client:
@@ -538,63 +499,6 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
     )
 
 
-async def apply_step(
-    *,
-    job: Job,
-    ports: Ports,
-    client: ProtimeAPI,
-    run_id: str,
-    actions: Sequence[Action],
-    preconditions: Iterable[Precondition],
-) -> Tally:
-    """The one apply step of every run that writes: record pending, call, record outcomes."""
-    _phase(job, "writing", total=len(actions))
-    tracker = job.reached.progress
-    return await apply_actions(
-        client=client,
-        store=ports.state,
-        run_id=run_id,
-        actions=actions,
-        preconditions=preconditions,
-        concurrency=job.settings.protime.concurrency,
-        stop=job.stop,
-        progress=_each(tracker.update if tracker is not None else None, job.progress),
-        tally=job.reached.tally,
-    )
-
-
-async def advance_snapshot(
-    job: Job, ports: Ports, run_id: str, inputs: Inputs, tally: Tally
-) -> None:
-    """After the apply step, every outcome recorded: the snapshot of Protime takes the read and
-    our succeeded calls, and the delta link advances (one transaction; never on a dry run)."""
-    read = job.reached.read
-    if read is None or job.dry_run:
-        return
-    await save_snapshot(
-        store=ports.state, read=read, people=inputs.people, succeeded=tally.succeeded, run_id=run_id
-    )
-
-
-async def finish_writes(
-    job: Job, ports: Ports, tally: Tally, *, total: int
-) -> tuple[RunStatus, str]:
-    """After the apply step: write-back, then the run's status and message."""
-    if ports.hr.writeback_enabled:
-        _phase(job, "write_back")
-        await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
-    status = _status(tally=tally, stop=job.stop, total=total)
-    message = tally.fatal or ""
-    if status is RunStatus.INTERRUPTED:
-        left = total - tally.done
-        why = lock_lost(job.stop)
-        message = (
-            f"{f'run lock lost, stopped writing: {why}' if why else 'stopped on request'}: "
-            f"{left} of {total} action(s) not attempted; the next run does them"
-        )
-    return status, message
-
-
 def _planned(the_plan: Plan) -> dict[str, int]:
     return dict(Counter(f"{a.kind}:planned" for a in the_plan.actions))
 
@@ -614,13 +518,6 @@ def _tracker(job: Job, store: RunState, run_id: str) -> RunProgress:
     return tracker
 
 
-def _phase(
-    job: Job, name: str, *, total: int | None = None, poll: Callable[[], int] | None = None
-) -> None:
-    if job.reached.progress is not None:
-        job.reached.progress.phase(name, total=total, poll=poll)
-
-
 def _log_progress(snapshot: ProgressSnapshot) -> None:
     # The ticker thread does not see the run's bound context: the run id goes explicitly.
     log.info(
@@ -633,30 +530,6 @@ def _log_progress(snapshot: ProgressSnapshot) -> None:
         eta_seconds=snapshot.eta_seconds,
         elapsed_seconds=snapshot.elapsed_seconds,
     )
-
-
-def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
-    present = [c for c in callbacks if c is not None]
-
-    def call(done: int, total: int) -> None:
-        for callback in present:
-            callback(done, total)
-
-    return call
-
-
-def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
-    if tally.fatal is not None:
-        return RunStatus.FAILED
-    if stop is not None and stop.is_set() and tally.done < total:
-        return RunStatus.INTERRUPTED
-    failed = sum(n for key, n in tally.outcomes.items() if not key.endswith(":succeeded"))
-    return RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
-
-
-def _write_back(*, hr: HRSource, store: RunState) -> None:
-    changed = hr.write_back(store.linked_pairs())
-    log.info("run.write_back", rows_changed=changed)
 
 
 def _requests(client: ProtimeAPI) -> dict[str, int]:

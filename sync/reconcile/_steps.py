@@ -1,0 +1,161 @@
+"""The steps a run shares with ``apply`` and ``rollback``: read the inputs, apply, advance the
+snapshot, finish the writes (write-back, status).
+
+Split from ``_run.py`` by concern: ``_run.py`` holds a run's frame (lock, run row, ports, the
+pipeline top to bottom); these are the steps the reconcile pipeline and ``_review``'s apply
+pipeline both call in that frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from sync.logging import get_logger
+from sync.reconcile._apply import Tally, apply_actions
+from sync.reconcile._decide import Inputs
+from sync.reconcile._fence import lock_lost
+from sync.reconcile._people import read_protime, save_snapshot
+from sync.reconcile._result import RunStatus
+from sync.strings import StringPool
+
+if TYPE_CHECKING:
+    import threading
+    from collections.abc import Callable, Iterable, Sequence
+
+    from sync.domain import Action, Precondition
+    from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
+    from sync.reconcile._run import Job, Ports
+
+log = get_logger(__name__)
+
+
+async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
+    """Read HR, Protime and the prior state, overlapped; what was read is kept in
+    ``job.reached`` as it comes, for a run that fails half-way to report."""
+    job.reached.client = client
+    # The HR read and the state read run on worker threads while the event loop pages through
+    # Protime: at 100,000 people the three reads overlap instead of adding up.
+    # Progress counts the people read, out of the last good run's count once it is known.
+    people = job.reached.people = []
+    # Both reads make their objects from one pool: the employee number a matched person holds is
+    # the employee's string object, not a second copy (45 MB at 250,000 people; sync.strings).
+    strings = StringPool()
+    _phase(job, "reading", poll=people.__len__)
+    hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read, strings=strings))
+    prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
+    tracker = job.reached.progress
+    if tracker is not None:
+        prior_read.add_done_callback(
+            lambda t: (
+                None
+                if t.cancelled() or t.exception()
+                else tracker.set_total(t.result().last_good_protime_count)
+            )
+        )
+    try:
+        read = job.reached.read = await read_protime(
+            settings=job.settings,
+            store=ports.state,
+            client=client,
+            people=people,
+            full=job.full,
+            strings=strings,
+        )
+    finally:
+        try:
+            hr, prior = await asyncio.gather(hr_read, prior_read)
+        finally:
+            strings.clear()  # the reads are over: planning does not carry the pool
+        job.reached.hr = hr
+    log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
+    log.info("run.protime_read", people=len(people), read=read.kind, reason=read.reason)
+    return Inputs(hr=hr, people=people, prior=prior)
+
+
+async def apply_step(
+    *,
+    job: Job,
+    ports: Ports,
+    client: ProtimeAPI,
+    run_id: str,
+    actions: Sequence[Action],
+    preconditions: Iterable[Precondition],
+) -> Tally:
+    """The one apply step of every run that writes: record pending, call, record outcomes."""
+    _phase(job, "writing", total=len(actions))
+    tracker = job.reached.progress
+    return await apply_actions(
+        client=client,
+        store=ports.state,
+        run_id=run_id,
+        actions=actions,
+        preconditions=preconditions,
+        concurrency=job.settings.protime.concurrency,
+        stop=job.stop,
+        progress=_each(tracker.update if tracker is not None else None, job.progress),
+        tally=job.reached.tally,
+    )
+
+
+async def advance_snapshot(
+    job: Job, ports: Ports, run_id: str, inputs: Inputs, tally: Tally
+) -> None:
+    """After the apply step, every outcome recorded: the snapshot of Protime takes the read and
+    our succeeded calls, and the delta link advances (one transaction; never on a dry run)."""
+    read = job.reached.read
+    if read is None or job.dry_run:
+        return
+    await save_snapshot(
+        store=ports.state, read=read, people=inputs.people, succeeded=tally.succeeded, run_id=run_id
+    )
+
+
+async def finish_writes(
+    job: Job, ports: Ports, tally: Tally, *, total: int
+) -> tuple[RunStatus, str]:
+    """After the apply step: write-back, then the run's status and message."""
+    if ports.hr.writeback_enabled:
+        _phase(job, "write_back")
+        await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
+    status = _status(tally=tally, stop=job.stop, total=total)
+    message = tally.fatal or ""
+    if status is RunStatus.INTERRUPTED:
+        left = total - tally.done
+        why = lock_lost(job.stop)
+        message = (
+            f"{f'run lock lost, stopped writing: {why}' if why else 'stopped on request'}: "
+            f"{left} of {total} action(s) not attempted; the next run does them"
+        )
+    return status, message
+
+
+def _phase(
+    job: Job, name: str, *, total: int | None = None, poll: Callable[[], int] | None = None
+) -> None:
+    if job.reached.progress is not None:
+        job.reached.progress.phase(name, total=total, poll=poll)
+
+
+def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int], None]:
+    present = [c for c in callbacks if c is not None]
+
+    def call(done: int, total: int) -> None:
+        for callback in present:
+            callback(done, total)
+
+    return call
+
+
+def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
+    if tally.fatal is not None:
+        return RunStatus.FAILED
+    if stop is not None and stop.is_set() and tally.done < total:
+        return RunStatus.INTERRUPTED
+    failed = sum(n for key, n in tally.outcomes.items() if not key.endswith(":succeeded"))
+    return RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED
+
+
+def _write_back(*, hr: HRSource, store: RunState) -> None:
+    changed = hr.write_back(store.linked_pairs())
+    log.info("run.write_back", rows_changed=changed)
