@@ -3,8 +3,8 @@ check thresholds, apply, record.
 
 The CLI (`idsync reconcile`) and the scheduler (`idsync serve`) both call :func:`run`; `plan`,
 `apply` and `rollback` (``_review``) run through the same :func:`execute` (lock, run row, ports),
-:func:`~sync.reconcile._decide.decide` and the shared steps of ``_steps.py`` (:func:`apply_step`...). Durability
-rule: every action is recorded as ``pending`` before its call, and its outcome is recorded as soon
+:func:`~sync.reconcile._decide.decide` and the steps of ``_steps.py`` (read, apply, snapshot,
+write-back). Durability rule: every action is recorded as ``pending`` before its call, and its outcome is recorded as soon
 as it completes (flushed in small batches), so a crash at any moment leaves either a finished
 outcome or a pending one; the next run re-reads Protime and converges either way.
 """
