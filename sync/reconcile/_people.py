@@ -10,14 +10,15 @@ Our own writes do not show in the delta either: after the apply step :func:`save
 each succeeded write and delete to the snapshot and stores it with the new link, in one
 transaction, only once every outcome is recorded. A crash before that leaves the old link and the
 old snapshot: the next run reads the same changes again and plans the same writes again (a PUT and a
-DELETE are idempotent), so it converges.
+DELETE are idempotent), so it converges. The calls are applied as the references they leave (person
+id -> value), stored in the same rows as the read or the delta: each row is written once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
@@ -27,7 +28,7 @@ from sync.errors import ProtimeError
 from sync.logging import get_logger
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
 
     from sync.config import Settings
     from sync.domain import Action, Person
@@ -203,60 +204,44 @@ def _id(p: Person) -> int:
     return p.id
 
 
-def after_writes(people: Iterable[Person], succeeded: Iterable[Action]) -> dict[int, Person]:
-    """The persons our succeeded calls changed, as they are now. Pure.
+def after_writes(people: Iterable[Person], succeeded: Sequence[Action]) -> dict[int, str | None]:
+    """The references our succeeded calls changed: person id -> value now held (None: cleared).
 
     A value lives on at most one person: a write of V onto P takes V from whoever held it and
     replaces what P held; a delete of V clears it wherever it is. Calls are taken in the order
-    they completed (phases keep a delete before the write that needs its person free).
+    they completed (phases keep a delete before the write that needs its person free). Pure.
+
+    Only the changes are returned, as ids and values (no person objects): saving applies them to
+    the persons the snapshot has and ignores the others (the next full read adds those).
     """
-    calls = list(succeeded)
-    if not calls:
+    if not succeeded:
         return {}
-    # Only the persons a call touches matter: its target, and whoever holds a value it moves.
-    # Indexing every person cost some 20 MB at 100,000 at the end of a run that wrote.
-    values = {a.value for a in calls}
-    targets = {a.protime_id for a in calls if a.kind is ActionKind.WRITE}
-    holdings = _Holdings(p for p in people if p.id in targets or p.reference in values)
-    for a in calls:
+    # Who holds each value a call moves, as the read has it: only those persons matter (an
+    # index of every person would cost some 20 MB at 100,000 at the end of a run that wrote).
+    values = {a.value for a in succeeded}
+    holder: dict[str, int] = {}
+    for p in people:
+        if p.reference is not None and p.reference in values:
+            holder[p.reference] = p.id
+    del values
+    held = {pid: value for value, pid in holder.items()}  # what they held, of those values
+    changed: dict[int, str | None] = {}
+    for a in succeeded:
         if a.kind is ActionKind.WRITE:
-            holdings.write(a.value, a.protime_id)
+            pid = a.protime_id
+            old = holder.get(a.value)
+            if old is not None and old != pid:
+                changed[old] = None
+            mine = changed[pid] if pid in changed else held.get(pid)
+            if mine is not None and holder.get(mine) == pid:
+                del holder[mine]
+            changed[pid] = a.value
+            holder[a.value] = pid
         else:
-            holdings.clear(holdings.holder.pop(a.value, None))
-    return holdings.changed
-
-
-class _Holdings:
-    """Who holds which value, as the snapshot has it and as our calls changed it."""
-
-    def __init__(self, people: Iterable[Person]) -> None:
-        self.by_id: dict[int, Person] = {}
-        self.holder: dict[str, int] = {}
-        self.changed: dict[int, Person] = {}
-        for p in people:
-            self.by_id[p.id] = p
-            if p.reference is not None:
-                self.holder[p.reference] = p.id
-
-    def current(self, pid: int) -> Person | None:
-        return self.changed.get(pid) or self.by_id.get(pid)
-
-    def clear(self, pid: int | None) -> None:
-        person = self.current(pid) if pid is not None else None
-        if person is not None:
-            self.changed[person.id] = replace(person, reference=None)
-
-    def write(self, value: str, pid: int) -> None:
-        target = self.current(pid)
-        if target is None:
-            return  # a person the snapshot does not have: the next full read adds it
-        old = self.holder.get(value)
-        if old != pid:
-            self.clear(old)
-        if target.reference is not None and self.holder.get(target.reference) == pid:
-            del self.holder[target.reference]
-        self.changed[pid] = replace(target, reference=value)
-        self.holder[value] = pid
+            old = holder.pop(a.value, None)
+            if old is not None:
+                changed[old] = None
+    return changed
 
 
 async def save_snapshot(
@@ -264,7 +249,7 @@ async def save_snapshot(
     store: RunState,
     read: ProtimeRead,
     people: list[Person],
-    succeeded: Iterable[Action],
+    succeeded: Sequence[Action],
     run_id: str,
 ) -> None:
     """Store the snapshot as Protime now is (the read plus our succeeded calls) with the new link.
@@ -273,13 +258,14 @@ async def save_snapshot(
     """
     written = after_writes(people, succeeded)
     full = read.kind == FULL
-    # A full read replaces the whole snapshot; an incremental one stores the delta on top.
-    upserts = written if full else {**read.changed, **written}
+    # A full read replaces the whole snapshot; an incremental one stores the delta on top. Our
+    # references go into the same rows (each row is written once).
     await asyncio.to_thread(
         partial(
             store.save_people,
             full=people if full else None,
-            upserts=upserts.values(),
+            upserts=() if full else read.changed.values(),
+            references=written,
             removed=() if full else read.removed,
             delta_link=read.delta_link,
             fingerprint=read.fingerprint,

@@ -174,6 +174,7 @@ class RunState(Protocol):
         full: Sequence[Person] | None = None,
         upserts: Iterable[Person] = (),
         removed: Collection[int] = (),
+        references: Mapping[int, str | None] = ...,
         delta_link: str | None,
         fingerprint: str,
         full_read_at: datetime,

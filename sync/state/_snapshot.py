@@ -1,7 +1,9 @@
 """The Protime people as last seen, and the people delta feed's position (incremental reads).
 
 A full read saves every person (only the rows that differ are written); an incremental run loads
-them, applies the delta and its own successful writes, and saves only what moved. The snapshot and
+them, applies the delta and its own successful writes, and saves only what moved. The run's own
+writes come as references to set (person id -> value) and go into the same rows: each row is
+written once. The snapshot and
 the feed row (the delta link to call next) change in one transaction, so a link is never stored
 without the people it was read with.
 """
@@ -9,6 +11,7 @@ without the people it was read with.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -19,7 +22,7 @@ from sync.state._engine import write_transaction
 from sync.state._models import PROTIME_FEED, PROTIME_PEOPLE
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterable, Sequence
+    from collections.abc import Collection, Iterable, Mapping, Sequence
     from datetime import datetime
 
     from sqlalchemy import Connection
@@ -43,13 +46,19 @@ class PeopleFeed:
     run_id: str | None = None
 
 
-def _row(p: Person) -> dict[str, Any]:
+_NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
+
+
+def _row(p: Person, references: Mapping[int, str | None]) -> dict[str, Any]:
     # Bound names differ from the columns': an UPDATE reserves the column names for its SET.
-    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_FIELDS, _fields(p), strict=True)}}
+    fields = _fields(p, references)
+    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_FIELDS, fields, strict=True)}}
 
 
-def _fields(p: Person) -> tuple[Any, ...]:
-    return (p.employee_number, p.badge_number, p.email, p.reference, p.out_of_service)
+def _fields(p: Person, references: Mapping[int, str | None]) -> tuple[Any, ...]:
+    """The stored columns of ``p``, with the reference ``references`` gives it, if any."""
+    reference = references.get(p.id, p.reference) if references else p.reference
+    return (p.employee_number, p.badge_number, p.email, reference, p.out_of_service)
 
 
 def _same(value: str | None) -> str | None:
@@ -97,6 +106,7 @@ class SnapshotStore(StoreBase):
         full: Sequence[Person] | None = None,
         upserts: Iterable[Person] = (),
         removed: Collection[int] = (),
+        references: Mapping[int, str | None] = _NO_REFERENCES,
         delta_link: str | None,
         fingerprint: str,
         full_read_at: datetime,
@@ -107,13 +117,17 @@ class SnapshotStore(StoreBase):
 
         ``full`` (a full read) replaces the whole snapshot: the stored rows are streamed and
         compared, and only those that differ are written. ``upserts`` and ``removed`` then apply
-        on top (an incremental run gives only these: the delta and its own successful writes).
+        on top (an incremental run gives only these: the delta). ``references`` (person id ->
+        value, None for none: the run's own successful calls) override the reference of the
+        persons the snapshot then holds, in the same rows; ids it does not hold are ignored.
         """
         with write_transaction(self._engine) as conn:
             if full is not None:
-                _replace_all(conn, full)
+                _replace_all(conn, full, references)
             upserting = {p.id: p for p in upserts}
-            _upsert(conn, upserting)
+            _upsert(conn, upserting, references)
+            if full is None:
+                _set_references(conn, references, skip=upserting)
             gone = sorted(pid for pid in removed if pid not in upserting)
             for chunk in _chunks(gone):
                 conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
@@ -134,8 +148,11 @@ class SnapshotStore(StoreBase):
             conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(delta_link=None))
 
 
-def _replace_all(conn: Connection, people: Sequence[Person]) -> None:
-    """Make the stored snapshot equal ``people``, writing only the rows that differ.
+def _replace_all(
+    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+) -> None:
+    """Make the stored snapshot equal ``people`` (with ``references`` over their own), writing
+    only the rows that differ, each once.
 
     The stored rows are streamed in id order and walked beside the read in id order (a merge):
     no index of either side is built, so saving adds nothing to the run's memory peak but the
@@ -156,7 +173,7 @@ def _replace_all(conn: Connection, people: Sequence[Person]) -> None:
             new.append(ordered[i])
             i += 1
         if i < count and ordered[i].id == pid:
-            if (number, badge, email, reference, bool(gone)) != _fields(ordered[i]):
+            if (number, badge, email, reference, bool(gone)) != _fields(ordered[i], references):
                 changed.append(ordered[i])
             i += 1
         else:
@@ -164,8 +181,8 @@ def _replace_all(conn: Connection, people: Sequence[Person]) -> None:
     new.extend(ordered[i:])
     for chunk in _chunks(stale):
         conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
-    _update(conn, changed)
-    _insert(conn, new)
+    _update(conn, changed, references)
+    _insert(conn, new, references)
 
 
 def _id(p: Person) -> int:
@@ -176,30 +193,53 @@ def _sorted(people: Sequence[Person]) -> bool:
     return all(people[k].id < people[k + 1].id for k in range(len(people) - 1))
 
 
-def _upsert(conn: Connection, people: dict[int, Person]) -> None:
+def _upsert(
+    conn: Connection, people: dict[int, Person], references: Mapping[int, str | None]
+) -> None:
     if not people:
         return
     ids = sorted(people)
     existing: set[int] = set()
     for chunk in _chunks(ids):
         existing.update(conn.execute(select(_P.id).where(_P.id.in_(chunk))).scalars())
-    _update(conn, [people[i] for i in ids if i in existing])
-    _insert(conn, [people[i] for i in ids if i not in existing])
+    _update(conn, [people[i] for i in ids if i in existing], references)
+    _insert(conn, [people[i] for i in ids if i not in existing], references)
 
 
-def _update(conn: Connection, people: Sequence[Person]) -> None:
+def _set_references(
+    conn: Connection, references: Mapping[int, str | None], *, skip: Collection[int]
+) -> None:
+    """Set the reference of the stored persons ``references`` names (a missing row stays so)."""
+    ids = sorted(pid for pid in references if pid not in skip)
+    statement = (
+        update(PROTIME_PEOPLE)
+        .where(_P.id == bindparam("b_id"))
+        .values(reference=bindparam("v_reference"))
+    )
+    for chunk in _chunks(ids, _WRITE_BATCH):
+        conn.execute(statement, [{"b_id": pid, "v_reference": references[pid]} for pid in chunk])
+
+
+def _update(
+    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+) -> None:
     statement = (
         update(PROTIME_PEOPLE)
         .where(_P.id == bindparam("b_id"))
         .values({name: bindparam(f"v_{name}") for name in _FIELDS})
     )
     for chunk in _chunks(people, _WRITE_BATCH):
-        conn.execute(statement, [_row(p) for p in chunk])
+        conn.execute(statement, [_row(p, references) for p in chunk])
 
 
-def _insert(conn: Connection, people: Sequence[Person]) -> None:
+def _insert(
+    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+) -> None:
     for chunk in _chunks(people, _WRITE_BATCH):
         conn.execute(
             insert(PROTIME_PEOPLE),
-            [{"id": p.id, **dict(zip(_FIELDS, _fields(p), strict=True))} for p in chunk],
+            [
+                {"id": p.id, **dict(zip(_FIELDS, _fields(p, references), strict=True))}
+                for p in chunk
+            ],
         )

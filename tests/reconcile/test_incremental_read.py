@@ -113,19 +113,36 @@ def _delete(value: str, pid: int) -> Action:
 def test_a_write_moves_a_value_and_replaces_what_the_person_held() -> None:
     """A PUT of V onto P takes V from its holder and replaces P's own value."""
     people = [Person(1, reference="A"), Person(2, reference="B"), Person(3)]
-    changed = after_writes(people, [_write("A", 2)])
-    assert changed == {1: Person(1), 2: Person(2, reference="A")}
+    assert after_writes(people, [_write("A", 2)]) == {1: None, 2: "A"}
 
 
 def test_a_delete_clears_the_value_wherever_it_is() -> None:
     """A DELETE of V clears it on whoever holds it; an unknown value changes nothing."""
     people = [Person(1, reference="A"), Person(2)]
-    assert after_writes(people, [_delete("A", 1), _delete("Z", 2)]) == {1: Person(1)}
+    assert after_writes(people, [_delete("A", 1), _delete("Z", 2)]) == {1: None}
 
 
 def test_calls_apply_in_completion_order() -> None:
     """A delete then a write of the same value on another person leaves it on that person."""
     people = [Person(1, reference="A"), Person(2)]
     changed = after_writes(people, [_delete("A", 1), _write("A", 2), _write("C", 3)])
-    assert changed == {1: Person(1), 2: Person(2, reference="A")}  # 3 is not in the snapshot
+    # 3 is not in the snapshot: saving ignores it (the next full read adds that person).
+    assert changed == {1: None, 2: "A", 3: "C"}
     assert after_writes(people, []) == {}
+
+
+def test_a_value_written_twice_ends_on_the_last_person_and_a_replaced_one_is_free() -> None:
+    """V written onto P1 then P2 ends on P2 alone; P1's value, replaced by V, no longer follows
+    P1: a later delete of it clears nobody, and a value P2 held before is released."""
+    people = [Person(1, reference="X"), Person(2, reference="Y"), Person(3, reference="Z")]
+    calls = [_write("V", 1), _write("V", 2), _delete("X", 1), _write("Y", 3)]
+    assert after_writes(people, calls) == {1: None, 2: "V", 3: "Y"}
+
+
+def test_a_person_who_lost_a_value_and_got_another_keeps_the_new_one() -> None:
+    """A delete of a value P held before a write replaced it does not clear what P holds now."""
+    people = [Person(1, reference="A"), Person(2, reference="B")]
+    calls = [_write("B", 1), _delete("A", 1), _delete("B", 2)]
+    # A left 1 with the write; the delete of B after the write clears B where it now is: on 1.
+    assert after_writes(people, calls) == {1: None, 2: None}
+    assert after_writes(people, [_write("B", 1), _delete("A", 1)]) == {1: "B", 2: None}

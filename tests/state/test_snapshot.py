@@ -3,6 +3,7 @@ differ, read back as the compact persons a read makes (SQLite and PostgreSQL).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -106,3 +107,42 @@ def test_forgetting_the_feed_keeps_the_snapshot(store: StateStore) -> None:
     assert feed is not None
     assert feed.delta_link is None
     assert len(store.load_people()) == 3
+
+
+def test_a_full_save_takes_the_references_in_the_same_rows(store: StateStore) -> None:
+    """A full save with references stores each person once, with the reference given (None
+    clears one); an id the read does not hold is not added."""
+    people = _people(12)
+    statements = _statements(store)
+    references = {1001: "W1", 1002: None, 1011: "W11", 4242: "nobody"}
+    _save(store, full=people, references=references)
+    # The stored rows streamed, the people inserted once, the feed row (no update, then insert).
+    assert [s for s in statements if s != "BEGIN"] == ["SELECT", "INSERT", "UPDATE", "INSERT"]
+    expected = [replace(p, reference=references.get(p.id, p.reference)) for p in people]
+    assert store.load_people() == expected
+    statements.clear()
+    _save(store, full=people, references=references, delta_link="/t2")
+    assert [s for s in statements if s in {"INSERT", "DELETE"}] == []
+    assert statements.count("UPDATE") == 1  # nothing differs: the feed row only
+
+
+def test_an_incremental_save_sets_references_over_the_delta_and_the_snapshot(
+    store: StateStore,
+) -> None:
+    """References apply to a person of the delta and to one the snapshot holds unchanged; an id
+    removed or unknown stays absent."""
+    people = _people(6)
+    _save(store, full=people)
+    _save(
+        store,
+        upserts=[Person(id=1001, badge_number="new")],
+        removed={1003},
+        references={1001: "W1", 1002: "W2", 1003: "W3", 1004: None, 7777: "W7"},
+        delta_link="/t2",
+    )
+    loaded = {p.id: p for p in store.load_people()}
+    assert set(loaded) == {p.id for p in people} - {1003}
+    assert loaded[1001] == Person(id=1001, badge_number="new", reference="W1")
+    assert loaded[1002] == replace(people[2], reference="W2")
+    assert loaded[1004] == replace(people[4], reference=None)
+    assert loaded[1005] == people[5]
