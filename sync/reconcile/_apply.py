@@ -75,18 +75,29 @@ async def apply_actions(
     if tally is not None:
         applier.tally = tally
     applier.total = len(actions)
-    by_phase: dict[int, list[tuple[int, Action]]] = {}
-    for event_id, action in zip(event_ids, actions, strict=True):
-        by_phase.setdefault(action.phase, []).append((event_id, action))
+    # Per phase, how many actions; each phase's queue walks the plan again instead of holding a
+    # (event id, action) pair per action (some 16 MB at 250,000 for the whole apply step).
+    sizes = Counter(a.phase for a in actions)
     try:
-        for phase in sorted(by_phase):
-            queue = iter(by_phase[phase])
+        for phase in sorted(sizes):
+            queue = _in_phase(event_ids, actions, phase)
             async with asyncio.TaskGroup() as group:
-                for _ in range(min(concurrency, len(by_phase[phase]))):
+                for _ in range(min(concurrency, sizes[phase])):
                     group.create_task(applier.worker(queue))
     finally:
         await applier.recorder.close()
     return applier.tally
+
+
+def _in_phase(
+    event_ids: Sequence[int], actions: Sequence[Action], phase: int
+) -> Iterator[tuple[int, Action]]:
+    """The actions of one phase with their event ids, in plan order (workers share it)."""
+    return (
+        (event_id, action)
+        for event_id, action in zip(event_ids, actions, strict=True)
+        if action.phase == phase
+    )
 
 
 class _Applier:

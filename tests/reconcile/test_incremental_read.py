@@ -8,7 +8,7 @@ import pytest
 
 from sync.config import ProtimeSettings, ScheduleSettings, Settings, parse_duration
 from sync.domain import Action, ActionKind, Person, Situation
-from sync.reconcile._people import after_writes, full_read_reason, read_fingerprint
+from sync.reconcile._people import References, after_writes, full_read_reason, read_fingerprint
 from sync.state import PeopleFeed
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
@@ -146,3 +146,15 @@ def test_a_person_who_lost_a_value_and_got_another_keeps_the_new_one() -> None:
     # A left 1 with the write; the delete of B after the write clears B where it now is: on 1.
     assert after_writes(people, calls) == {1: None, 2: None}
     assert after_writes(people, [_write("B", 1), _delete("A", 1)]) == {1: "B", 2: None}
+
+
+def test_the_changes_come_in_id_order_and_look_up_by_id() -> None:
+    """after_writes gives the changed ids in ascending order whatever the call order, and a
+    lookup finds each id's value or none for an id it does not name."""
+    people = [Person(9, reference="A"), Person(5), Person(2)]
+    changed = after_writes(people, [_write("C", 5), _write("A", 2), _write("D", 7)])
+    assert list(changed) == [2, 5, 7, 9]
+    assert [changed[pid] for pid in changed] == ["A", "C", "D", None]
+    assert changed.get(3, "missing") == "missing"
+    assert len(changed) == 4
+    assert References([], []) == {}
