@@ -47,7 +47,7 @@ from sync.config import HRSettings
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
 from sync.hr import write_back
 from sync.reconcile._apply import FLUSH_EVERY
-from sync.reconcile._run import _write_back
+from sync.reconcile._steps import _write_back
 from sync.state import ActionOutcome, StateStore
 
 if TYPE_CHECKING:
