@@ -9,6 +9,7 @@ write of the first run after the second took it. Then the map converges.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from contextlib import contextmanager
@@ -60,15 +61,42 @@ class _Log(httpx.AsyncBaseTransport):
 
 
 class _LockTimes(StateStore):
-    """A store that notes when its run took the lock."""
+    """A store that notes when its run took the lock, and keeps the run's fence."""
 
     taken_at: float | None = None
+    fence: Any = None
 
     @contextmanager
     def lock(self, *, timeout: float = 0.0) -> Iterator[Any]:  # type: ignore[override]
         with super().lock(timeout=timeout) as fence:
             self.taken_at = time.monotonic()
+            self.fence = fence
             yield fence
+
+
+class _HoldWrites(httpx.AsyncBaseTransport):
+    """Lets ``free`` PUTs through, then holds each later one until ``release()`` is true.
+
+    The run checks its lock every PG_CONFIRM_SECONDS; without the hold, a run whose writes
+    take less than that finishes them all before it can see the session cut.
+    """
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, *, free: int, release: Callable[[], bool]
+    ) -> None:
+        self.inner, self.free, self.release = inner, free, release
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "PUT":
+            if self.free > 0:
+                self.free -= 1
+            else:
+                # The fence is set on the lock's watcher thread: wait for it off the loop.
+                await asyncio.to_thread(_wait_for, self.release, "the run seeing its lock lost")
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
 
 
 def _lock_backends(url: str, key: int) -> list[int]:
@@ -108,7 +136,19 @@ def test_a_run_whose_lock_session_is_cut_stops_writing_and_a_second_run_converge
     results: dict[str, Any] = {}
 
     def first() -> None:
-        h.wrap_transport = lambda inner: _Log(inner, "first", requests)
+        # Writes past the 20th wait until the run's fence has seen the lock lost: whatever the
+        # machine's speed, the cut lands in the middle of the writes.
+        h.wrap_transport = lambda inner: _Log(
+            _HoldWrites(
+                inner,
+                free=20,
+                release=lambda: (
+                    first_store.fence is not None and first_store.fence.lost is not None
+                ),
+            ),
+            "first",
+            requests,
+        )
         results["first"] = run(settings=h.settings, protime=h.client(), state=first_store)
 
     thread = threading.Thread(target=first)
