@@ -59,8 +59,14 @@ def log(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')} load {load:.2f}] {text}", file=sys.stderr, flush=True)
 
 
-def _run(env: dict[str, str], sim: SimulatorProcess, workdir: Path, label: str) -> Run:
-    run = rb.run_idsync(env, sim=sim, workdir=workdir, label=label)
+def _run(
+    env: dict[str, str],
+    sim: SimulatorProcess,
+    workdir: Path,
+    label: str,
+    extra: Sequence[str] = (),
+) -> Run:
+    run = rb.run_idsync(env, sim=sim, workdir=workdir, label=label, extra=extra)
     log(
         f"{label}: {run.status} wall {run.wall_seconds:.2f}s (run {run.run_seconds:.2f}s), "
         f"{run.requests} requests, {run.reads} pages, {run.writes} writes, "
@@ -169,9 +175,15 @@ def bench_state(
 
         adopt = _run(env(FULL), sim, workdir, f"adopt[{tag}]")
         full = [_run(env(FULL), sim, workdir, f"full[{tag}]") for _ in range(runs)]
+        # The steady state: each no-change run after a run that had nothing to do is settled
+        # (docs/protime-client.md, "Settled runs").
         incremental = [
             _run(env(INCREMENTAL), sim, workdir, f"incremental[{tag}]") for _ in range(runs)
         ]
+        # For comparison, a no-change incremental run that plans: an --only run before it means
+        # it cannot take the settled run's plan.
+        _run(env(INCREMENTAL), sim, workdir, f"only[{tag}]", extra=["--only", employees[0].hr_id])
+        planned = _run(env(INCREMENTAL), sim, workdir, f"incremental-planned[{tag}]")
         result: dict[str, Any] = {
             "state": state,
             "n": n,
@@ -179,6 +191,7 @@ def bench_state(
             "adoption": asdict(adopt),
             "full": _summary(full),
             "incremental": _summary(incremental),
+            "incremental_planned": _summary([planned]),
         }
         ratio = result["incremental"]["wall_seconds"] / result["full"]["wall_seconds"]
         result["wall_ratio"] = ratio
@@ -188,6 +201,14 @@ def bench_state(
             f"no-change incremental requests [{tag}]",
             most <= MAX_NO_CHANGE_REQUESTS,
             f"{most} requests (limit {MAX_NO_CHANGE_REQUESTS})",
+        )
+        settled = sum(1 for r in incremental if r.settled_since)
+        _check(
+            checks,
+            f"no-change incremental runs settled [{tag}]",
+            settled == len(incremental) and planned.settled_since is None,
+            f"{settled} of {len(incremental)} settled; the one after --only planned:"
+            f" {planned.settled_since is None}",
         )
         _check(
             checks,
@@ -247,10 +268,14 @@ def table(results: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results["states"]:
-        for kind in ("full", "incremental"):
+        for kind in ("full", "incremental", "incremental_planned"):
             s = r[kind]
+            name = {
+                "incremental": "incremental (settled)",
+                "incremental_planned": "incremental, planned",
+            }.get(kind, kind)
             lines.append(
-                f"| {r['state']} | {r['latency_ms']:g} ms | {r['n']:,} | {kind}, no change |"
+                f"| {r['state']} | {r['latency_ms']:g} ms | {r['n']:,} | {name}, no change |"
                 f" {s['runs']} | {s['wall_seconds']:.2f} | {s['run_seconds']:.2f} |"
                 f" {s['max_rss_mb']:.0f} | {s['requests']} | {s['pages']} | {s['writes']} |"
             )

@@ -458,13 +458,21 @@ class Run:
     requests: int  # every API request idsync sent, token included
     protime_people: int  # persons the run read
     rate_per_second: float | None = None  # the client-side rate at the end (auto: learned)
+    settled_since: str | None = None  # a settled run: the run whose plan it took
 
     @property
     def requests_per_second(self) -> float:
         return self.requests / self.wall_seconds if self.wall_seconds else 0.0
 
 
-_PHASE_EVENTS = ("run.start", "run.hr_read", "run.protime_read", "run.planned", "run.finish")
+_PHASE_EVENTS = (
+    "run.start",
+    "run.hr_read",
+    "run.protime_read",
+    "run.settled",
+    "run.planned",
+    "run.finish",
+)
 
 
 def idsync_env(
@@ -599,6 +607,7 @@ def run_idsync(
         requests=sum(api.values()),
         protime_people=int(result.get("protime_count") or 0),
         rate_per_second=result.get("rate_per_second"),
+        settled_since=result.get("settled_since"),
     )
 
 

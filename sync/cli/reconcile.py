@@ -125,12 +125,16 @@ def _stop_on_ctrl_c(stop: threading.Event) -> Callable[[], None]:
 def _as_dict(result: RunResult) -> dict[str, object]:
     """The ``reconcile`` document; its plan and records are iterators, made as they are printed."""
     body = result_object(result)
+    body["settled_since"] = result.settled_since
     plan = result.plan
     if plan is not None:
         body["plan"] = (action_object(a) for a in plan.actions)
         body["records"] = (
             record_object(c) for c in plan.classifications if c.situation is not Situation.LINKED
         )
+    elif result.records is not None:  # a settled run: nothing planned, the map's records
+        body["plan"] = []
+        body["records"] = (record_object(c) for c in result.records)
     return document("reconcile", body)
 
 
@@ -189,6 +193,11 @@ def _print(result: RunResult) -> None:
         f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
         + (f"; Protime read: {result.protime_read}" if result.protime_read else "")
         + (f" ({shown(result.protime_read_reason)})" if result.protime_read_reason else "")
+        + (
+            f"; nothing changed since run {result.settled_since[:8]}: not planned again"
+            if result.settled_since
+            else ""
+        )
     )
     if result.dry_run:
         for line in result.would_block:

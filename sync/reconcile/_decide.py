@@ -26,7 +26,7 @@ from sync.reconcile._preconditions import (
     settings_digest,
     snapshot_fingerprint,
 )
-from sync.state import PlanRow
+from sync.state import PlanRow, RunRow
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -46,6 +46,10 @@ class Inputs:
     hr: HRSnapshot
     people: list[Person]
     prior: PriorState
+    # A settled run (_settled.py): the run whose plan this one takes; ``people`` is then empty
+    # (the snapshot was not loaded). ``settled_key``: the inputs' digest, when it was made.
+    settled: RunRow | None = None
+    settled_key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

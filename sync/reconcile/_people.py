@@ -61,6 +61,9 @@ class ProtimeRead:
     # An incremental read: the persons the delta inserted or updated, and the ids it deleted.
     changed: dict[int, Person] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
+    # The delta brought no change and the snapshot was not loaded yet: the run may be settled
+    # (_settled.py); otherwise :func:`load_deferred` loads it.
+    deferred: bool = False
 
 
 def read_fingerprint(settings: Settings) -> str:
@@ -101,9 +104,14 @@ async def read_protime(
     people: list[Person],
     full: bool,
     strings: StringPool | None = None,
+    defer: bool = False,
 ) -> ProtimeRead:
     """Fill ``people`` with every Protime person, read in full or as snapshot + delta; their keys
-    and references are the objects of ``strings`` (the run's pool, :mod:`sync.strings`)."""
+    and references are the objects of ``strings`` (the run's pool, :mod:`sync.strings`).
+
+    ``defer``: when a run settled on this snapshot and the delta brings no change, leave
+    ``people`` empty and the read ``deferred`` (the caller may not need the snapshot at all).
+    """
     now = datetime.now(UTC)
     feed = await asyncio.to_thread(store.people_feed)
     reason = full_read_reason(settings, feed, full=full, now=now)
@@ -117,6 +125,7 @@ async def read_protime(
                 feed=feed,
                 fingerprint=fingerprint,
                 strings=strings,
+                defer=defer and feed.settled_key is not None,
             )
         except ProtimeError as exc:
             if exc.status not in _RESTART:
@@ -150,10 +159,16 @@ async def _incremental(
     feed: PeopleFeed,
     fingerprint: str,
     strings: StringPool | None,
+    defer: bool,
 ) -> ProtimeRead:
     assert feed.delta_link is not None  # the caller checked
-    # The delta's first page goes out while the snapshot loads from the state database.
-    loading = asyncio.create_task(asyncio.to_thread(store.load_people, strings=strings))
+    # The delta's first page goes out while the snapshot loads from the state database; a run
+    # that may be settled loads it only once the delta shows a change.
+    loading = (
+        None
+        if defer
+        else asyncio.create_task(asyncio.to_thread(store.load_people, strings=strings))
+    )
     changed: dict[int, Person] = {}
     removed: set[int] = set()
     delta_link = feed.delta_link
@@ -167,13 +182,8 @@ async def _incremental(
                 removed.add(pid)
             delta_link = page.delta_link or delta_link
     finally:
-        snapshot = await loading
-    people.extend(snapshot)
-    del snapshot
-    if changed or removed:
-        _merge(people, changed, removed)
-    log.info("protime.read", read=INCREMENTAL, changed=len(changed), removed=len(removed))
-    return ProtimeRead(
+        snapshot = await loading if loading is not None else None
+    read = ProtimeRead(
         kind=INCREMENTAL,
         reason=None,
         fingerprint=fingerprint,
@@ -182,6 +192,28 @@ async def _incremental(
         changed=changed,
         removed=removed,
     )
+    if snapshot is None and not (changed or removed):
+        log.info("protime.read", read=INCREMENTAL, changed=0, removed=0, snapshot="deferred")
+        read.deferred = True
+        return read
+    if snapshot is None:
+        snapshot = await asyncio.to_thread(store.load_people, strings=strings)
+    people.extend(snapshot)
+    del snapshot
+    if changed or removed:
+        _merge(people, changed, removed)
+    log.info("protime.read", read=INCREMENTAL, changed=len(changed), removed=len(removed))
+    return read
+
+
+async def load_deferred(
+    *, store: RunState, read: ProtimeRead, people: list[Person], strings: StringPool | None
+) -> None:
+    """Load the snapshot a deferred read left out (the delta changed nothing: it is the read)."""
+    assert read.deferred
+    assert not people
+    people.extend(await asyncio.to_thread(store.load_people, strings=strings))
+    read.deferred = False
 
 
 def _merge(people: list[Person], changed: dict[int, Person], removed: set[int]) -> None:

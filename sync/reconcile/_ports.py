@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         PriorState,
     )
     from sync.protime import ClientStats, DeltaPage
-    from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunSummary
+    from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunRow, RunSummary
     from sync.strings import StringPool
 
 
@@ -165,6 +165,12 @@ class RunState(Protocol):
     def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None: ...
 
     def people_feed(self) -> PeopleFeed | None: ...
+
+    def settle(self, *, run_id: str, key: str) -> None: ...
+
+    def settled_run(self, *, key: str, run_id: str) -> RunRow | None: ...
+
+    def unlinked_records(self) -> list[Classification]: ...
 
     def load_people(self, *, strings: StringPool | None = None) -> list[Person]: ...
 

@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sync.domain import Plan
+    from sync.domain import Classification, Plan
 
 
 class RunStatus(StrEnum):
@@ -59,6 +59,10 @@ class RunResult:
     # How Protime was read: "full" or "incremental" (None: not read), and why a full read.
     protime_read: str | None = None
     protime_read_reason: str | None = None
+    # A settled run (nothing changed since the run ``settled_since`` settled: not planned
+    # again): ``plan`` is None and ``records`` holds the map's unlinked rows instead.
+    settled_since: str | None = None
+    records: tuple[Classification, ...] | None = None
     # Failed on a configuration error (the message names the variable): exit 2, not 1.
     config_error: bool = False
 

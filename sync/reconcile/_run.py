@@ -38,14 +38,17 @@ from sync.reconcile._preconditions import (
 )
 from sync.reconcile._progress import ProgressSnapshot, RunProgress
 from sync.reconcile._result import RunResult, RunStatus
+from sync.reconcile._settled import map_holds_all, plain
 from sync.reconcile._steps import (
     _phase,
     advance_snapshot,
     apply_step,
     finish_writes,
     read_inputs,
+    settle,
+    settled_step,
 )
-from sync.state import RunSummary, StateStore
+from sync.state import RunRow, RunSummary, StateStore
 
 if TYPE_CHECKING:
     import threading
@@ -53,6 +56,7 @@ if TYPE_CHECKING:
 
     from sync.config import Settings
     from sync.domain import (
+        Classification,
         HRSnapshot,
         Person,
     )
@@ -78,6 +82,7 @@ class _Reached:
     tally: Tally = field(default_factory=Tally)
     progress: RunProgress | None = None  # where the run is (run.progress, the run row, gauges)
     read: ProtimeRead | None = None  # which read of Protime the run did
+    settled: RunRow | None = None  # a settled run: the run whose plan it takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +122,14 @@ class Job:
         would_block: tuple[str, ...] = (),
         stale: tuple[tuple[str, str], ...] = (),
         done: int = 0,
+        settled: RunRow | None = None,
+        records: tuple[Classification, ...] | None = None,
     ) -> RunResult:
         """The result of this job so far: whatever figures the run got to before it ended.
 
         Figures not passed come from :attr:`reached`, so a run that fails or stops half-way
-        still reports the counts and API calls it measured.
+        still reports the counts and API calls it measured. ``settled``: the run whose plan a
+        settled run took (its Protime count; ``records`` are the map's unlinked rows).
         """
         reached = self.reached
         client = client or reached.client
@@ -132,6 +140,7 @@ class Job:
         if actions is None and reached.tally.outcomes:
             actions = dict(reached.tally.outcomes)
         read = reached.read
+        settled = settled or reached.settled
         return RunResult(
             run_id=run_id,
             status=status,
@@ -143,8 +152,16 @@ class Job:
             retries=client.stats.retries if client is not None else 0,
             rate_per_second=client.rate_per_second if client is not None else None,
             hr_count=len(hr.employees) if hr is not None else 0,
-            protime_count=len(people) if people is not None else 0,
+            protime_count=(
+                settled.protime_count or 0
+                if settled is not None
+                else len(people)
+                if people is not None
+                else 0
+            ),
             plan=plan,
+            records=records,
+            settled_since=settled.id if settled is not None else None,
             message=message,
             plan_id=plan_id,
             would_block=would_block,
@@ -388,7 +405,9 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
     store = ports.state
     async with ports.protime as client:
         try:
-            inputs = await read_inputs(job, ports, client)
+            inputs = await read_inputs(job, ports, client, settle_as=run_id if plain(job) else None)
+            if inputs.settled is not None:
+                return await settled_step(job, ports, run_id, inputs, client)
             _phase(job, "planning")
             decision = await asyncio.to_thread(decide, job, inputs, store)
             the_plan = decision.plan
@@ -487,6 +506,14 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
         finally:
             unbind_context("hr_id")
     status, message = await finish_writes(job, ports, tally, total=len(the_plan.actions))
+    if (
+        status is RunStatus.SUCCEEDED
+        and plain(job)
+        and not the_plan.actions
+        and not decision.would_block
+        and map_holds_all(the_plan.classifications)
+    ):
+        await settle(job, ports, run_id, inputs)
     return job.result(
         run_id,
         status,

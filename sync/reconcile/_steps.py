@@ -9,14 +9,16 @@ pipeline both call in that frame.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import TYPE_CHECKING
 
 from sync.logging import get_logger
 from sync.reconcile._apply import Tally, apply_actions
 from sync.reconcile._decide import Inputs
 from sync.reconcile._fence import lock_lost
-from sync.reconcile._people import read_protime, save_snapshot
-from sync.reconcile._result import RunStatus
+from sync.reconcile._people import load_deferred, read_fingerprint, read_protime, save_snapshot
+from sync.reconcile._result import RunResult, RunStatus
+from sync.reconcile._settled import settled_key
 from sync.strings import StringPool
 
 if TYPE_CHECKING:
@@ -30,9 +32,16 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 
-async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
+async def read_inputs(
+    job: Job, ports: Ports, client: ProtimeAPI, *, settle_as: str | None = None
+) -> Inputs:
     """Read HR, Protime and the prior state, overlapped; what was read is kept in
-    ``job.reached`` as it comes, for a run that fails half-way to report."""
+    ``job.reached`` as it comes, for a run that fails half-way to report.
+
+    ``settle_as``: the id of a run that may take a settled run's plan (``_settled.py``). When the
+    delta changed nothing and the inputs are the settled run's, the snapshot is not loaded and
+    ``Inputs.settled`` names that run.
+    """
     job.reached.client = client
     # The HR read and the state read run on worker threads while the event loop pages through
     # Protime: at 100,000 people the three reads overlap instead of adding up.
@@ -54,23 +63,44 @@ async def read_inputs(job: Job, ports: Ports, client: ProtimeAPI) -> Inputs:
             )
         )
     try:
-        read = job.reached.read = await read_protime(
-            settings=job.settings,
-            store=ports.state,
-            client=client,
-            people=people,
-            full=job.full,
-            strings=strings,
-        )
-    finally:
         try:
-            hr, prior = await asyncio.gather(hr_read, prior_read)
+            read = job.reached.read = await read_protime(
+                settings=job.settings,
+                store=ports.state,
+                client=client,
+                people=people,
+                full=job.full,
+                strings=strings,
+                defer=settle_as is not None,
+            )
         finally:
-            strings.clear()  # the reads are over: planning does not carry the pool
-        job.reached.hr = hr
-    log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
+            hr, prior = await asyncio.gather(hr_read, prior_read)
+            job.reached.hr = hr
+        log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
+        settled, key = None, None
+        if read.deferred:
+            assert settle_as is not None  # only such a run defers
+            key = await asyncio.to_thread(
+                partial(
+                    settled_key,
+                    settings=job.settings,
+                    hr=hr,
+                    prior=prior,
+                    snapshot_fingerprint=read.fingerprint,
+                )
+            )
+            settled = await asyncio.to_thread(
+                partial(ports.state.settled_run, key=key, run_id=settle_as)
+            )
+            if settled is None:
+                await load_deferred(store=ports.state, read=read, people=people, strings=strings)
+    finally:
+        strings.clear()  # the reads are over: planning does not carry the pool
+    if settled is not None:
+        log.info("run.settled", since_run_id=settled.id, employees=len(hr.employees))
+        return Inputs(hr=hr, people=people, prior=prior, settled=settled, settled_key=key)
     log.info("run.protime_read", people=len(people), read=read.kind, reason=read.reason)
-    return Inputs(hr=hr, people=people, prior=prior)
+    return Inputs(hr=hr, people=people, prior=prior, settled_key=key)
 
 
 async def apply_step(
@@ -128,6 +158,52 @@ async def finish_writes(
             f"{left} of {total} action(s) not attempted; the next run does them"
         )
     return status, message
+
+
+async def settle(job: Job, ports: Ports, run_id: str, inputs: Inputs) -> None:
+    """Store that this run settled: its plan was empty, nothing blocked it, it succeeded
+    (``_settled.py``). Called last, after its snapshot and write-back."""
+    key = inputs.settled_key
+    if key is None:
+        key = await asyncio.to_thread(
+            partial(
+                settled_key,
+                settings=job.settings,
+                hr=inputs.hr,
+                prior=inputs.prior,
+                snapshot_fingerprint=read_fingerprint(job.settings),
+            )
+        )
+    await asyncio.to_thread(partial(ports.state.settle, run_id=run_id, key=key))
+
+
+async def settled_step(
+    job: Job, ports: Ports, run_id: str, inputs: Inputs, client: ProtimeAPI
+) -> RunResult:
+    """Nothing changed since a run that settled (``_settled.py``): report its figures and the
+    map's unlinked records, advance the delta link, write back, and settle in turn."""
+    store, settled = ports.state, inputs.settled
+    assert settled is not None
+    # A run that fails from here still reports the settled figures.
+    job.reached.settled = settled
+    counts = job.reached.counts = dict(settled.counts_by_situation)
+    _phase(job, "saving")  # the map's records are read, the delta link saved
+    records = await asyncio.to_thread(store.unlinked_records)
+    tally = Tally()
+    await advance_snapshot(job, ports, run_id, inputs, tally)
+    status, message = await finish_writes(job, ports, tally, total=0)
+    if status is RunStatus.SUCCEEDED:
+        await settle(job, ports, run_id, inputs)
+    return job.result(
+        run_id,
+        status,
+        message=message,
+        counts=counts,
+        client=client,
+        inputs=inputs,
+        settled=settled,
+        records=tuple(records),
+    )
 
 
 def _phase(

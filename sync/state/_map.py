@@ -500,6 +500,17 @@ class MapStore(StoreBase):
             )
             return dict(result.tuples().all())
 
+    def unlinked_records(self) -> list[Classification]:
+        """Every row of the map that is not linked, as the classification that stored it
+        (ordered by HR id): what a settled run reports instead of classifying again."""
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
+                select(*_MAPPING_COLUMNS)
+                .where(_M.situation != Situation.LINKED.value)
+                .order_by(_M.hr_id)
+            )
+            return [_classification(_mapping_row(r)) for r in result]
+
     def counts_by_situation(self) -> dict[str, int]:
         """Rows of the map per situation, as stored now."""
         with self._engine.connect() as conn:
@@ -514,6 +525,19 @@ class MapStore(StoreBase):
             )
             for row in result:
                 yield _mapping_row(row)
+
+
+def _classification(row: MappingRow) -> Classification:
+    return Classification(
+        hr_id=row.hr_id,
+        situation=Situation(row.situation),
+        protime_id=row.protime_id,
+        rule=Rule(row.rule) if row.rule else None,
+        evidence=row.evidence,
+        reason=row.reason,
+        protime_value=row.protime_value,
+        candidates=row.candidates,
+    )
 
 
 def _action_count(actions_by_outcome: str | None) -> int:

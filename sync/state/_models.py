@@ -223,6 +223,12 @@ class ProtimeFeedRecord(Base):
     full_read_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[str | None] = mapped_column(String(36))  # the run that saved it
+    # The last run that settled (an empty plan): a digest of its inputs, its id and the last
+    # audit event id then (migration 0007; docs/protime-client.md, "Settled runs"). Cleared
+    # whenever the snapshot is saved; set again by a run that settles.
+    settled_key: Mapped[str | None] = mapped_column(String(64))
+    settled_run_id: Mapped[str | None] = mapped_column(String(36))
+    settled_event_id: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class RunLockRecord(Base):

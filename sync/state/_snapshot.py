@@ -14,12 +14,22 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from sync.domain import Person
-from sync.state._base import _STREAM_ROWS, _WRITE_BATCH, StoreBase, _chunks
+from sync.state._base import (
+    _E,
+    _R,
+    _RUN_COLUMNS,
+    _STREAM_ROWS,
+    _WRITE_BATCH,
+    StoreBase,
+    _chunks,
+    _run_row,
+)
 from sync.state._engine import write_transaction
 from sync.state._models import PROTIME_FEED, PROTIME_PEOPLE
+from sync.state._rows import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -27,12 +37,15 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
+    from sync.state._rows import RunRow
     from sync.strings import StringPool
 
 _FEED = "people"
 _P = PROTIME_PEOPLE.c
 _F = PROTIME_FEED.c
 _FIELDS = ("employee_number", "badge_number", "email", "reference", "out_of_service")
+# Saving the snapshot or forgetting the link unsettles: only a run that settles sets these.
+_UNSETTLED = {"settled_key": None, "settled_run_id": None, "settled_event_id": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,7 @@ class PeopleFeed:
     full_read_at: datetime
     updated_at: datetime
     run_id: str | None = None
+    settled_key: str | None = None  # the inputs of the last run that settled (migration 0007)
 
 
 _NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
@@ -73,7 +87,12 @@ class SnapshotStore(StoreBase):
         with self._engine.connect() as conn:
             row = conn.execute(
                 select(
-                    _F.delta_link, _F.fingerprint, _F.full_read_at, _F.updated_at, _F.run_id
+                    _F.delta_link,
+                    _F.fingerprint,
+                    _F.full_read_at,
+                    _F.updated_at,
+                    _F.run_id,
+                    _F.settled_key,
                 ).where(_F.name == _FEED)
             ).first()
         return PeopleFeed(*row) if row is not None else None
@@ -137,6 +156,7 @@ class SnapshotStore(StoreBase):
                 "full_read_at": full_read_at,
                 "updated_at": now,
                 "run_id": run_id,
+                **_UNSETTLED,
             }
             done = conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(values))
             if not done.rowcount:
@@ -145,7 +165,51 @@ class SnapshotStore(StoreBase):
     def forget_people_feed(self) -> None:
         """Drop the delta link: the next run reads in full (the snapshot stays as its baseline)."""
         with write_transaction(self._engine) as conn:
-            conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(delta_link=None))
+            conn.execute(
+                update(PROTIME_FEED).where(_F.name == _FEED).values(delta_link=None, **_UNSETTLED)
+            )
+
+    def settle(self, *, run_id: str, key: str) -> None:
+        """Remember that run ``run_id`` settled (its plan was empty) on inputs digested as ``key``,
+        with the last audit event there is now. Called after its snapshot was saved."""
+        with write_transaction(self._engine) as conn:
+            last_event = conn.execute(select(func.max(_E.id))).scalar()
+            conn.execute(
+                update(PROTIME_FEED)
+                .where(_F.name == _FEED)
+                .values(settled_key=key, settled_run_id=run_id, settled_event_id=last_event)
+            )
+
+    def settled_run(self, *, key: str, run_id: str) -> RunRow | None:
+        """The run that settled on inputs ``key``, if nothing happened to the state since.
+
+        Nothing happened: that run is the latest real (not dry) run before ``run_id`` and it
+        succeeded, no audit event came after it (every call and every admin change writes one),
+        and the snapshot was not saved since (saving it clears what :meth:`settle` stored).
+        """
+        with self._engine.connect() as conn:
+            feed = conn.execute(
+                select(_F.settled_key, _F.settled_run_id, _F.settled_event_id).where(
+                    _F.name == _FEED
+                )
+            ).first()
+            if feed is None or feed.settled_key != key or feed.settled_run_id is None:
+                return None
+            latest = conn.execute(
+                select(*_RUN_COLUMNS)
+                .where(_R.dry_run.is_(False), _R.id != run_id)
+                .order_by(_R.started_at.desc())
+                .limit(1)
+            ).first()
+            if (
+                latest is None
+                or latest.id != feed.settled_run_id
+                or latest.status != RunStatus.SUCCEEDED.value
+            ):
+                return None
+            if conn.execute(select(func.max(_E.id))).scalar() != feed.settled_event_id:
+                return None
+        return _run_row(latest)
 
 
 def _replace_all(
