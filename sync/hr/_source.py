@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import contextmanager
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ from sqlalchemy import (
     Time,
     create_engine,
     inspect,
+    null,
     select,
     text,
     type_coerce,
@@ -50,13 +52,15 @@ from sync.errors import ConfigError, HRConfigError, HRSourceError
 from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from sync.config import HRSettings
     from sync.domain import HRSnapshot
     from sync.strings import StringPool
 
 _STREAM_BATCH = 2000
+# The values SnapshotBuilder.add takes after the row number, in its order.
+_ROLES = ("id", "employee_number", "badge_number", "email", "active")
 _PREFIX = "IDSYNC_HR__"
 
 
@@ -227,6 +231,8 @@ def _table_statement(conn: Connection, settings: HRSettings) -> tuple[Select[Any
             selected.append(column.is_not(None).label(role))
         else:
             selected.append(type_coerce(column, NullType()).label(role))
+    # A role not configured is read as NULL: every row then has all the roles, picked in one call.
+    selected.extend(null().label(role) for role in _ROLES if role not in roles)
     # Primary-key order makes row numbers (in "duplicate id, rows 3, 7") stable from run to run.
     return select(*selected).order_by(*table.primary_key.columns), refused
 
@@ -280,16 +286,10 @@ def _read_rows(conn: Connection, settings: HRSettings, builder: SnapshotBuilder)
             names = list(result.keys())
             roles = _resolve(names, _configured_columns(settings), where="the query's result")
             positions = {role: names.index(column) for role, column in roles.items()}
-        get = _getter(positions, refused)
+        pick = _picker(positions, refused)
+        add = builder.add
         for number, row in enumerate(result, start=1):
-            builder.add(
-                number,
-                get(row, "id"),
-                employee_number=get(row, "employee_number"),
-                badge_number=get(row, "badge_number"),
-                email=get(row, "email"),
-                active=get(row, "active"),
-            )
+            add(number, *pick(row))
 
 
 def _raw_text_values(conn: Connection) -> None:
@@ -304,15 +304,23 @@ def _raw_text_values(conn: Connection) -> None:
         dbapi_connection.text_factory = decode_text
 
 
-def _getter(positions: dict[str, int], refused: dict[str, str]) -> Any:
-    def get(row: Any, role: str) -> object:
-        index = positions.get(role)
-        if index is None:
-            return None
-        value = row[index]
-        if role in refused:
-            # Only "holds a value" was read: a value there makes the row invalid.
-            return ColumnTypeRefused(refused[role]) if value else None
-        return value
+def _picker(
+    positions: dict[str, int], refused: dict[str, str]
+) -> Callable[[Any], Sequence[object]]:
+    """A function from a result row to :data:`_ROLES`' values (None for a role not configured)."""
+    if not refused and all(role in positions for role in _ROLES):
+        # Every role read as is, the usual table: one C call per row.
+        return itemgetter(*(positions[role] for role in _ROLES))
 
-    return get
+    def pick(row: Any) -> Sequence[object]:
+        values: list[object] = []
+        for role in _ROLES:
+            index = positions.get(role)
+            value = None if index is None else row[index]
+            if role in refused:
+                # Only "holds a value" was read: a value there makes the row invalid.
+                value = ColumnTypeRefused(refused[role]) if value else None
+            values.append(value)
+        return values
+
+    return pick

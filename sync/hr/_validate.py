@@ -265,15 +265,56 @@ class SnapshotBuilder:
         self._invalid: list[InvalidHRRow] = []
         self._out_of_scope: set[str] = set()
 
-    def add(
+    def add(  # noqa: PLR0917 - a row's values in column order: splatted once per HR row
         self,
         row_number: int,
         raw_id: object,
-        *,
         employee_number: object = None,
         badge_number: object = None,
         email: object = None,
         active: object = None,
+    ) -> None:
+        """One row, numbered from 1 in read order; its values as the driver gave them."""
+        # The usual row (a text id, text or empty keys, an integer or no active value) takes
+        # the same rules inline: this runs for every HR row of every run.
+        if (
+            type(raw_id) is str
+            and (employee_number is None or type(employee_number) is str)
+            and (badge_number is None or type(badge_number) is str)
+            and (email is None or type(email) is str)
+            and (active is None or type(active) is int)
+            and value_problem(raw_id, max_length=self._max) is None
+        ):
+            if active == 0:
+                self._out_of_scope.add(raw_id)
+                return
+            mail = email.strip().lower() or None if email is not None else None
+            self._keep(
+                row_number,
+                raw_id,
+                employee_number.strip() or None if employee_number is not None else None,
+                badge_number.strip() or None if badge_number is not None else None,
+                mail,
+            )
+            return
+        self._add_checked(
+            row_number,
+            raw_id,
+            employee_number=employee_number,
+            badge_number=badge_number,
+            email=email,
+            active=active,
+        )
+
+    def _add_checked(
+        self,
+        row_number: int,
+        raw_id: object,
+        *,
+        employee_number: object,
+        badge_number: object,
+        email: object,
+        active: object,
     ) -> None:
         text, problem = id_text(raw_id, max_length=self._max)
         if problem is not None or text is None:
@@ -295,7 +336,17 @@ class SnapshotBuilder:
         number = optional_text(employee_number)
         badge = optional_text(badge_number)
         mail = optional_text(email)
-        mail = mail.lower() if mail else None
+        self._keep(row_number, text, number, badge, mail.lower() if mail else None)
+
+    def _keep(
+        self,
+        row_number: int,
+        text: str,
+        number: str | None,
+        badge: str | None,
+        mail: str | None,
+    ) -> None:
+        """An in-scope row with a valid id and its keys normalised: kept, or a duplicate."""
         pool = self._strings
         if pool is not None:
             text, number, badge, mail = (

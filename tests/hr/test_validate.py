@@ -233,3 +233,39 @@ def test_a_pool_gives_employees_the_strings_it_holds_and_keeps_the_first_seen() 
     assert one.badge_number is pool.share(_fresh("B9"))  # B9 was new: the pool keeps it
     assert two.email == "x@example.org"
     assert two.email is pool.share(_fresh("x@example.org"))
+
+
+_TEXT = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["", " ", "E1", " E1", "E1 ", "a/b", "x\x00y", ".", "Ünï", "MIXED@Case.Example"]
+    ),
+    st.text(max_size=8),
+)
+_ROW = st.tuples(
+    _TEXT,
+    _TEXT,
+    _TEXT,
+    _TEXT,
+    st.one_of(st.none(), st.integers(-2, 2), st.sampled_from(["0", "no", "yes"]), st.booleans()),
+)
+
+
+@given(st.lists(_ROW, max_size=12))
+def test_the_inline_path_for_usual_rows_gives_what_the_full_checks_give(
+    rows: list[tuple[object, object, object, object, object]],
+) -> None:
+    """Rows of text, empty and integer values built through ``add`` (its inline path) and through
+    the full checks alone give the same snapshot."""
+    inline, checked = SnapshotBuilder(max_value_length=6), SnapshotBuilder(max_value_length=6)
+    for number, (raw_id, employee_number, badge, email, active) in enumerate(rows, start=1):
+        inline.add(number, raw_id, employee_number, badge, email, active)
+        checked._add_checked(
+            number,
+            raw_id,
+            employee_number=employee_number,
+            badge_number=badge,
+            email=email,
+            active=active,
+        )
+    assert inline.snapshot() == checked.snapshot()
