@@ -136,7 +136,7 @@ class RunState(Protocol):
         now: datetime,
         prune: bool = False,
         verified: bool = True,
-    ) -> None: ...
+    ) -> bool: ...
 
     def record_pending(
         self,

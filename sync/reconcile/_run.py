@@ -38,7 +38,7 @@ from sync.reconcile._preconditions import (
 )
 from sync.reconcile._progress import ProgressSnapshot, RunProgress
 from sync.reconcile._result import RunResult, RunStatus
-from sync.reconcile._settled import map_holds_all, plain
+from sync.reconcile._settled import plain
 from sync.reconcile._steps import (
     _phase,
     advance_snapshot,
@@ -484,7 +484,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
             # that left and holds nothing in Protime, the <row N> key of a blank id that moved)
             # are stale and go; admins' links and ignores stay. --only runs leave the map be.
             _phase(job, "saving", total=len(the_plan.classifications))
-            await asyncio.to_thread(
+            own_rows = await asyncio.to_thread(
                 store.save_classifications,
                 run_id=run_id,
                 classifications=the_plan.classifications,
@@ -511,7 +511,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
         and plain(job)
         and not the_plan.actions
         and not decision.would_block
-        and map_holds_all(the_plan.classifications)
+        and own_rows
     ):
         await settle(job, ports, run_id, inputs)
     return job.result(

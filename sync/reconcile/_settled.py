@@ -26,13 +26,10 @@ from typing import TYPE_CHECKING
 
 from sync import __version__
 from sync.reconcile._preconditions import settings_digest
-from sync.state import KEY_LENGTH
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from sync.config import Settings
-    from sync.domain import Classification, HRSnapshot, PriorState
+    from sync.domain import HRSnapshot, PriorState
     from sync.reconcile._run import Job
 
 # Employees digested per joined string: bounds the text made at once (about 6 MB).
@@ -87,14 +84,3 @@ def settled_key(
     h.update(b"\x1dprior")
     h.update(json.dumps(prior_shape).encode())
     return h.hexdigest()
-
-
-def map_holds_all(classifications: Sequence[Classification]) -> bool:
-    """Every classification is its own row of the map (a keyable, unique HR id): then the map's
-    unlinked rows are exactly the records a settled run's plan had."""
-    keys: set[str] = set()
-    for c in classifications:
-        if not c.hr_id or len(c.hr_id) > KEY_LENGTH or c.hr_id in keys:
-            return False
-        keys.add(c.hr_id)
-    return True

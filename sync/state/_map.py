@@ -380,8 +380,9 @@ class MapStore(StoreBase):
         now: datetime,
         prune: bool = False,
         verified: bool = True,
-    ) -> None:
-        """Upsert one mapping row per classification, in one transaction.
+    ) -> bool:
+        """Upsert one mapping row per classification, in one transaction; whether each
+        classification got a row of its own (then the map's rows are exactly the records).
 
         Existing rows are loaded once and compared in Python; only rows whose classified fields
         changed are updated (``last_changed_at = now``), new ones inserted (``first_seen_at = now``),
@@ -403,6 +404,7 @@ class MapStore(StoreBase):
         and is left out (logged); when ``hr_id`` repeats, the first classification wins.
         """
         incoming = _keyed(classifications)
+        own_rows = len(incoming) == len(classifications)  # before _compare takes the unchanged out
         with write_transaction(self._engine) as conn:
             # Stored rows are streamed and compared one by one against the classification of
             # their id: at 100,000 rows, holding them all (and a values tuple per
@@ -453,6 +455,7 @@ class MapStore(StoreBase):
                     _NEW_COLUMNS,
                     [(k, *_values(incoming[k]), *fresh) for k in chunk],
                 )
+        return own_rows
 
     def mapping(self, hr_id: str) -> MappingRow | None:
         """The row of an HR id (or of an orphaned Protime value), ``None`` when unknown."""

@@ -9,15 +9,12 @@ import pytest
 
 from sync.config import ProtimeSettings, ReactionSettings, SafetySettings, Settings
 from sync.domain import (
-    Classification,
     HREmployee,
     HRSnapshot,
     InvalidHRRow,
     PriorState,
-    Situation,
 )
-from sync.reconcile._settled import map_holds_all, settled_key
-from sync.state import KEY_LENGTH
+from sync.reconcile._settled import settled_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,13 +93,3 @@ CHANGES: dict[str, Callable[[], str]] = {
 def test_any_change_to_an_input_changes_the_key(change: str) -> None:
     """Each input of a plan is in the digest: changing it gives another key."""
     assert CHANGES[change]() != _key()
-
-
-def test_the_map_holds_all_only_for_unique_keyable_ids() -> None:
-    """A settled run's records come from the map: only classifications that are each their own
-    row let a run settle."""
-    ok = [Classification("A", Situation.LINKED), Classification("B", Situation.UNMATCHED)]
-    assert map_holds_all(ok)
-    assert not map_holds_all([*ok, Classification("A", Situation.ORPHANED)])
-    assert not map_holds_all([Classification("", Situation.INVALID)])
-    assert not map_holds_all([Classification("x" * (KEY_LENGTH + 1), Situation.INVALID)])

@@ -178,6 +178,19 @@ def test_load_prior_baseline_is_the_last_full_real_good_run(store: StateStore) -
 # ------------------------------------------------------------------------ classifications
 
 
+def test_save_says_whether_each_classification_got_its_own_row(store: StateStore) -> None:
+    """Saving tells the run whether the map's rows are exactly its records: not when an id
+    repeats or cannot key a row (a settled run takes its records from the map), whatever was
+    unchanged since the last save."""
+    rows = [_linked("E1", 1), Classification("E3", Situation.UNMATCHED, reason="no candidate")]
+    for _ in range(2):  # the second save finds every row unchanged
+        assert store.save_classifications(run_id=_run(store), classifications=rows, now=T0)
+    repeated = [*rows, Classification("E3", Situation.INVALID, reason="duplicate id, rows 3, 7")]
+    assert not store.save_classifications(run_id=_run(store), classifications=repeated, now=T0)
+    unkeyable = [*rows, Classification("x" * 256, Situation.INVALID, reason="too long")]
+    assert not store.save_classifications(run_id=_run(store), classifications=unkeyable, now=T0)
+
+
 def test_save_inserts_then_only_touches_what_changed(store: StateStore) -> None:
     """New rows are inserted; unchanged rows only get last_verified_at; changed rows last_changed_at."""
     run1 = _run(store)
