@@ -11,7 +11,7 @@ HTTP, as in ``reconcile_bench.py`` (whose helpers this imports). Per state datab
    unmatched, no call), then one full read that must write nothing (the snapshot was right).
 
 With ``--latency-ms`` > 0 the no-change comparison is repeated on SQLite against a simulator that
-answers every request that much later (a real tenant is not on loopback). Checks: a no-change
+answers every request that much later (a real tenant is not on loopback), also ``--runs`` times. Checks: a no-change
 incremental run makes at most 5 requests and takes under 10 % of the full read's wall time; the
 1 % run reads at most ceil(changed / page size) + 5 pages and writes exactly the hires.
 
@@ -334,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             result, found = bench_state(
                 state="sqlite",
                 n=o.n,
-                runs=1,
+                runs=o.runs,
                 page_size=o.page_size,
                 share=o.change_share,
                 workdir=workdir,
