@@ -80,15 +80,7 @@ async def read_inputs(
         settled, key = None, None
         if read.deferred:
             assert settle_as is not None  # only such a run defers
-            key = await asyncio.to_thread(
-                partial(
-                    settled_key,
-                    settings=job.settings,
-                    hr=hr,
-                    prior=prior,
-                    snapshot_fingerprint=read.fingerprint,
-                )
-            )
+            key = await _inputs_key(job, Inputs(hr=hr, people=people, prior=prior))
             settled = await asyncio.to_thread(
                 partial(ports.state.settled_run, key=key, run_id=settle_as)
             )
@@ -163,18 +155,22 @@ async def finish_writes(
 async def settle(job: Job, ports: Ports, run_id: str, inputs: Inputs) -> None:
     """Store that this run settled: its plan was empty, nothing blocked it, it succeeded
     (``_settled.py``). Called last, after its snapshot and write-back."""
-    key = inputs.settled_key
-    if key is None:
-        key = await asyncio.to_thread(
-            partial(
-                settled_key,
-                settings=job.settings,
-                hr=inputs.hr,
-                prior=inputs.prior,
-                snapshot_fingerprint=read_fingerprint(job.settings),
-            )
-        )
+    key = inputs.settled_key or await _inputs_key(job, inputs)
     await asyncio.to_thread(partial(ports.state.settle, run_id=run_id, key=key))
+
+
+async def _inputs_key(job: Job, inputs: Inputs) -> str:
+    """The digest of a run's inputs (``_settled.settled_key``), off the event loop."""
+    key: str = await asyncio.to_thread(
+        partial(
+            settled_key,
+            settings=job.settings,
+            hr=inputs.hr,
+            prior=inputs.prior,
+            snapshot_fingerprint=read_fingerprint(job.settings),
+        )
+    )
+    return key
 
 
 async def settled_step(
