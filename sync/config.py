@@ -193,6 +193,9 @@ class ProtimeSettings(_Section):
     user_agent_company: str = "unknown"
     max_value_length: int = Field(default=255, ge=1, le=4000)
     concurrency: int = Field(default=8, ge=1, le=256)
+    # "on": read the people delta between full reads; "off": read in full every run (for a
+    # tenant whose one people delta another integration holds).
+    delta: Literal["on", "off"] = "on"
     # "auto": find Protime's undisclosed limit (sync.protime._rate); a number fixes the rate;
     # 0: no client-side limit.
     rate_limit_per_second: float | Literal["auto"] = "auto"
@@ -223,6 +226,11 @@ class ProtimeSettings(_Section):
                 f"must be 'auto' or a number of requests per second >= 0, not {value!r}"
             )
         return rate
+
+    @property
+    def delta_on(self) -> bool:
+        """Whether runs read the people delta between full reads (``IDSYNC_PROTIME__DELTA``)."""
+        return self.delta == "on"
 
     @property
     def adaptive_rate(self) -> bool:

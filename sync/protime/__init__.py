@@ -10,13 +10,14 @@ from sync.protime._client import (
     PEOPLE_READ_SCOPE,
     REFERENCES_READ_SCOPE,
     REFERENCES_WRITE_SCOPE,
+    ChangesPage,
     ClientStats,
-    DeltaPage,
+    PeoplePage,
     ProtimeClient,
     RequestEvent,
     RequestKind,
 )
-from sync.protime._parse import MalformedAnswerError
+from sync.protime._parse import Change, MalformedAnswerError
 from sync.protime._retry import Backoff, is_retriable, parse_retry_after
 
 __all__ = [
@@ -25,9 +26,11 @@ __all__ = [
     "REFERENCES_READ_SCOPE",
     "REFERENCES_WRITE_SCOPE",
     "Backoff",
+    "Change",
+    "ChangesPage",
     "ClientStats",
-    "DeltaPage",
     "MalformedAnswerError",
+    "PeoplePage",
     "ProtimeClient",
     "RequestEvent",
     "RequestKind",

@@ -40,13 +40,15 @@ from sync.protime._auth import TokenCache
 from sync.protime._parse import (
     BADGE_NUMBER_REFERENCE,
     EMPLOYEE_NUMBER_REFERENCE,
+    Change,
     MalformedAnswerError,
+    check_accepted_answer,
     check_put_answer,
     decode_json,
-    parse_delta_page,
+    parse_changes_page,
     parse_error_body,
     parse_internal_reference,
-    parse_people_page,
+    parse_list_page,
     parse_token,
 )
 from sync.protime._rate import FIRST_RATE, AdaptiveRate, RateLimiter
@@ -140,12 +142,23 @@ class ClientStats:
 
 
 @dataclass(frozen=True, slots=True)
-class DeltaPage:
-    """One page of the people delta feed (or of a list): persons inserted or updated, with their
-    current data, the ids deleted, and on the last page of a delta round the ``deltaLink``."""
+class PeoplePage:
+    """One page of a full read (``GET /people``, or the first round of a delta): the persons,
+    their ``changeVersion`` (``versions[i]`` is that of ``people[i]``, None when not given) and,
+    on the last page of a delta's first round, the ``deltaLink``."""
 
     people: list[Person]
-    removed: list[int]
+    versions: list[str | None]
+    delta_link: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangesPage:
+    """One page of a set of changes (a call of the ``deltaLink``): the changes in the order
+    Protime gave them (one person may appear several times) and, on the last page, the new
+    ``deltaLink``."""
+
+    changes: list[Change]
     delta_link: str | None = None
 
 
@@ -161,26 +174,30 @@ class _TooLargeError(Exception):
 
 
 class _SeenPeople:
-    """The person ids read so far, to refuse pages that repeat them (issue 9)."""
+    """What a read has seen so far: the person ids of a full read, to refuse pages that repeat
+    them (issue 9), and the items and empty pages of any read, to bound its paging.
 
-    __slots__ = ("empty_pages", "ids")
+    A set of changes may list one person several times by design: only its items are counted.
+    """
+
+    __slots__ = ("changes", "empty_pages", "ids")
 
     def __init__(self) -> None:
         self.ids: set[int] = set()
+        self.changes = 0
         self.empty_pages = 0
 
     @property
-    def people(self) -> int:
-        return len(self.ids)
+    def items(self) -> int:
+        return len(self.ids) + self.changes
 
-    def add_page(self, people: list[Person], removed: list[int]) -> None:
-        if not people and not removed:
+    def add_page(self, people: list[Person]) -> None:
+        if not people:
             self.empty_pages += 1
             return
         before = len(self.ids)
         self.ids.update(p.id for p in people)
-        self.ids.update(removed)
-        repeated = len(people) + len(removed) - (len(self.ids) - before)
+        repeated = len(people) - (len(self.ids) - before)
         if repeated:
             raise MalformedAnswerError(
                 f"the page repeats {repeated} person(s) already read: Protime's paging is "
@@ -188,9 +205,14 @@ class _SeenPeople:
                 status=200,
             )
 
+    def add_changes(self, count: int) -> None:
+        if not count:
+            self.empty_pages += 1
+        self.changes += count
+
     def implausible(self, page: int) -> bool:
         # Empty pages between full ones happen ("nothing yet, ask again"), but never more of
-        # them than a margin plus one per page that held people.
+        # them than a margin plus one per page that held items.
         return self.empty_pages > _MAX_EMPTY_PAGES_IN_A_ROW + (page - self.empty_pages)
 
 
@@ -404,8 +426,10 @@ class ProtimeClient:
         self._people_url = httpx.URL(
             f"{self._base}{API_PATH}/people", params={"externalReferences": people_refs}
         )
-        # A delta round carries the same references (filter cannot be combined with delta).
-        self._delta_url = self._people_url.copy_merge_params({"delta": ""})
+        # A delta's first round asks for the same references; its links keep them (the changes
+        # carry the references the round started with).
+        # Sent as the documentation writes it: a bare `delta`, first (`?delta&externalReferences=`).
+        self._delta_url = httpx.URL(str(self._people_url).replace("?", "?delta&", 1))
         self._references_url = (
             f"{self._base}{API_PATH}/external-references/people/{settings.reference_name}"
         )
@@ -457,61 +481,96 @@ class ProtimeClient:
         listing could hold: a server serving the same people under fresh links would otherwise
         be paged for ever.
         """
-        async for page in self._pages(self._people_url, delta=False):
+        async for page in self.iter_full(start_delta=False):
             yield page.people
 
-    async def iter_delta(
-        self, link: str | None = None, *, strings: StringPool | None = None
-    ) -> AsyncIterator[DeltaPage]:
-        """The people delta feed, a page at a time: with no ``link`` a new round (every person as
-        inserted, then a ``deltaLink``), else the changes since the round that gave ``link``.
+    async def iter_full(
+        self, *, start_delta: bool, strings: StringPool | None = None
+    ) -> AsyncIterator[PeoplePage]:
+        """Every person, a page at a time: with ``start_delta`` as the first round of a new people
+        delta (``GET /people?delta``; its last page carries the ``deltaLink``), else a plain
+        ``GET /people`` that starts nothing.
 
-        The last page carries the ``deltaLink`` to call next time. Paging has the bounds of
-        :meth:`iter_people`; an expired link is a :class:`ProtimeError` with status 410.
-        ``strings``: the persons' keys and references are the pool's objects (the run shares it
-        with its HR read, :mod:`sync.strings`).
+        Protime keeps one active delta per collection: a new round makes the links of the one
+        before invalid, so only a read that will keep its ``deltaLink`` should start one.
+        Paging has the bounds of :meth:`iter_people`. ``strings``: the persons' keys and
+        references are the pool's objects (the run shares it with its HR read, :mod:`sync.strings`).
         """
-        url = self._delta_url if link is None else self._next_url(link, 0)
-        async for page in self._pages(url, delta=True, strings=strings):
+        url = self._delta_url if start_delta else self._people_url
+        seen = _SeenPeople()
+        name = self._settings.reference_name
+
+        def parse(payload: object) -> tuple[PeoplePage, str | None]:
+            page = parse_list_page(
+                payload,
+                reference_name=name,
+                with_email=self._read_email,
+                with_names=self._read_names,
+                strings=strings,
+            )
+            seen.add_page(page.people)
+            delta_link = page.delta_link if start_delta else None
+            if start_delta and page.next_link is None and delta_link is None:
+                raise MalformedAnswerError(
+                    "the last page of a delta's first round has no deltaLink"
+                )
+            return PeoplePage(page.people, page.versions, delta_link), page.next_link
+
+        async for page in self._pages(url, parse, seen):
+            yield page
+
+    async def iter_changes(
+        self, link: str, *, strings: StringPool | None = None
+    ) -> AsyncIterator[ChangesPage]:
+        """The changes since the call that gave ``link`` (a stored ``deltaLink``), a page at a
+        time; the last page carries the next ``deltaLink``.
+
+        A person may appear several times, in no promised order: the caller applies each by
+        ``changeVersion``. Calling a link does not change what an older link of the same delta
+        returns, so a read that will not keep the new link may still call the stored one. An
+        expired or replaced link is a :class:`ProtimeError` with status 410. ``strings`` as for
+        :meth:`iter_full`.
+        """
+        url = self._next_url(link, 0)
+        seen = _SeenPeople()
+        name = self._settings.reference_name
+
+        def parse(payload: object) -> tuple[ChangesPage, str | None]:
+            changes, next_link, delta_link = parse_changes_page(
+                payload, reference_name=name, with_email=self._read_email, strings=strings
+            )
+            seen.add_changes(len(changes))
+            return ChangesPage(changes, delta_link), next_link
+
+        async for page in self._pages(url, parse, seen):
             yield page
 
     async def _pages(
-        self, url: httpx.URL, *, delta: bool, strings: StringPool | None = None
-    ) -> AsyncIterator[DeltaPage]:
+        self,
+        url: httpx.URL,
+        parse: Callable[[object], tuple[T, str | None]],
+        seen: _SeenPeople,
+    ) -> AsyncIterator[T]:
         # URLs that gave people: asking one again would read the same people twice. An empty
         # page may point at its own URL ("nothing yet, ask again"), but not forever.
         read: set[str] = set()
-        seen = _SeenPeople()
         empty_in_a_row = 0
         page = 0
-        name = self._settings.reference_name
         while True:
             page += 1
             response = await self._api(RequestKind.PEOPLE, "GET", url, expected=(200,))
+            items_before = seen.items
             try:
                 payload = decode_json(response.content, what="people page", status=200)
-                removed: list[int] = []
-                delta_link = None
-                if delta:
-                    people, removed, next_link, delta_link = parse_delta_page(
-                        payload, reference_name=name, with_email=self._read_email, strings=strings
-                    )
-                else:
-                    people, next_link = parse_people_page(
-                        payload,
-                        reference_name=name,
-                        with_email=self._read_email,
-                        with_names=self._read_names,
-                    )
-                seen.add_page(people, removed)
+                parsed, next_link = parse(payload)
             except MalformedAnswerError as exc:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: {exc}", status=200
                 ) from None
-            yield DeltaPage(people, removed, delta_link if next_link is None else None)
+            yield parsed
             if next_link is None:
                 return
-            if people or removed:
+            if seen.items > items_before:
                 read.add(str(url))
                 empty_in_a_row = 0
             else:
@@ -524,7 +583,7 @@ class ProtimeClient:
             if empty_in_a_row >= _MAX_EMPTY_PAGES_IN_A_ROW or seen.implausible(page):
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: {empty_in_a_row} empty pages in a row "
-                    f"({seen.empty_pages} in all, for {seen.people} people): the paging is not "
+                    f"({seen.empty_pages} in all, for {seen.items} items): the paging is not "
                     "plausible",
                     status=200,
                 )
@@ -544,26 +603,31 @@ class ProtimeClient:
         response = await self._api(RequestKind.PEOPLE, "GET", url, expected=(200, 404))
         return response.status_code == 200  # noqa: PLR2004
 
-    async def put_reference(self, *, value: str, protime_id: int) -> bool:
-        """Point ``value`` at person ``protime_id``. True when created (201), False when updated."""
+    async def put_reference(self, *, value: str, protime_id: int) -> bool | None:
+        """Point ``value`` at person ``protime_id``. True when created (201), False when updated
+        (200), None when Protime accepted the write without confirming it: 202 Accepted (with or
+        without ``Operation-Location``), or a 200/201/204 with an empty body. The next full read
+        confirms such a write (docs/protime-client.md, "Writes")."""
         url = self._reference_url(value)
         if type(protime_id) is not int or protime_id <= 0:
             raise ReferenceValueError(f"protime_id {_show(protime_id)} is not a positive integer")
         body = json.dumps({"internalReference": str(protime_id)}).encode()
         response = await self._api(
-            RequestKind.PUT_REFERENCE, "PUT", url, content=body, expected=(200, 201, 204)
+            RequestKind.PUT_REFERENCE, "PUT", url, content=body, expected=(200, 201, 202, 204)
         )
+        status = response.status_code
+        accepted = status == 202 or not response.content.strip()  # noqa: PLR2004 - Accepted
         try:
-            check_put_answer(
-                response.content, status=response.status_code, value=value, protime_id=protime_id
-            )
+            check = check_accepted_answer if accepted else check_put_answer
+            check(response.content, status=status, value=value, protime_id=protime_id)
         except MalformedAnswerError as exc:
             # Not the documented answer: the write is not counted as done (the next read sees
             # whether Protime holds it).
-            raise MalformedAnswerError(
-                f"PUT {_path_of(url)}: {exc}", status=response.status_code
-            ) from None
-        return response.status_code == 201  # noqa: PLR2004
+            raise MalformedAnswerError(f"PUT {_path_of(url)}: {exc}", status=status) from None
+        if accepted:
+            log.info("protime.write_accepted", path=_path_of(url), status=status)
+            return None
+        return status == 201  # noqa: PLR2004
 
     async def delete_reference(self, *, value: str) -> bool:
         """Remove ``value``. True when deleted, False when Protime no longer had it (404)."""
@@ -903,7 +967,7 @@ class ProtimeClient:
                 status=status,
                 code=code,
             )
-        if is_retriable_status(status):
+        if is_retriable_status(status, method=call.method):
             return ProtimeError(
                 self._redact(detail),
                 status=status,
@@ -947,7 +1011,7 @@ class ProtimeClient:
         detail = f"the token endpoint {self._token_url_shown} answered {status}"
         detail += f" {code}" if code else ""
         detail += f": {message}" if message else ""
-        if is_retriable_status(status):
+        if is_retriable_status(status, method="POST"):
             return ProtimeError(
                 self._redact(detail),
                 status=status,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sync.domain import NamedPerson, Person
@@ -72,6 +73,27 @@ def check_put_answer(content: bytes, *, status: int, value: str, protime_id: int
         )
 
 
+def check_accepted_answer(content: bytes, *, status: int, value: str, protime_id: int) -> None:
+    """Refuse a 202 Accepted answer whose body contradicts the write: not JSON, or naming another
+    value or person. An empty body, or JSON that names neither (an operation's status), passes."""
+    if not content.strip():
+        return
+    payload = decode_json(content, what="write answer", status=status)
+    if type(payload) is not dict:
+        raise MalformedAnswerError(
+            f"write answer is {_kind(payload)}, expected an object", status=status
+        )
+    if "value" in payload and payload["value"] != value:
+        raise MalformedAnswerError("write answer names another value", status=status)
+    if "internalReference" in payload:
+        held = parse_internal_reference(payload)
+        if held != protime_id:
+            raise MalformedAnswerError(
+                f"write answer holds internalReference {held}, not the {protime_id} sent",
+                status=status,
+            )
+
+
 def _kind(value: object) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -99,6 +121,11 @@ def _person(
     person_id = item.get("id")
     # bool is an int subclass; an id of `true` is as malformed as a string id.
     if type(person_id) is not int or person_id <= 0:
+        if "changeType" in item and "data" in item:
+            raise MalformedAnswerError(
+                f"people page item {index} is a change item ({{changeType, data}}), expected "
+                "a plain person object (a list, and the first round of a delta, page plain objects)"
+            )
         raise MalformedAnswerError(
             f"people page item {index}: 'id' is {_kind(person_id)}, expected a positive integer"
         )
@@ -168,6 +195,68 @@ def parse_people_page(
     ``with_names=True`` gives :class:`NamedPerson` objects with names and e-mail (suggestions).
     ``strings``: keys and references are the pool's objects (:mod:`sync.strings`).
     """
+    page = parse_list_page(
+        payload,
+        reference_name=reference_name,
+        with_email=with_email,
+        with_names=with_names,
+        strings=strings,
+    )
+    return page.people, page.next_link
+
+
+@dataclass(frozen=True, slots=True)
+class ListPage:
+    """One page of plain person objects: ``GET /people``, or the first round of a delta.
+
+    ``versions[i]`` is the ``changeVersion`` of ``people[i]`` (None when the object has none);
+    ``delta_link`` is set on the last page of a delta's first round only.
+    """
+
+    people: list[Person]
+    versions: list[str | None]
+    next_link: str | None
+    delta_link: str | None = None
+
+
+def _links(payload: dict[str, Any], what: str) -> tuple[str | None, str | None]:
+    links: list[str | None] = []
+    for key in ("nextLink", "deltaLink"):
+        link = payload.get(key)
+        if link is not None and type(link) is not str:
+            raise MalformedAnswerError(f"{what} {key!r} is {_kind(link)}, expected a path")
+        links.append(link or None)
+    return links[0], links[1]
+
+
+def _version(item: dict[str, Any], where: str, *, required: bool) -> str | None:
+    """An item's ``changeVersion``: a string that compares lexically (docs: "a string")."""
+    version = item.get("changeVersion")
+    if type(version) is str and version:
+        return version
+    if version is None and not required:
+        return None
+    raise MalformedAnswerError(
+        f"{where}: 'changeVersion' is {_kind(version)}"
+        + (" (empty)" if version == "" else "")
+        + ", expected a non-empty string"
+    )
+
+
+def parse_list_page(
+    payload: object,
+    *,
+    reference_name: str,
+    with_email: bool = True,
+    with_names: bool = False,
+    strings: StringPool | None = None,
+) -> ListPage:
+    """A page of plain person objects with their versions and links (:class:`ListPage`).
+
+    The first round of a delta pages exactly like ``GET /people``: plain objects, ``nextLink``
+    while more, and on its last page a ``deltaLink``. A person object may carry a
+    ``changeVersion``; a version of another type than a string is refused.
+    """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"people page is {_kind(payload)}, expected an object")
     items = payload.get("value")
@@ -177,64 +266,84 @@ def parse_people_page(
             if "value" in payload
             else "people page has no 'value' list"
         )
-    next_link = payload.get("nextLink")
-    if next_link is not None and type(next_link) is not str:
-        raise MalformedAnswerError(f"people page 'nextLink' is {_kind(next_link)}, expected a path")
+    next_link, delta_link = _links(payload, "people page")
     people = [
         _person(item, index, reference_name, with_email, with_names, strings=strings)
         for index, item in enumerate(items)
     ]
-    return people, next_link or None
+    # _person checked that every item is an object; a bad version is looked at only when seen.
+    versions = [item.get("changeVersion") for item in items]
+    for p, version in zip(people, versions, strict=True):
+        if not (type(version) is str and version) and version is not None:
+            _version({"changeVersion": version}, f"person {p.id}", required=False)
+    return ListPage(people, versions, next_link, None if next_link else delta_link)
 
 
-def parse_delta_page(
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One item of a set of changes: a person inserted or updated (``person``), or deleted
+    (``person`` None), at ``version``. ``references_known`` is False when the item carried no
+    ``externalReferences`` map: its references are unknown, not absent (docs/protime-client.md)."""
+
+    id: int
+    version: str
+    person: Person | None
+    references_known: bool = True
+
+
+def parse_changes_page(
     payload: object,
     *,
     reference_name: str,
     with_email: bool = True,
     strings: StringPool | None = None,
-) -> tuple[list[Person], list[int], str | None, str | None]:
-    """One page of the people delta feed: the persons inserted or updated (their current data),
-    the ids deleted, its ``nextLink`` and, on the last page, its ``deltaLink``. ``strings`` as
-    for :func:`parse_people_page`.
+) -> tuple[list[Change], str | None, str | None]:
+    """One page of a set of changes (a call of the ``deltaLink``): its changes, its ``nextLink``
+    and, on the last page, its new ``deltaLink``. ``strings`` as for :func:`parse_people_page`.
 
-    Items are ``{"changeType": "InsertOrUpdate" | "Delete", "data": {...}}``; a Delete needs only
-    the id. Anything else is refused: a change we cannot read must not be skipped silently.
+    Items are ``{"changeType": "InsertOrUpdate" | "Delete", "data": {...}}``, ``data`` with a
+    string ``changeVersion``; a Delete may carry only ``id`` and ``changeVersion``. One person
+    may appear several times (the caller keeps the newest version). Anything else is refused: a
+    change we cannot read must not be skipped silently.
     """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"delta page is {_kind(payload)}, expected an object")
     items = payload.get("value")
     if type(items) is not list:
         raise MalformedAnswerError("delta page has no 'value' list")
-    links: list[str | None] = []
-    for key in ("nextLink", "deltaLink"):
-        link = payload.get(key)
-        if link is not None and type(link) is not str:
-            raise MalformedAnswerError(f"delta page {key!r} is {_kind(link)}, expected a path")
-        links.append(link or None)
-    people: list[Person] = []
-    removed: list[int] = []
+    next_link, delta_link = _links(payload, "delta page")
+    changes: list[Change] = []
     for index, item in enumerate(items):
         change = item.get("changeType") if type(item) is dict else None
         data = item.get("data") if type(item) is dict else None
-        if change == "InsertOrUpdate":
-            people.append(
-                _person(data, index, reference_name, with_email, with_names=False, strings=strings)
+        if change not in ("InsertOrUpdate", "Delete"):
+            raise MalformedAnswerError(
+                f"delta page item {index}: 'changeType' is "
+                + (repr(change)[:40] if type(change) is str else _kind(change))
+                + ", expected 'InsertOrUpdate' or 'Delete'"
             )
-        elif change == "Delete":
-            pid = data.get("id") if type(data) is dict else None
+        if type(data) is not dict:
+            raise MalformedAnswerError(
+                f"delta page item {index} ({change}): 'data' is {_kind(data)}, expected an object"
+            )
+        if change == "Delete":
+            pid = data.get("id")
             if type(pid) is not int or pid <= 0:
                 raise MalformedAnswerError(
                     f"delta page item {index}: a Delete without a positive integer 'id'"
                 )
-            removed.append(pid)
-        else:
-            raise MalformedAnswerError(
-                f"delta page item {index}: changeType is not InsertOrUpdate or Delete"
-            )
-    if links == [None, None]:
+            version = _version(data, f"delta page item {index} (Delete of {pid})", required=True)
+            assert version is not None  # required
+            changes.append(Change(pid, version, None))
+            continue
+        person = _person(data, index, reference_name, with_email, with_names=False, strings=strings)
+        version = _version(data, f"delta page item {index} (person {person.id})", required=True)
+        assert version is not None  # required
+        known = data.get("externalReferences") is not None
+        changes.append(Change(person.id, version, person, known))
+    if next_link is None and delta_link is None:
         raise MalformedAnswerError("the last delta page has no deltaLink")
-    return people, removed, links[0], links[1]
+    return changes, next_link, None if next_link else delta_link
 
 
 def parse_internal_reference(payload: object) -> int:

@@ -35,9 +35,18 @@ def is_retriable(exc: BaseException) -> bool:
     return isinstance(exc, _RETRIABLE_TRANSPORT)
 
 
-def is_retriable_status(status: int) -> bool:
-    """429, 408 and the 5xx family: Protime may answer differently a moment later."""
-    return status in RETRIABLE_STATUSES or 500 <= status <= 599  # noqa: PLR2004
+# A read answered 409 met a concurrency conflict on a collection with a delta (documented for
+# GET): the same read a moment later may pass. A write answered 409 is a conflict of data (the
+# person already holds another value), which the same request would meet again.
+RETRIABLE_READ_STATUSES = frozenset({409})
+
+
+def is_retriable_status(status: int, *, method: str) -> bool:
+    """429, 408 and the 5xx family, and 409 on a read: Protime may answer differently a moment
+    later."""
+    if status in RETRIABLE_STATUSES or 500 <= status <= 599:  # noqa: PLR2004
+        return True
+    return method in ("GET", "HEAD") and status in RETRIABLE_READ_STATUSES
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

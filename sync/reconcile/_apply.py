@@ -36,17 +36,20 @@ log = get_logger(__name__)
 # still comes first below 2,000 writes a second, so only faster runs batch more.
 FLUSH_EVERY = 1000
 _FLUSH_SECONDS = 0.5
+_ACCEPTED = 202  # how a write Protime accepted without confirming it is recorded
 
 
 @dataclass(slots=True)
 class Tally:
     """What the apply step did: ``"<kind>:<outcome>"`` counts, a fatal error, actions done, and
-    the actions that succeeded in the order they completed (the snapshot of Protime takes them)."""
+    the actions that succeeded in the order they completed (the snapshot of Protime takes them;
+    ``accepted`` of them were not confirmed, and the next run reads in full to see them)."""
 
     outcomes: Counter[str] = field(default_factory=Counter)
     fatal: str | None = None
     done: int = 0
     succeeded: list[Action] = field(default_factory=list)
+    accepted: int = 0  # writes among them Protime accepted without confirming (202)
 
 
 async def apply_actions(
@@ -136,6 +139,8 @@ class _Applier:
                 self.unsettled.add(action.hr_id)
             else:
                 self.tally.succeeded.append(action)
+                if outcome.http_status == _ACCEPTED:
+                    self.tally.accepted += 1
             self.tally.outcomes[f"{action.kind}:{outcome.outcome}"] += 1
             self.tally.done += 1
             await self.recorder.add(outcome)
@@ -187,7 +192,9 @@ async def _call(*, client: ProtimeAPI, event_id: int, action: Action) -> ActionO
     try:
         if action.kind is ActionKind.WRITE:
             created = await client.put_reference(value=action.value, protime_id=action.protime_id)
-            status = 201 if created else 200
+            # None: accepted without confirmation, recorded as 202; the next run reads in full
+            # to see it (docs/protime-client.md, "Writes").
+            status = _ACCEPTED if created is None else 201 if created else 200
         else:
             existed = await client.delete_reference(value=action.value)
             status = 204 if existed else 404

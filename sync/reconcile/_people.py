@@ -21,7 +21,7 @@ import hashlib
 from array import array
 from bisect import bisect_left
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from itertools import pairwise
@@ -30,12 +30,14 @@ from typing import TYPE_CHECKING
 from sync.domain import ActionKind, Rule
 from sync.errors import ProtimeError
 from sync.logging import get_logger
+from sync.reconcile._versions import Versions, fold_changes, newest
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
     from sync.config import Settings
     from sync.domain import Action, Person
+    from sync.protime import Change
     from sync.reconcile._ports import ProtimeAPI, RunState
     from sync.state import PeopleFeed
     from sync.strings import StringPool
@@ -47,6 +49,9 @@ INCREMENTAL = "incremental"
 # Answers to the stored deltaLink that mean "start over": expired (410, documented), and a link
 # the server no longer understands (400, 404). Anything else fails the run as any read would.
 _RESTART = frozenset({400, 404, 410})
+# Runs in a row whose stored link was refused before the run warns that another consumer may be
+# replacing the collection's one active delta.
+_REFUSALS_TO_WARN = 2
 
 
 @dataclass(slots=True)
@@ -57,10 +62,18 @@ class ProtimeRead:
     reason: str | None  # why a full read
     fingerprint: str
     full_read_at: datetime  # of the full read the snapshot descends from
-    delta_link: str | None = None  # the link to call next time
-    # An incremental read: the persons the delta inserted or updated, and the ids it deleted.
+    delta_link: str | None = None  # the link to call next time (None: a read that started none)
+    # An incremental read: the persons the delta inserted or updated, and the ids it deleted,
+    # each by its newest change.
     changed: dict[int, Person] = field(default_factory=dict)
     removed: set[int] = field(default_factory=set)
+    # The changeVersion of each person read (a full read: all of them; an incremental one: the
+    # changed), for the snapshot.
+    versions: Mapping[int, str | None] = field(default_factory=dict)
+    # Changed persons whose item carried no externalReferences map: they keep the snapshot's.
+    unknown_references: set[int] = field(default_factory=set)
+    # Runs in a row whose stored link was refused (410), this one included.
+    refusals: int = 0
     # The delta brought no change and the snapshot was not loaded yet: the run may be settled
     # (_settled.py); otherwise :func:`load_deferred` loads it.
     deferred: bool = False
@@ -80,12 +93,19 @@ def full_read_reason(
     """Why this run must read in full, or None when the delta is enough."""
     if full:
         return "asked for (--full)"
+    if not settings.protime.delta_on:
+        return "IDSYNC_PROTIME__DELTA=off"
     if feed is None:
         return "no snapshot of Protime yet"
     if feed.delta_link is None:
         return "no delta token"
     if feed.fingerprint != read_fingerprint(settings):
         return "the settings that shape the snapshot changed (tenant, reference name, e-mail rule)"
+    if feed.unconfirmed_writes:
+        return (
+            f"{feed.unconfirmed_writes} write(s) of the last run were accepted by Protime "
+            "without confirmation (202): a full read confirms them"
+        )
     every = settings.schedule.full_read_every
     if every.total_seconds() <= 0:
         return "IDSYNC_SCHEDULE__FULL_READ_EVERY=0"
@@ -103,12 +123,17 @@ async def read_protime(
     client: ProtimeAPI,
     people: list[Person],
     full: bool,
+    keep_link: bool,
     strings: StringPool | None = None,
     defer: bool = False,
 ) -> ProtimeRead:
     """Fill ``people`` with every Protime person, read in full or as snapshot + delta; their keys
     and references are the objects of ``strings`` (the run's pool, :mod:`sync.strings`).
 
+    ``keep_link``: the run will store the read and its ``deltaLink`` (a real run). Only such a
+    read starts a new delta round: Protime keeps one active delta per collection, so a new round
+    makes the stored link of the real runs invalid. Any other read (a dry run, a plan) reads in
+    full with a plain ``GET /people``, or through the stored link, whose answer it does not keep.
     ``defer``: when a run settled on this snapshot and the delta brings no change, leave
     ``people`` empty and the read ``deferred`` (the caller may not need the snapshot at all).
     """
@@ -116,6 +141,7 @@ async def read_protime(
     feed = await asyncio.to_thread(store.people_feed)
     reason = full_read_reason(settings, feed, full=full, now=now)
     fingerprint = read_fingerprint(settings)
+    refusals = 0
     if reason is None and feed is not None and feed.delta_link is not None:
         try:
             return await _incremental(
@@ -136,19 +162,67 @@ async def read_protime(
                 if exc.status == 410  # noqa: PLR2004 - HTTP 410 Gone
                 else f"the delta link was refused ({exc.status})"
             )
+            refusals = feed.delta_refusals + 1
+            if refusals >= _REFUSALS_TO_WARN:
+                log.warning(
+                    "protime.delta_replaced",
+                    runs_in_a_row=refusals,
+                    advice=(
+                        "the stored delta link was refused on consecutive runs: another "
+                        "consumer may be replacing this tenant's people delta (Protime keeps "
+                        "one per collection); if another integration holds it, set "
+                        "IDSYNC_PROTIME__DELTA=off to read in full every run"
+                    ),
+                )
             people.clear()
-    log.info("protime.read", read=FULL, reason=reason)
-    delta_link = None
-    async for page in client.iter_delta(strings=strings):
-        people.extend(page.people)
-        delta_link = page.delta_link or delta_link
+    start = keep_link and settings.protime.delta_on
+    log.info("protime.read", read=FULL, reason=reason, starts_delta=start)
+    versions = Versions()
+    try:
+        delta_link = await _read_all(client, people, versions, start_delta=start, strings=strings)
+    except ProtimeError as exc:
+        if not (start and exc.status == 409):  # noqa: PLR2004 - HTTP 409 Conflict
+            raise
+        # Protime may refuse a new round while another holds the collection's delta (the
+        # other reading of "one active delta per collection"): read without one.
+        log.warning(
+            "protime.delta_conflict",
+            error=str(exc),
+            advice=(
+                "starting a people delta answered 409 after every retry: another consumer may "
+                "hold this tenant's people delta; this run reads in full without one (set "
+                "IDSYNC_PROTIME__DELTA=off to stop trying)"
+            ),
+        )
+        people.clear()
+        versions = Versions()
+        delta_link = await _read_all(client, people, versions, start_delta=False, strings=strings)
     return ProtimeRead(
         kind=FULL,
         reason=reason,
         fingerprint=fingerprint,
         full_read_at=now,
         delta_link=delta_link,
+        versions=versions,
+        refusals=refusals,
     )
+
+
+async def _read_all(
+    client: ProtimeAPI,
+    people: list[Person],
+    versions: Versions,
+    *,
+    start_delta: bool,
+    strings: StringPool | None,
+) -> str | None:
+    """Every person into ``people`` and their versions into ``versions``; the deltaLink, if any."""
+    delta_link = None
+    async for page in client.iter_full(start_delta=start_delta, strings=strings):
+        people.extend(page.people)
+        versions.add(page.people, page.versions)
+        delta_link = page.delta_link or delta_link
+    return delta_link
 
 
 async def _incremental(
@@ -169,30 +243,37 @@ async def _incremental(
         if defer
         else asyncio.create_task(asyncio.to_thread(store.load_people, strings=strings))
     )
-    changed: dict[int, Person] = {}
-    removed: set[int] = set()
+    best: dict[int, Change] = {}
+    items = 0
     delta_link = feed.delta_link
     try:
-        async for page in client.iter_delta(feed.delta_link, strings=strings):
-            for p in page.people:
-                changed[p.id] = p
-                removed.discard(p.id)
-            for pid in page.removed:
-                changed.pop(pid, None)
-                removed.add(pid)
+        async for page in client.iter_changes(feed.delta_link, strings=strings):
+            items += len(page.changes)
+            newest(page.changes, best)
             delta_link = page.delta_link or delta_link
+        held = (
+            await asyncio.to_thread(partial(store.people_versions, ids=sorted(best)))
+            if best
+            else {}
+        )
     finally:
         snapshot = await loading if loading is not None else None
+    folded = fold_changes(best, held=held)
+    del best
     read = ProtimeRead(
         kind=INCREMENTAL,
         reason=None,
         fingerprint=fingerprint,
         full_read_at=feed.full_read_at,
         delta_link=delta_link,
-        changed=changed,
-        removed=removed,
+        changed=folded.changed,
+        removed=folded.removed,
+        versions=folded.versions,
+        unknown_references=folded.unknown_references,
     )
-    if snapshot is None and not (changed or removed):
+    if items > len(folded.versions):
+        log.info("protime.delta_folded", items=items, kept=len(folded.versions))
+    if snapshot is None and not (folded.changed or folded.removed):
         log.info("protime.read", read=INCREMENTAL, changed=0, removed=0, snapshot="deferred")
         read.deferred = True
         return read
@@ -200,9 +281,15 @@ async def _incremental(
         snapshot = await asyncio.to_thread(store.load_people, strings=strings)
     people.extend(snapshot)
     del snapshot
-    if changed or removed:
-        _merge(people, changed, removed)
-    log.info("protime.read", read=INCREMENTAL, changed=len(changed), removed=len(removed))
+    if folded.changed or folded.removed:
+        _merge(people, folded.changed, folded.removed, folded.unknown_references)
+    log.info(
+        "protime.read",
+        read=INCREMENTAL,
+        changed=len(folded.changed),
+        removed=len(folded.removed),
+        ignored_as_older=folded.ignored,
+    )
     return read
 
 
@@ -216,8 +303,15 @@ async def load_deferred(
     read.deferred = False
 
 
-def _merge(people: list[Person], changed: dict[int, Person], removed: set[int]) -> None:
-    """Apply the delta to the snapshot in place (ordered by id, as a full read gives them)."""
+def _merge(
+    people: list[Person], changed: dict[int, Person], removed: set[int], unknown: set[int]
+) -> None:
+    """Apply the delta to the snapshot in place (ordered by id, as a full read gives them).
+
+    A changed person whose item carried no reference map keeps the reference the snapshot
+    knew (custom references do not travel through the delta); ``changed`` takes the merged
+    person, which is what the snapshot stores.
+    """
     seen: set[int] = set()
     kept = 0
     for p in people:
@@ -226,6 +320,8 @@ def _merge(people: list[Person], changed: dict[int, Person], removed: set[int]) 
         new = changed.get(p.id)
         if new is not None:
             seen.add(p.id)
+            if p.id in unknown and new.reference != p.reference:
+                new = changed[p.id] = replace(new, reference=p.reference)
             p = new  # noqa: PLW2901 - the person as the delta has it now
         people[kept] = p
         kept += 1
@@ -363,10 +459,12 @@ async def save_snapshot(
     people: list[Person],
     succeeded: Sequence[Action],
     run_id: str,
+    unconfirmed: int = 0,
 ) -> None:
     """Store the snapshot as Protime now is (the read plus our succeeded calls) with the new link.
 
     Called only after every outcome of the run is recorded: then the link may advance.
+    ``unconfirmed``: writes Protime accepted without confirming them; the next run reads in full.
     """
     written = after_writes(people, succeeded)
     full = read.kind == FULL
@@ -379,11 +477,14 @@ async def save_snapshot(
             upserts=() if full else read.changed.values(),
             references=written,
             removed=() if full else read.removed,
+            versions=read.versions,
             delta_link=read.delta_link,
             fingerprint=read.fingerprint,
             full_read_at=read.full_read_at,
             now=datetime.now(UTC),
             run_id=run_id,
+            unconfirmed_writes=unconfirmed,
+            delta_refusals=read.refusals,
         )
     )
     log.info(
@@ -391,4 +492,5 @@ async def save_snapshot(
         read=read.kind,
         changed=len(read.changed) + len(written),
         removed=len(read.removed),
+        unconfirmed_writes=unconfirmed,
     )

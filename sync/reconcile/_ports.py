@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         Precondition,
         PriorState,
     )
-    from sync.protime import ClientStats, DeltaPage
+    from sync.protime import ChangesPage, ClientStats, PeoplePage
     from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunRow, RunSummary
     from sync.strings import StringPool
 
@@ -84,14 +84,21 @@ class ProtimeAPI(Protocol):
     def iter_people(self) -> AsyncIterator[list[Person]]:
         """The same persons a page at a time (a failed read still tells how far it got)."""
 
-    def iter_delta(
-        self, link: str | None = None, *, strings: StringPool | None = None
-    ) -> AsyncIterator[DeltaPage]:
-        """The people delta feed: a new round (no ``link``), or the changes since ``link``; the
-        persons' keys and references are the objects of ``strings`` (the run's pool)."""
+    def iter_full(
+        self, *, start_delta: bool, strings: StringPool | None = None
+    ) -> AsyncIterator[PeoplePage]:
+        """Every person with its ``changeVersion``: as a new delta's first round (its last page
+        carries the ``deltaLink``) or a plain read that starts nothing; the persons' keys and
+        references are the objects of ``strings`` (the run's pool)."""
 
-    async def put_reference(self, *, value: str, protime_id: int) -> bool:
-        """Point ``value`` at the person; True when it was created."""
+    def iter_changes(
+        self, link: str, *, strings: StringPool | None = None
+    ) -> AsyncIterator[ChangesPage]:
+        """The changes since the call that gave ``link``; the last page has the next link."""
+
+    async def put_reference(self, *, value: str, protime_id: int) -> bool | None:
+        """Point ``value`` at the person; True when it was created, False when updated, None when
+        Protime accepted it without confirming (the next full read confirms it)."""
 
     async def delete_reference(self, *, value: str) -> bool:
         """Remove ``value``; True when it existed."""
@@ -174,6 +181,10 @@ class RunState(Protocol):
 
     def load_people(self, *, strings: StringPool | None = None) -> list[Person]: ...
 
+    def people_versions(self, *, ids: Sequence[int]) -> dict[int, str | None]: ...
+
+    def forget_people_feed(self) -> None: ...
+
     def save_people(
         self,
         *,
@@ -181,11 +192,14 @@ class RunState(Protocol):
         upserts: Iterable[Person] = (),
         removed: Collection[int] = (),
         references: Mapping[int, str | None] = ...,
+        versions: Mapping[int, str | None] = ...,
         delta_link: str | None,
         fingerprint: str,
         full_read_at: datetime,
         now: datetime,
         run_id: str | None,
+        unconfirmed_writes: int = 0,
+        delta_refusals: int = 0,
     ) -> None: ...
 
 

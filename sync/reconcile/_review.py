@@ -22,6 +22,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from sync.domain import Outcome, Plan
+from sync.errors import BlockedError
 from sync.logging import get_logger, unbind_context
 from sync.reconcile._classify import classify
 from sync.reconcile._decide import decide, store_plan
@@ -31,7 +32,13 @@ from sync.reconcile._preconditions import Current, hr_fingerprints, settings_dig
 from sync.reconcile._result import RunResult, RunStatus
 from sync.reconcile._rollback import rollback_actions
 from sync.reconcile._run import Job, execute
-from sync.reconcile._steps import advance_snapshot, apply_step, finish_writes, read_inputs
+from sync.reconcile._steps import (
+    advance_snapshot,
+    apply_step,
+    finish_writes,
+    keep_read,
+    read_inputs,
+)
 from sync.state import ActionOutcome, PlanRow, StateStore
 
 if TYPE_CHECKING:
@@ -171,12 +178,16 @@ async def _apply_pipeline(job: Job, ports: Ports, run_id: str, *, strict: bool) 
             inputs = await read_inputs(job, ports, client)
             hr, people, prior = inputs.hr, inputs.people, inputs.prior
             # The review approved the actions, not a source that emptied since: the gate stays.
-            check_input_gate(
-                hr_count=len(hr.employees),
-                protime_count=len(people),
-                prior=prior,
-                safety=settings.safety,
-            )
+            try:
+                check_input_gate(
+                    hr_count=len(hr.employees),
+                    protime_count=len(people),
+                    prior=prior,
+                    safety=settings.safety,
+                )
+            except BlockedError:
+                await keep_read(job, ports, run_id, inputs, doubted=True)
+                raise
             planned = await asyncio.to_thread(lambda: list(store.iter_plan_actions(plan_id)))
             current = Current.for_actions(people, planned)
             hr_now = hr_fingerprints(hr, {a.hr_id for a, _ in planned})
@@ -198,6 +209,7 @@ async def _apply_pipeline(job: Job, ports: Ports, run_id: str, *, strict: bool) 
             )
             counts = summarize(Plan(classifications=tuple(classifications), actions=()))
             if strict and stale:
+                await keep_read(job, ports, run_id, inputs, doubted=False)
                 return job.result(
                     run_id,
                     RunStatus.BLOCKED,

@@ -44,6 +44,7 @@ from sync.reconcile._steps import (
     advance_snapshot,
     apply_step,
     finish_writes,
+    keep_read,
     read_inputs,
     settle,
     settled_step,
@@ -414,6 +415,7 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
             counts = summarize(the_plan)
             job.reached.plan, job.reached.counts = the_plan, counts
             if decision.would_block and not job.force:
+                await keep_read(job, ports, run_id, inputs, doubted=decision.gate_blocked)
                 # Blocked before any write. The plan is stored for review and approval (not on
                 # a dry run: `idsync plan` stores one), with the figures the run reached.
                 message = "blocked before any write: " + "; ".join(
@@ -469,8 +471,9 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
                     inputs=inputs,
                 )
             if job.stopping and the_plan.actions:
-                # Asked to stop while reading: leave before the first write, map untouched.
-                # (With nothing to write the run simply finishes: it is as good as done.)
+                # Asked to stop while reading: leave before the first write, map untouched, the
+                # read kept. (With nothing to write the run simply finishes: it is as good as done.)
+                await keep_read(job, ports, run_id, inputs, doubted=False)
                 return job.result(
                     run_id,
                     RunStatus.INTERRUPTED,

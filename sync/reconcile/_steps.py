@@ -70,6 +70,8 @@ async def read_inputs(
                 client=client,
                 people=people,
                 full=job.full,
+                # A dry run (and a plan) keeps nothing: it must not start a delta round.
+                keep_link=not job.dry_run,
                 strings=strings,
                 defer=settle_as is not None,
             )
@@ -129,8 +131,27 @@ async def advance_snapshot(
     if read is None or job.dry_run:
         return
     await save_snapshot(
-        store=ports.state, read=read, people=inputs.people, succeeded=tally.succeeded, run_id=run_id
+        store=ports.state,
+        read=read,
+        people=inputs.people,
+        succeeded=tally.succeeded,
+        run_id=run_id,
+        unconfirmed=tally.accepted,
     )
+
+
+async def keep_read(job: Job, ports: Ports, run_id: str, inputs: Inputs, *, doubted: bool) -> None:
+    """A real run that writes nothing (blocked, or stopped before writing) keeps what it read:
+    a read that started a delta round replaced the stored link, so dropping it would throw the
+    round away. A read the input gate doubts (``doubted``) is not kept: the link is forgotten
+    and the next run reads in full."""
+    if job.dry_run or job.reached.read is None:
+        return
+    if doubted:
+        await asyncio.to_thread(ports.state.forget_people_feed)
+        log.info("protime.read_not_kept", reason="the input gate blocked the run")
+        return
+    await advance_snapshot(job, ports, run_id, inputs, Tally())
 
 
 async def finish_writes(

@@ -208,6 +208,9 @@ class ProtimePersonRecord(Base):
     email: Mapped[str | None] = mapped_column(Text)
     reference: Mapped[str | None] = mapped_column(Text)
     out_of_service: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Protime's changeVersion of the person as read (a string compared lexically; migration
+    # 0008): a change older than the one the snapshot holds is ignored. NULL: not given.
+    change_version: Mapped[str | None] = mapped_column(Text)
 
 
 class ProtimeFeedRecord(Base):
@@ -229,6 +232,10 @@ class ProtimeFeedRecord(Base):
     settled_key: Mapped[str | None] = mapped_column(String(64))
     settled_run_id: Mapped[str | None] = mapped_column(String(36))
     settled_event_id: Mapped[int | None] = mapped_column(BigInteger)
+    # Writes Protime accepted without confirming them (202, or an empty answer): the next run
+    # reads in full to see them. Runs in a row whose stored link was refused (410). Migration 0008.
+    unconfirmed_writes: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    delta_refusals: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class RunLockRecord(Base):

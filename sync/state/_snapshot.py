@@ -44,6 +44,7 @@ _FEED = "people"
 _P = PROTIME_PEOPLE.c
 _F = PROTIME_FEED.c
 _FIELDS = ("employee_number", "badge_number", "email", "reference", "out_of_service")
+_STORED = (*_FIELDS, "change_version")  # what a save writes: the person and its version
 # Saving the snapshot or forgetting the link unsettles: only a run that settles sets these.
 _UNSETTLED = {"settled_key": None, "settled_run_id": None, "settled_event_id": None}
 
@@ -58,21 +59,31 @@ class PeopleFeed:
     updated_at: datetime
     run_id: str | None = None
     settled_key: str | None = None  # the inputs of the last run that settled (migration 0007)
+    # Writes accepted without confirmation (the next run reads in full), and runs in a row
+    # whose stored link was refused (migration 0008).
+    unconfirmed_writes: int = 0
+    delta_refusals: int = 0
 
 
 _NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
 
 
-def _row(p: Person, references: Mapping[int, str | None]) -> dict[str, Any]:
+def _row(
+    p: Person, references: Mapping[int, str | None], versions: Mapping[int, str | None]
+) -> dict[str, Any]:
     # Bound names differ from the columns': an UPDATE reserves the column names for its SET.
-    fields = _fields(p, references)
-    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_FIELDS, fields, strict=True)}}
+    fields = _fields(p, references, versions)
+    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_STORED, fields, strict=True)}}
 
 
-def _fields(p: Person, references: Mapping[int, str | None]) -> tuple[Any, ...]:
-    """The stored columns of ``p``, with the reference ``references`` gives it, if any."""
+def _fields(
+    p: Person, references: Mapping[int, str | None], versions: Mapping[int, str | None]
+) -> tuple[Any, ...]:
+    """The stored columns of ``p``, with the reference ``references`` gives it, if any, and its
+    version from ``versions``."""
     reference = references.get(p.id, p.reference) if references else p.reference
-    return (p.employee_number, p.badge_number, p.email, reference, p.out_of_service)
+    version = versions.get(p.id) if versions else None
+    return (p.employee_number, p.badge_number, p.email, reference, p.out_of_service, version)
 
 
 def _same(value: str | None) -> str | None:
@@ -93,9 +104,33 @@ class SnapshotStore(StoreBase):
                     _F.updated_at,
                     _F.run_id,
                     _F.settled_key,
+                    _F.unconfirmed_writes,
+                    _F.delta_refusals,
                 ).where(_F.name == _FEED)
             ).first()
-        return PeopleFeed(*row) if row is not None else None
+        if row is None:
+            return None
+        link, fingerprint, full_read_at, updated_at, run_id, settled, unconfirmed, refusals = row
+        return PeopleFeed(
+            delta_link=link,
+            fingerprint=fingerprint,
+            full_read_at=full_read_at,
+            updated_at=updated_at,
+            run_id=run_id,
+            settled_key=settled,
+            unconfirmed_writes=unconfirmed or 0,
+            delta_refusals=refusals or 0,
+        )
+
+    def people_versions(self, *, ids: Sequence[int]) -> dict[int, str | None]:
+        """The ``changeVersion`` the snapshot holds for each of ``ids`` it knows."""
+        versions: dict[int, str | None] = {}
+        with self._engine.connect() as conn:
+            for chunk in _chunks(ids):
+                versions.update(
+                    conn.execute(select(_P.id, _P.change_version).where(_P.id.in_(chunk))).tuples()
+                )
+        return versions
 
     def load_people(self, *, strings: StringPool | None = None) -> list[Person]:
         """Every person of the snapshot, ordered by id, as the compact objects a read makes;
@@ -126,11 +161,14 @@ class SnapshotStore(StoreBase):
         upserts: Iterable[Person] = (),
         removed: Collection[int] = (),
         references: Mapping[int, str | None] = _NO_REFERENCES,
+        versions: Mapping[int, str | None] = _NO_REFERENCES,
         delta_link: str | None,
         fingerprint: str,
         full_read_at: datetime,
         now: datetime,
         run_id: str | None,
+        unconfirmed_writes: int = 0,
+        delta_refusals: int = 0,
     ) -> None:
         """Store the snapshot and the feed position together, in one transaction.
 
@@ -139,12 +177,13 @@ class SnapshotStore(StoreBase):
         on top (an incremental run gives only these: the delta). ``references`` (person id ->
         value, None for none: the run's own successful calls) override the reference of the
         persons the snapshot then holds, in the same rows; ids it does not hold are ignored.
+        ``versions``: the ``changeVersion`` of the persons in ``full`` or ``upserts``.
         """
         with write_transaction(self._engine) as conn:
             if full is not None:
-                _replace_all(conn, full, references)
+                _replace_all(conn, full, references, versions)
             upserting = {p.id: p for p in upserts}
-            _upsert(conn, upserting, references)
+            _upsert(conn, upserting, references, versions)
             if full is None:
                 _set_references(conn, references, skip=upserting)
             gone = sorted(pid for pid in removed if pid not in upserting)
@@ -156,6 +195,8 @@ class SnapshotStore(StoreBase):
                 "full_read_at": full_read_at,
                 "updated_at": now,
                 "run_id": run_id,
+                "unconfirmed_writes": unconfirmed_writes,
+                "delta_refusals": delta_refusals,
                 **_UNSETTLED,
             }
             done = conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(values))
@@ -213,10 +254,13 @@ class SnapshotStore(StoreBase):
 
 
 def _replace_all(
-    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+    conn: Connection,
+    people: Sequence[Person],
+    references: Mapping[int, str | None],
+    versions: Mapping[int, str | None],
 ) -> None:
-    """Make the stored snapshot equal ``people`` (with ``references`` over their own), writing
-    only the rows that differ, each once.
+    """Make the stored snapshot equal ``people`` (with ``references`` over their own, and their
+    ``versions``), writing only the rows that differ, each once.
 
     The stored rows are streamed in id order and walked beside the read in id order (a merge):
     no index of either side is built, so saving adds nothing to the run's memory peak but the
@@ -227,17 +271,18 @@ def _replace_all(
     new: list[Person] = []
     stale: list[int] = []
     rows = conn.execute(
-        select(_P.id, *(_P[name] for name in _FIELDS))
+        select(_P.id, *(_P[name] for name in _STORED))
         .order_by(_P.id)
         .execution_options(yield_per=_STREAM_ROWS)
     ).tuples()
     i, count = 0, len(ordered)
-    for pid, number, badge, email, reference, gone in rows:
+    for pid, number, badge, email, reference, gone, version in rows:
         while i < count and ordered[i].id < pid:
             new.append(ordered[i])
             i += 1
         if i < count and ordered[i].id == pid:
-            if (number, badge, email, reference, bool(gone)) != _fields(ordered[i], references):
+            stored = (number, badge, email, reference, bool(gone), version)
+            if stored != _fields(ordered[i], references, versions):
                 changed.append(ordered[i])
             i += 1
         else:
@@ -245,8 +290,8 @@ def _replace_all(
     new.extend(ordered[i:])
     for chunk in _chunks(stale):
         conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
-    _update(conn, changed, references)
-    _insert(conn, new, references)
+    _update(conn, changed, references, versions)
+    _insert(conn, new, references, versions)
 
 
 def _id(p: Person) -> int:
@@ -258,7 +303,10 @@ def _sorted(people: Sequence[Person]) -> bool:
 
 
 def _upsert(
-    conn: Connection, people: dict[int, Person], references: Mapping[int, str | None]
+    conn: Connection,
+    people: dict[int, Person],
+    references: Mapping[int, str | None],
+    versions: Mapping[int, str | None],
 ) -> None:
     if not people:
         return
@@ -266,8 +314,8 @@ def _upsert(
     existing: set[int] = set()
     for chunk in _chunks(ids):
         existing.update(conn.execute(select(_P.id).where(_P.id.in_(chunk))).scalars())
-    _update(conn, [people[i] for i in ids if i in existing], references)
-    _insert(conn, [people[i] for i in ids if i not in existing], references)
+    _update(conn, [people[i] for i in ids if i in existing], references, versions)
+    _insert(conn, [people[i] for i in ids if i not in existing], references, versions)
 
 
 def _set_references(
@@ -285,25 +333,31 @@ def _set_references(
 
 
 def _update(
-    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+    conn: Connection,
+    people: Sequence[Person],
+    references: Mapping[int, str | None],
+    versions: Mapping[int, str | None],
 ) -> None:
     statement = (
         update(PROTIME_PEOPLE)
         .where(_P.id == bindparam("b_id"))
-        .values({name: bindparam(f"v_{name}") for name in _FIELDS})
+        .values({name: bindparam(f"v_{name}") for name in _STORED})
     )
     for chunk in _chunks(people, _WRITE_BATCH):
-        conn.execute(statement, [_row(p, references) for p in chunk])
+        conn.execute(statement, [_row(p, references, versions) for p in chunk])
 
 
 def _insert(
-    conn: Connection, people: Sequence[Person], references: Mapping[int, str | None]
+    conn: Connection,
+    people: Sequence[Person],
+    references: Mapping[int, str | None],
+    versions: Mapping[int, str | None],
 ) -> None:
     for chunk in _chunks(people, _WRITE_BATCH):
         conn.execute(
             insert(PROTIME_PEOPLE),
             [
-                {"id": p.id, **dict(zip(_FIELDS, _fields(p, references), strict=True))}
+                {"id": p.id, **dict(zip(_STORED, _fields(p, references, versions), strict=True))}
                 for p in chunk
             ],
         )

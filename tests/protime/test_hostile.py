@@ -133,8 +133,9 @@ def test_too_deep_json_is_a_clean_failure(fake, make_client, where):
     ("answer", "fragment"),
     [
         (httpx.Response(200, text="<html>written!</html>"), "not JSON"),
-        (httpx.Response(201), r"not JSON \(0 bytes\)"),
-        (httpx.Response(204), r"not JSON \(0 bytes\)"),
+        (httpx.Response(202, text="<html>queued</html>"), "not JSON"),
+        (httpx.Response(202, json={"value": "H2"}), "names another value"),
+        (httpx.Response(202, json={"value": "H1", "internalReference": 4}), "not the 3 sent"),
         (httpx.Response(200, json=[]), "write answer is list"),
         (httpx.Response(200, json={"internalReference": "3"}), "does not hold the value sent"),
         (httpx.Response(200, json={"value": "H2", "internalReference": "3"}), "value sent"),
@@ -155,6 +156,30 @@ def test_a_write_counts_only_on_the_documented_answer(fake, make_client, answer,
     assert f"PUT {REFERENCE_PREFIX}H1" in str(info.value)
     assert not is_retriable(info.value)
     _no_secret_no_traceback(info.value)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(202),
+        httpx.Response(202, headers={"Operation-Location": "/operations/17"}),
+        httpx.Response(202, json={"status": "Running"}),
+        httpx.Response(202, json={"value": "H1", "internalReference": "3"}),
+        httpx.Response(200),
+        httpx.Response(201),
+        httpx.Response(204),
+    ],
+)
+def test_an_accepted_write_is_pending_not_refused(fake, make_client, answer):
+    """202 Accepted, or a 2xx with an empty body, is a write accepted without confirmation (None)."""
+    fake.script("PUT", f"{REFERENCE_PREFIX}H1", answer)
+
+    async def scenario() -> bool | None:
+        async with make_client() as client:
+            return await client.put_reference(value="H1", protime_id=3)
+
+    assert asyncio.run(scenario()) is None
+
 
 
 def test_a_documented_write_answer_counts(fake, make_client):

@@ -73,6 +73,10 @@ def test_malformed_people_page_is_refused_with_a_reason(fake, make_client, answe
     assert len(fake.api_requests) == 1
 
 
+DELTA_PATH = f"{API_PATH}/delta/people"
+DELTA_LINK = f"{DELTA_PATH}?deltaToken=abc"
+
+
 @pytest.mark.parametrize(
     ("answer", "fragment"),
     [
@@ -80,11 +84,42 @@ def test_malformed_people_page_is_refused_with_a_reason(fake, make_client, answe
         (httpx.Response(200, json={"value": []}), "the last delta page has no deltaLink"),
         (
             httpx.Response(200, json={"value": [{"changeType": "Moved"}], "deltaLink": "/d"}),
-            "item 0: changeType is not InsertOrUpdate or Delete",
+            "item 0: 'changeType' is 'Moved', expected 'InsertOrUpdate' or 'Delete'",
+        ),
+        (
+            httpx.Response(
+                200, json={"value": [{"id": 4, "changeVersion": "1"}], "deltaLink": "/d"}
+            ),
+            "item 0: 'changeType' is null",
         ),
         (
             httpx.Response(200, json={"value": [{"changeType": "Delete"}], "deltaLink": "/d"}),
+            "item 0 (Delete): 'data' is null, expected an object",
+        ),
+        (
+            httpx.Response(
+                200, json={"value": [{"changeType": "Delete", "data": {}}], "deltaLink": "/d"}
+            ),
             "a Delete without a positive integer 'id'",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={"value": [{"changeType": "Delete", "data": {"id": 4}}], "deltaLink": "/d"},
+            ),
+            "item 0 (Delete of 4): 'changeVersion' is null, expected a non-empty string",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={
+                    "value": [
+                        {"changeType": "InsertOrUpdate", "data": {"id": 4, "changeVersion": 9}}
+                    ],
+                    "deltaLink": "/d",
+                },
+            ),
+            "item 0 (person 4): 'changeVersion' is int, expected a non-empty string",
         ),
         (
             httpx.Response(
@@ -99,13 +134,50 @@ def test_malformed_people_page_is_refused_with_a_reason(fake, make_client, answe
         ),
     ],
 )
-def test_malformed_delta_page_is_refused_with_a_reason(fake, make_client, answer, fragment):
-    """A delta page we cannot read in full stops the read: a change is never skipped silently."""
+def test_malformed_changes_page_is_refused_with_a_reason(fake, make_client, answer, fragment):
+    """A page of changes we cannot read in full stops the read: a change is never skipped silently."""
+    fake.script("GET", DELTA_PATH, answer)
+
+    async def scenario():
+        async with make_client() as client:
+            return [page async for page in client.iter_changes(DELTA_LINK)]
+
+    with pytest.raises(MalformedAnswerError) as info:
+        asyncio.run(scenario())
+    assert fragment in str(info.value)
+    assert not is_retriable(info.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "fragment"),
+    [
+        (
+            httpx.Response(200, json={"value": []}),
+            "the last page of a delta's first round has no deltaLink",
+        ),
+        (
+            httpx.Response(
+                200,
+                json={
+                    "value": [{"changeType": "InsertOrUpdate", "data": {"id": 1}}],
+                    "deltaLink": "/d",
+                },
+            ),
+            "item 0 is a change item ({changeType, data}), expected a plain person object",
+        ),
+        (
+            httpx.Response(200, json={"value": [{"id": 1, "changeVersion": 5}], "deltaLink": "/d"}),
+            "person 1: 'changeVersion' is int, expected a non-empty string",
+        ),
+    ],
+)
+def test_malformed_first_round_is_refused_with_a_reason(fake, make_client, answer, fragment):
+    """A delta's first round pages plain person objects and ends with a deltaLink; else it stops."""
     fake.script("GET", PEOPLE_PATH, answer)
 
     async def scenario():
         async with make_client() as client:
-            return [page async for page in client.iter_delta()]
+            return [page async for page in client.iter_full(start_delta=True)]
 
     with pytest.raises(MalformedAnswerError) as info:
         asyncio.run(scenario())

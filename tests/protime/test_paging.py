@@ -11,7 +11,7 @@ import pytest
 from protime_fakes import API_PATH, person
 from sync.domain import NamedPerson, Person
 from sync.protime import MalformedAnswerError
-from sync.protime._parse import parse_delta_page, parse_people_page
+from sync.protime._parse import parse_changes_page, parse_people_page
 from sync.strings import StringPool
 
 PEOPLE_PATH = f"{API_PATH}/people"
@@ -258,11 +258,16 @@ def test_a_pool_gives_the_persons_of_a_page_the_strings_it_holds() -> None:
         "externalReferences": {"HRMID": _fresh("E1")},
     }
     (plain,), _ = parse_people_page({"value": [item]}, reference_name="HRMID", strings=pool)
-    (changed,), _, _, _ = parse_delta_page(
-        {"value": [{"changeType": "InsertOrUpdate", "data": item}], "deltaLink": "/d"},
+    (change,), _, _ = parse_changes_page(
+        {
+            "value": [{"changeType": "InsertOrUpdate", "data": {**item, "changeVersion": "01"}}],
+            "deltaLink": "/d",
+        },
         reference_name="HRMID",
         strings=pool,
     )
+    changed = change.person
+    assert changed is not None
     for p in (plain, changed):
         assert p.employee_number is held["100"]
         assert p.badge_number is held["B9"]
