@@ -67,14 +67,13 @@ class Versions(Mapping[int, "str | None"]):
         end = self._ends[position]
         return self._blob[start:end].decode() if end > start else None
 
-    def __getitem__(self, pid: int) -> str | None:
+    def _find(self, pid: int) -> int:
+        """The position of ``pid``, or -1."""
         ids = self._ids
         order = self._positions()
         if order is None:
             at = bisect_left(ids, pid)
-            if at == len(ids) or ids[at] != pid:
-                raise KeyError(pid)
-            return self._at(at)
+            return at if at < len(ids) and ids[at] == pid else -1
         lo, hi = 0, len(order)
         while lo < hi:  # bisect over the positions in id order
             mid = (lo + hi) // 2
@@ -82,9 +81,18 @@ class Versions(Mapping[int, "str | None"]):
                 lo = mid + 1
             else:
                 hi = mid
-        if lo == len(order) or ids[order[lo]] != pid:
+        return order[lo] if lo < len(order) and ids[order[lo]] == pid else -1
+
+    def __getitem__(self, pid: int) -> str | None:
+        at = self._find(pid)
+        if at < 0:
             raise KeyError(pid)
-        return self._at(order[lo])
+        return self._at(at)
+
+    def get(self, pid: int, default: str | None = None) -> str | None:  # type: ignore[override]
+        # Saving a full read looks up every person: no KeyError raised and caught per miss.
+        at = self._find(pid)
+        return self._at(at) if at >= 0 else default
 
     def __iter__(self) -> Iterator[int]:
         ids = self._ids
