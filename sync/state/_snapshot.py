@@ -127,9 +127,8 @@ class SnapshotStore(StoreBase):
         versions: dict[int, str | None] = {}
         with self._engine.connect() as conn:
             for chunk in _chunks(ids):
-                versions.update(
-                    conn.execute(select(_P.id, _P.change_version).where(_P.id.in_(chunk))).tuples()
-                )
+                rows = conn.execute(select(_P.id, _P.change_version).where(_P.id.in_(chunk)))
+                versions.update((pid, version) for pid, version in rows.tuples())
         return versions
 
     def load_people(self, *, strings: StringPool | None = None) -> list[Person]:

@@ -146,3 +146,34 @@ def test_an_incremental_save_sets_references_over_the_delta_and_the_snapshot(
     assert loaded[1002] == replace(people[2], reference="W2")
     assert loaded[1004] == replace(people[4], reference=None)
     assert loaded[1005] == people[5]
+
+
+def test_change_versions_are_kept_and_a_version_change_alone_rewrites_the_row(
+    store: StateStore,
+) -> None:
+    """Each person's changeVersion is stored with it; a full read whose only difference is a
+    newer version updates that row, and an incremental save stores the versions it brings."""
+    people = _people(5)
+    versions = {p.id: f"{p.id:020X}" for p in people}
+    _save(store, full=people, versions=versions)
+    assert store.people_versions(ids=[1000, 1004, 99]) == {
+        1000: versions[1000],
+        1004: versions[1004],
+    }
+    seen = _statements(store)
+    _save(store, full=people, versions={**versions, 1002: "FFFF"})
+    assert seen.count("UPDATE") == 2  # the one person's row, and the feed row
+    _save(store, upserts=[replace(people[0], badge_number="NEW")], versions={1000: "FFFFF"})
+    assert store.people_versions(ids=[1000, 1002]) == {1000: "FFFFF", 1002: "FFFF"}
+
+
+def test_the_feed_row_keeps_unconfirmed_writes_and_refusals(store: StateStore) -> None:
+    """The feed row stores the writes to confirm and the refusals in a row; a plain save resets them."""
+    _save(store, full=_people(2), unconfirmed_writes=3, delta_refusals=2)
+    feed = store.people_feed()
+    assert feed is not None
+    assert (feed.unconfirmed_writes, feed.delta_refusals) == (3, 2)
+    _save(store, full=_people(2))
+    feed = store.people_feed()
+    assert feed is not None
+    assert (feed.unconfirmed_writes, feed.delta_refusals) == (0, 0)
