@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
-from typing import Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Literal, cast
 
 import typer
+
+if TYPE_CHECKING:
+    from sync.simulator._config import DeltaOrder
 
 _BEHAVIOUR = "Behaviour (the API assumptions in docs/simulator.md)"
 _FAULTS = "Faults and rate limit"
@@ -111,9 +114,18 @@ def register(app: typer.Typer) -> None:
         delta_token_ttl: Annotated[
             float,
             typer.Option(
-                help="Delta token lifetime, seconds (then 410).", rich_help_panel=_BEHAVIOUR
+                help="A delta's lifetime after its last request, seconds (then 410).",
+                rich_help_panel=_BEHAVIOUR,
             ),
         ] = 72 * 3600.0,
+        delta_order: Annotated[
+            str,
+            typer.Option(
+                help="Order of the items in one set of delta changes: 'chronological',"
+                " 'newest-first' or 'shuffled' (seeded).",
+                rich_help_panel=_BEHAVIOUR,
+            ),
+        ] = "chronological",
         rate_limit: Annotated[
             float | None,
             typer.Option(
@@ -142,6 +154,13 @@ def register(app: typer.Typer) -> None:
         ] = 0.0,
         fault_503: Annotated[
             float, typer.Option(help="Share of API requests answered 503.", rich_help_panel=_FAULTS)
+        ] = 0.0,
+        fault_409_get: Annotated[
+            float,
+            typer.Option(
+                help="Share of GETs on people and the delta answered 409 Conflict.",
+                rich_help_panel=_FAULTS,
+            ),
         ] = 0.0,
         fault_drop: Annotated[
             float,
@@ -177,7 +196,7 @@ def register(app: typer.Typer) -> None:
         """Serve a Protime Connector API simulator until SIGINT/SIGTERM.
 
         Test-only admin surface (no token): /_sim/people, /_sim/references, /_sim/counters,
-        /_sim/faults, /_sim/reset, /_sim/state, /_sim/expire-tokens, /_sim/clock.
+        /_sim/requests, /_sim/faults, /_sim/reset, /_sim/state, /_sim/expire-tokens, /_sim/clock.
         """
         from sync.cli._common import require_simulator
         from sync.errors import ConfigError
@@ -208,6 +227,7 @@ def register(app: typer.Typer) -> None:
                 max_uri_length=max_uri_length,
                 max_body_bytes=max_body_bytes,
                 delta_token_ttl_seconds=delta_token_ttl,
+                delta_order=cast("DeltaOrder", delta_order),
                 rate_limit_per_second=rate_limit,
                 rate_limit_burst=rate_limit_burst,
                 retry_after_style=cast("Literal['whole', 'fractional', 'none']", retry_after),
@@ -215,6 +235,7 @@ def register(app: typer.Typer) -> None:
                 fault_rate_429=fault_429,
                 fault_rate_500=fault_500,
                 fault_rate_503=fault_503,
+                fault_rate_409_get=fault_409_get,
                 fault_drop_rate=fault_drop,
                 latency_ms=latency_ms,
                 latency_jitter_ms=latency_jitter_ms,

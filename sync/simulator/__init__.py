@@ -16,6 +16,7 @@ from sync.simulator._api import DroppedConnectionError
 from sync.simulator._config import (
     API_PREFIX,
     DEFAULT_CLIENTS,
+    DELTA_ORDERS,
     IDSYNC_SCOPES,
     PEOPLE_READ,
     REFERENCES_READ,
@@ -24,21 +25,35 @@ from sync.simulator._config import (
     Faults,
     SimulatorConfig,
 )
-from sync.simulator._people import PeopleDocumentError, SimPerson, generate_people
+from sync.simulator._people import (
+    PeopleDocumentError,
+    SimPerson,
+    change_version_text,
+    generate_people,
+)
 from sync.simulator._server import run_server, serve_in_thread
-from sync.simulator._simulator import Simulator, Token
-from sync.simulator._world import PutOutcome, RequestCounters, World, parse_people_document
+from sync.simulator._simulator import LoggedRequest, Simulator, Token
+from sync.simulator._world import (
+    Change,
+    PutOutcome,
+    RequestCounters,
+    World,
+    parse_people_document,
+)
 
 __all__ = [
     "API_PREFIX",
     "DEFAULT_CLIENTS",
+    "DELTA_ORDERS",
     "IDSYNC_SCOPES",
     "PEOPLE_READ",
     "REFERENCES_READ",
     "REFERENCES_WRITE",
+    "Change",
     "ClientSpec",
     "DroppedConnectionError",
     "Faults",
+    "LoggedRequest",
     "PeopleDocumentError",
     "PutOutcome",
     "RequestCounters",
@@ -47,6 +62,7 @@ __all__ = [
     "SimulatorConfig",
     "Token",
     "World",
+    "change_version_text",
     "generate_people",
     "parse_people_document",
     "run_server",

@@ -77,6 +77,9 @@ class _Admin:
                 "people": len(world.people),
                 "generation": world.generation,
                 "changeSequence": world.change_sequence,
+                "history": {"floor": world.history_floor, "changes": world.history_size},
+                "delta": sim.delta_state(),
+                "requestsLogged": len(sim.request_log),
                 "tokens": sim.tokens_issued,
                 "now": sim.now(),
                 "faults": dataclasses.asdict(sim.faults),
@@ -160,6 +163,20 @@ class _Admin:
         self.world.counters.reset()
         return Response(status_code=204)
 
+    async def requests_get(self, request: Request) -> Response:
+        log = list(self.sim.request_log)
+        last = request.query_params.get("last")
+        if last is not None:
+            if not last.isdigit():
+                raise PeopleDocumentError("'last' must be a whole number")
+            log = log[len(log) - min(int(last), len(log)) :]
+        items = [r._asdict() for r in log]
+        return JSONResponse({"requests": items, "total": len(self.sim.request_log)})
+
+    async def requests_delete(self, _: Request) -> Response:
+        self.sim.request_log.clear()
+        return Response(status_code=204)
+
     async def faults_get(self, _: Request) -> Response:
         return JSONResponse(dataclasses.asdict(self.sim.faults))
 
@@ -195,6 +212,8 @@ class _Admin:
             ("/_sim/references", "DELETE", self.references_delete),
             ("/_sim/counters", "GET", self.counters_get),
             ("/_sim/counters", "DELETE", self.counters_delete),
+            ("/_sim/requests", "GET", self.requests_get),
+            ("/_sim/requests", "DELETE", self.requests_delete),
             ("/_sim/faults", "GET", self.faults_get),
             ("/_sim/faults", "PUT", self.faults_put),
             ("/_sim/reset", "POST", self.reset),

@@ -2,27 +2,22 @@
 
 Order of the checks every API request gets (the first that fails answers): URI length (414),
 User-Agent (400), bearer token (401), the client's rate bucket (429), injected faults (latency,
-429/500/503, drop), route (404/405), scope (403 or 401), then the endpoint's own validation.
+429/500/503, 409 on people GETs, drop), route (404/405), scope (403 or 401), then the endpoint's
+own validation. The delta feed (``?delta`` and ``/delta/people``) lives in ``_delta``, person
+rendering in ``_render`` and the token endpoint's form and credentials in ``_token``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
 import math
-import re
-import secrets
 from dataclasses import dataclass
-from json.encoder import encode_basestring as _json_string
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, unquote
 
 from sync.simulator._config import API_PREFIX, PEOPLE_READ, REFERENCES_READ, REFERENCES_WRITE
-from sync.simulator._filter import FilterError, PeopleFilter, parse_filter
+from sync.simulator._delta import DeltaFeed
+from sync.simulator._filter import PeopleFilter, people_filter
 from sync.simulator._http import (
     BodyTooLargeError,
     Headers,
@@ -31,44 +26,50 @@ from sync.simulator._http import (
     Resp,
     Scope,
     Send,
+    b64,
     decode_segment,
     dumps,
     error,
     internal_id,
+    link,
     oauth_error,
+    page,
     parse_query,
     read_body,
     send_resp,
+    token_ints,
     validation,
 )
-from sync.simulator._world import KNOWN_COLLECTIONS, PEOPLE, PREDEFINED, PutOutcome
+from sync.simulator._people import change_version_text
+from sync.simulator._render import ref_names, renderer
+from sync.simulator._token import issue_token
+from sync.simulator._world import KNOWN_COLLECTIONS, PutOutcome
 from sync.values import name_problem, value_problem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sync.simulator._config import ClientSpec
-    from sync.simulator._people import SimPerson
     from sync.simulator._simulator import Simulator, Token
 
 _PREFIX = API_PREFIX.encode() + b"/"
 _TOKEN_START = b"/tenants/"
-_PAIR = re.compile(r"\(([^(),]*),([^(),]*)\)")
-_MAX_PAIRS = 20
 # A people or reference page examines at most this many people; past it the page ends early with a
 # nextLink (possibly with an empty value), as a real API bounds the work of one request.
 _SCAN_BUDGET = 5000
-# Path shapes: people[/id], external-references/collection/name[/value], tenants/t/connect/token.
+# Path shapes: people[/id], delta/people, external-references/collection/name[/value],
+# tenants/t/connect/token.
 _PEOPLE_ONE_PARTS = 2
+_DELTA_PARTS = 2
 _REF_LIST_PARTS = 3
 _REF_ONE_PARTS = 4
 _TOKEN_PARTS = 3
 _FORBIDDEN = 403
-_UNAUTHORIZED = 401
 _BAD_REQUEST = 400
 _NO_BODY = (204, 304)
 # A dropped answer announces this many bytes more than it sends, so the client waits for them.
 _DROP_SHORTFALL = 64
+# Endpoint labels of the GETs an injected 409 (concurrency conflict) may answer.
+_CONFLICT_LABELS = frozenset(
+    {"people.list", "people.get", "people.delta_start", "people.delta_page", "delta.changes"}
+)
 
 _PEOPLE_LIST_PARAMS = frozenset(
     {"filter", "externalReferences", "continuationToken", "delta", "deltaToken"}
@@ -76,8 +77,6 @@ _PEOPLE_LIST_PARAMS = frozenset(
 _PEOPLE_ONE_PARAMS = frozenset({"externalReferences"})
 _REF_LIST_PARAMS = frozenset({"continuationToken"})
 _NO_PARAMS: frozenset[str] = frozenset()
-_PREDEFINED_FIELDS = {"@badge-number": "badge_number", "@employee-number": "employee_number"}
-_TOKEN_FORM = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 # The latency seam: a test may replace it to record the delays instead of waiting them out.
 _sleep = asyncio.sleep
 
@@ -110,60 +109,13 @@ class _RefTarget:
     location: str
 
 
-@dataclass(frozen=True, slots=True)
-class _DeltaRound:
-    generation: int
-    mode: int  # 0 = initial full read, 1 = changes since a delta token
-    cursor: int  # last person id (mode 0) or last change sequence (mode 1) answered
-    upper: int  # the change sequence the round ends at
-    issued: int  # simulator time the round's token was issued (seconds)
-
-
-def _b64(text: str) -> str:
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def _ints(token: str | None, kind: str, count: int) -> list[int] | None:
-    """Decode an opaque token of ``kind`` with ``count`` integers; None when it is not one."""
-    if token is None:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("ascii")
-        parts = raw.split(":")
-        if parts[0] != kind or len(parts) != count + 1:
-            return None
-        return [int(p) for p in parts[1:]]
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-
-
-def _link(path: str, params: list[tuple[str, str | None]]) -> str:
-    # Readable but unambiguous: the characters the API uses stay as they are, the rest is encoded.
-    query = "&".join(k if v is None else f"{k}={quote(v, safe='(),@')}" for k, v in params)
-    return f"{path}?{query}" if query else path
-
-
-def _pair_problem(collection: str, name: str) -> str | None:
-    if collection not in KNOWN_COLLECTIONS:
-        return f"unknown collection {collection!r}"
-    if name.startswith("@"):
-        if name not in PREDEFINED.get(collection, frozenset()):
-            return f"unknown predefined reference {name!r} for {collection}"
-        return None
-    problem = name_problem(name)
-    return None if problem is None else f"reference name {name!r}: {problem}"
-
-
-def _bad_pairs(reason: str) -> Resp:
-    return error(400, "BadRequest", "invalid externalReferences parameter", [reason])
-
-
 class ApiApp:
     """Routes API and token requests, applies the per-request checks and faults, counts answers."""
 
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
         self._seen = 0  # API requests so far, for fault_every_429
+        self.delta = DeltaFeed(self)
 
     # ---- entry ---------------------------------------------------------------------------------
 
@@ -171,16 +123,19 @@ class ApiApp:
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
         headers = dict(scope["headers"])
-        endpoint = _label(scope["method"], raw_path, query)
+        method: str = scope["method"]
+        endpoint = _label(method, raw_path, query)
         resp, drop = await self._handle(
             endpoint,
-            method=scope["method"],
+            method=method,
             raw_path=raw_path,
             query=query,
             headers=headers,
             receive=receive,
         )
-        self.sim.world.counters.record(endpoint, 0 if drop else resp.status)
+        status = 0 if drop else resp.status
+        self.sim.world.counters.record(endpoint, status)
+        self.sim.log_request(method, raw_path, query, status)
         if not drop:
             await send_resp(send, resp)
             return
@@ -217,7 +172,8 @@ class ApiApp:
         wait = self.sim.take_rate_token(token.client_id)
         if wait is not None:
             return self._too_many(wait), False
-        injected, drop = await self._faults()
+        conflict_possible = method == "GET" and endpoint in _CONFLICT_LABELS
+        injected, drop = await self._faults(conflict_possible=conflict_possible)
         if injected is not None:
             return injected, False
         call = _Call(method, raw_path[len(_PREFIX) :].split(b"/"), query, headers, receive, token)
@@ -262,8 +218,9 @@ class ApiApp:
     def _too_many(self, wait: float) -> Resp:
         return error(429, "TooManyRequests", "rate limit exceeded", headers=self._retry_after(wait))
 
-    async def _faults(self) -> tuple[Resp | None, bool]:
-        """Latency, then at most one injected answer (429/500/503) or a drop decision."""
+    async def _faults(self, *, conflict_possible: bool = False) -> tuple[Resp | None, bool]:
+        """Latency, then at most one injected answer (429/500/503, 409 on the people GETs when
+        ``conflict_possible``) or a drop decision."""
         faults = self.sim.faults
         rng = self.sim.rng
         if faults.latency_ms or faults.latency_jitter_ms:
@@ -274,7 +231,8 @@ class ApiApp:
             if self._seen % faults.fault_every_429 == 0:
                 return self._too_many(faults.retry_after_seconds), False
         p429, p500, p503 = faults.fault_rate_429, faults.fault_rate_500, faults.fault_rate_503
-        if not (p429 or p500 or p503 or faults.fault_drop_rate):
+        p409 = faults.fault_rate_409_get
+        if not (p429 or p500 or p503 or p409 or faults.fault_drop_rate):
             return None, False
         draw = rng.random()
         if draw < p429:
@@ -284,9 +242,17 @@ class ApiApp:
         if draw < p429 + p500 + p503:
             retry = self._retry_after(faults.retry_after_seconds)
             return error(503, "ServiceUnavailable", "injected fault", headers=retry), False
-        return None, draw < p429 + p500 + p503 + faults.fault_drop_rate
+        # The 409 band is drawn for every request (so the drop band does not move) but answers
+        # only a GET on people or the delta; for other requests it is "no fault".
+        if draw < p429 + p500 + p503 + p409:
+            if conflict_possible:
+                reasons = ["concurrency conflict on a collection with an active delta"]
+                return error(409, "Conflict", "injected fault", reasons), False
+            return None, False
+        return None, draw < p429 + p500 + p503 + p409 + faults.fault_drop_rate
 
-    def _empty_page(self) -> bool:
+    def empty_page(self) -> bool:
+        """Whether this list page is answered empty (with a nextLink), per ``empty_page_rate``."""
         rate = self.sim.faults.empty_page_rate
         return bool(rate) and self.sim.rng.random() < rate
 
@@ -302,82 +268,31 @@ class ApiApp:
             if len(call.parts) == 1:
                 return self._people_list(call.query)
             return self._people_one(decode_segment(call.parts[1]), call.query, call.headers)
+        if head == b"delta" and len(call.parts) == _DELTA_PARTS and call.parts[1] == b"people":
+            if call.method not in ("GET", "HEAD"):
+                return _not_allowed("GET")
+            if (denied := self._need(call.token, PEOPLE_READ)) is not None:
+                return denied
+            return self.delta.changes(call.query)
         if head == b"external-references" and len(call.parts) in (_REF_LIST_PARTS, _REF_ONE_PARTS):
             return await self._references(call)
         return error(404, "NotFound", "no such resource", [f"unknown path under {API_PREFIX}"])
 
     # ---- people --------------------------------------------------------------------------------
 
-    def _ref_names(self, params: dict[str, str]) -> list[str] | Resp | None:
-        """Names of the people references asked for, or None when none is asked for."""
-        text = params.get("externalReferences")
-        if text is None:
-            return None
-        pairs: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(text):
-            match = _PAIR.match(text, pos)
-            if match is None:
-                return _bad_pairs("expected (collection,name)(collection,name)...")
-            pairs.append((match[1], match[2]))
-            pos = match.end()
-        if not pairs or len(pairs) > _MAX_PAIRS:
-            return _bad_pairs(f"give 1 to {_MAX_PAIRS} pairs")
-        names: list[str] = []
-        for collection, name in pairs:
-            if (problem := _pair_problem(collection, name)) is not None:
-                return _bad_pairs(problem)
-            if collection == PEOPLE and name not in names:
-                names.append(name)
-        return names or None
-
-    def _renderer(self, names: list[str] | None) -> Callable[[SimPerson], bytes]:
-        """A function giving one person's JSON, with the ``externalReferences`` map when asked.
-
-        The hot path of a people page: the person's own JSON is cached by the world, and the map
-        is spliced in as text with C string escaping, several times cheaper than ``json.dumps``.
-        """
-        world = self.sim.world
-        person_json = world.person_json
-        if names is None:
-            return person_json
-        # (encoded name + ':', how to get that name's value from a person)
-        plan: list[tuple[str, Callable[[SimPerson], str | None]]] = []
-        for name in names:
-            key = _json_string(name) + ":"
-            if name in _PREDEFINED_FIELDS:
-                plan.append((key, attrgetter(_PREDEFINED_FIELDS[name])))
-            else:
-                holders = world.reference_holders(name)
-                plan.append((key, lambda person, h=holders: h.get(person.id)))  # type: ignore[misc]
-
-        def render(person: SimPerson) -> bytes:
-            parts = []
-            for key, value_of in plan:
-                value = value_of(person)
-                if value is not None:
-                    parts.append(key + _json_string(value))
-            refs = ("{" + ",".join(parts) + "}").encode()
-            return person_json(person)[:-1] + b',"externalReferences":' + refs + b"}"
-
-        return render
-
     def _people_list(self, query: bytes) -> Resp:
         params = parse_query(query, _PEOPLE_LIST_PARAMS)
-        names = self._ref_names(params)
+        names = ref_names(params)
         if isinstance(names, Resp):
             return names
         if "delta" in params or "deltaToken" in params:
-            return self._delta(params, names)
-        flt: PeopleFilter | None = None
-        if "filter" in params:
-            try:
-                flt = parse_filter(params["filter"])
-            except FilterError as exc:
-                return error(400, "BadRequest", "invalid filter", [str(exc)])
+            return self.delta.people_delta(params, names)
+        flt = people_filter(params)
+        if isinstance(flt, Resp):
+            return flt
         cursor = 0
         if "continuationToken" in params:
-            decoded = _ints(params["continuationToken"], "p", 1)
+            decoded = token_ints(params["continuationToken"], "p", 1)
             if decoded is None:
                 return error(400, "BadRequest", "invalid continuationToken")
             cursor = decoded[0]
@@ -385,31 +300,26 @@ class ApiApp:
             (k, params[k]) for k in ("filter", "externalReferences") if k in params
         ]
 
-        def link(after: int) -> str:
-            token = _b64(f"p:{after}")
-            return _link(f"{API_PREFIX}/people", [*kept, ("continuationToken", token)])
+        def next_link(after: int) -> str:
+            token = b64(f"p:{after}")
+            return link(f"{API_PREFIX}/people", [*kept, ("continuationToken", token)])
 
-        if self._empty_page():
-            return _page([], link(cursor))
-        size = self.sim.config.page_size
+        if self.empty_page():
+            return page([], next_link(cursor))
+        items, last, more = self.people_page(flt, names, cursor)
+        return page(items, next_link(last) if more else None)
+
+    def people_page(
+        self, flt: PeopleFilter | None, names: list[str] | None, cursor: int
+    ) -> tuple[list[bytes], int, bool]:
+        """One page of people after id ``cursor``: their JSON, the last id examined, and whether
+        more may follow (a filtered page may end early, even empty, past its scan budget)."""
         world = self.sim.world
+        size = self.sim.config.page_size
+        render = renderer(self.sim.world, names)
         if flt is None:
             people, more = world.page_after(cursor, size)
-            render = self._renderer(names)
-            items = [render(person) for person in people]
-            return _page(items, link(people[-1].id) if more else None)
-        return self._filtered_page(flt, names, cursor, link)
-
-    def _filtered_page(
-        self,
-        flt: PeopleFilter,
-        names: list[str] | None,
-        cursor: int,
-        link: Callable[[int], str],
-    ) -> Resp:
-        world = self.sim.world
-        size = self.sim.config.page_size
-        render = self._renderer(names)
+            return [render(p) for p in people], people[-1].id if people else cursor, more
         candidates = flt.candidates(world)
         if candidates is not None:
             source = iter([c for c in candidates if c > cursor])
@@ -423,16 +333,16 @@ class ApiApp:
             if person is None:
                 continue
             if len(items) == size or examined >= _SCAN_BUDGET:
-                return _page(items, link(last))
+                return items, last, True
             examined += 1
             last = pid
             if flt.matches(person):
                 items.append(render(person))
-        return _page(items, None)
+        return items, last, False
 
     def _people_one(self, reference: str, query: bytes, headers: dict[bytes, bytes]) -> Resp:
         params = parse_query(query, _PEOPLE_ONE_PARAMS)
-        names = self._ref_names(params)
+        names = ref_names(params)
         if isinstance(names, Resp):
             return names
         pid = internal_id(reference)
@@ -442,89 +352,10 @@ class ApiApp:
         person = self.sim.world.people.get(pid)
         if person is None:
             return error(404, "NotFound", f"no person with id {pid}")
-        etag = f'W/"{person.change_version}"'.encode()
+        etag = f'W/"{change_version_text(person.change_version)}"'.encode()
         if headers.get(b"if-none-match") == etag:
             return Resp(304, headers=[(b"etag", etag)], json=False)
-        return Resp(200, self._renderer(names)(person), [(b"etag", etag)])
-
-    # ---- delta ---------------------------------------------------------------------------------
-
-    def _delta_round(self, params: dict[str, str]) -> _DeltaRound | Resp:
-        """Where this delta request stands: a new round, a round's next page, or an answer."""
-        world = self.sim.world
-        if "filter" in params:
-            return error(400, "BadRequest", "filter cannot be combined with delta")
-        if params.get("delta") != "":
-            reason = "use ?delta (no value), with the deltaToken or continuationToken of a link"
-            return error(400, "BadRequest", "invalid delta request", [reason])
-        if "deltaToken" in params and "continuationToken" in params:
-            return error(400, "BadRequest", "give deltaToken or continuationToken, not both")
-        if "continuationToken" in params:
-            state = _ints(params["continuationToken"], "dc", 5)
-            if state is None:
-                return error(400, "BadRequest", "invalid continuationToken")
-            return _DeltaRound(*state)
-        if "deltaToken" in params:
-            token = _ints(params["deltaToken"], "d", 3)
-            if token is None:
-                return error(400, "BadRequest", "invalid deltaToken")
-            generation, since, issued = token
-            return _DeltaRound(generation, 1, since, world.change_sequence, issued)
-        now = int(self.sim.now())
-        return _DeltaRound(world.generation, 0, 0, world.change_sequence, now)
-
-    def _delta(self, params: dict[str, str], names: list[str] | None) -> Resp:
-        sim = self.sim
-        world = sim.world
-        state = self._delta_round(params)
-        if isinstance(state, Resp):
-            return state
-        now = sim.now()
-        expired = now - state.issued > sim.config.delta_token_ttl_seconds
-        if state.generation != world.generation or expired:
-            message = "the delta token has expired; read the collection in full again"
-            return error(410, "Gone", message)
-        kept: list[tuple[str, str | None]] = [("delta", None)]
-        if "externalReferences" in params:
-            kept.append(("externalReferences", params["externalReferences"]))
-
-        def next_link(cursor: int) -> str:
-            token = _b64(
-                f"dc:{state.generation}:{state.mode}:{cursor}:{state.upper}:{state.issued}"
-            )
-            return _link(f"{API_PREFIX}/people", [*kept, ("continuationToken", token)])
-
-        if self._empty_page():
-            return _page([], next_link(state.cursor))
-        items, cursor, more = self._delta_items(state, names)
-        if more:
-            return _page(items, next_link(cursor))
-        delta_token = _b64(f"d:{state.generation}:{state.upper}:{int(now)}")
-        delta_link = _link(f"{API_PREFIX}/people", [*kept, ("deltaToken", delta_token)])
-        return _page(items, None, delta_link)
-
-    def _delta_items(
-        self, state: _DeltaRound, names: list[str] | None
-    ) -> tuple[list[bytes], int, bool]:
-        world = self.sim.world
-        size = self.sim.config.page_size
-        cursor = state.cursor
-        render = self._renderer(names)
-        if state.mode == 0:
-            people, more = world.page_after(cursor, size)
-            items = [_change(render(person)) for person in people]
-            return items, people[-1].id if people else cursor, more
-        items = []
-        for seq, pid, deleted in world.changes_between(cursor, state.upper):
-            if len(items) == size:
-                return items, cursor, True
-            cursor = seq
-            person = None if deleted else world.person(pid)
-            if person is None:
-                items.append(dumps({"changeType": "Delete", "data": {"id": pid}}))
-            else:
-                items.append(_change(render(person)))
-        return items, cursor, False
+        return Resp(200, renderer(self.sim.world, names)(person), [(b"etag", etag)])
 
     # ---- custom references ---------------------------------------------------------------------
 
@@ -610,28 +441,28 @@ class ApiApp:
         world = self.sim.world
         cursor = 0
         if "continuationToken" in params:
-            decoded = _ints(params["continuationToken"], "r", 1)
+            decoded = token_ints(params["continuationToken"], "r", 1)
             if decoded is None:
                 return error(400, "BadRequest", "invalid continuationToken")
             cursor = decoded[0]
 
-        def link(after: int) -> str:
-            return _link(target.location, [("continuationToken", _b64(f"r:{after}"))])
+        def next_link(after: int) -> str:
+            return link(target.location, [("continuationToken", b64(f"r:{after}"))])
 
-        if self._empty_page():
-            return _page([], link(cursor))
+        if self.empty_page():
+            return page([], next_link(cursor))
         holders = world.reference_holders(target.name, target.collection)
         size = self.sim.config.page_size
         items: list[bytes] = []
         last = cursor
         for examined, pid in enumerate(world.iter_ids_after(cursor)):
             if len(items) == size or examined >= _SCAN_BUDGET:
-                return _page(items, link(last))
+                return page(items, next_link(last))
             last = pid
             value = holders.get(pid)
             if value is not None:
                 items.append(dumps({"value": value, "internalReference": str(pid)}))
-        return _page(items, None)
+        return page(items, None)
 
     async def _json_body(
         self, headers: dict[bytes, bytes], receive: Receive
@@ -684,67 +515,7 @@ class ApiApp:
             injected, drop = await self._faults()
             if injected is not None:
                 return injected, False
-        return await self._issue_token(parts[0], headers, receive), drop
-
-    async def _issue_token(
-        self, tenant_segment: bytes, headers: dict[bytes, bytes], receive: Receive
-    ) -> Resp:
-        config = self.sim.config
-        try:
-            tenant = decode_segment(tenant_segment)
-        except UnicodeDecodeError:
-            tenant = ""
-        if tenant != config.tenant:
-            return oauth_error(400, "invalid_request", "unknown tenant")
-        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype != b"application/x-www-form-urlencoded":
-            message = "the body must be application/x-www-form-urlencoded"
-            return oauth_error(400, "invalid_request", message)
-        try:
-            form = parse_query(await read_body(receive, config.max_body_bytes), _TOKEN_FORM)
-        except BodyTooLargeError:
-            return oauth_error(400, "invalid_request", "the body is too large")
-        except QueryError as exc:
-            return oauth_error(400, "invalid_request", str(exc))
-        grant = form.get("grant_type")
-        if grant is None:
-            return oauth_error(400, "invalid_request", "grant_type is required")
-        if grant != "client_credentials":
-            message = "only client_credentials is supported"
-            return oauth_error(400, "unsupported_grant_type", message)
-        spec = self._authenticate(form, headers)
-        if isinstance(spec, Resp):
-            return spec
-        requested = form.get("scope")
-        scopes = frozenset(requested.split()) if requested else spec.scopes
-        if not scopes <= spec.scopes:
-            missing = " ".join(sorted(scopes - spec.scopes))
-            message = f"scope(s) not granted to this client: {missing}"
-            return oauth_error(400, "invalid_scope", message)
-        access = secrets.token_urlsafe(32)
-        self.sim.register_token(access, spec.client_id, scopes)
-        body = {
-            "access_token": access,
-            "expires_in": int(config.token_ttl_seconds),
-            "token_type": "Bearer",
-            "scope": " ".join(sorted(scopes)),
-        }
-        return Resp(200, dumps(body), [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")])
-
-    def _authenticate(self, form: dict[str, str], headers: dict[bytes, bytes]) -> ClientSpec | Resp:
-        config = self.sim.config
-        client_id, secret, basic = _client_credentials(form, headers)
-        if client_id is None:
-            message = "client credentials are missing or given twice"
-            return oauth_error(400, "invalid_request", message)
-        spec = config.client(client_id)
-        if spec is None or not hmac.compare_digest(spec.client_secret.encode(), secret.encode()):
-            status = _UNAUTHORIZED if basic else config.invalid_client_status
-            extra = (
-                [(b"www-authenticate", b'Basic realm="token"')] if status == _UNAUTHORIZED else []
-            )
-            return oauth_error(status, "invalid_client", "unknown client or wrong secret", extra)
-        return spec
+        return await issue_token(sim, parts[0], headers, receive), drop
 
 
 def _label(method: str, raw_path: bytes, query: bytes) -> str:
@@ -753,11 +524,17 @@ def _label(method: str, raw_path: bytes, query: bytes) -> str:
         parts = raw_path[len(_PREFIX) :].split(b"/")
         if parts[0] == b"people":
             if len(parts) == 1:
-                delta = any(
-                    p.split(b"=")[0] in (b"delta", b"deltaToken") for p in query.split(b"&")
-                )
-                return "people.delta" if delta else "people.list"
+                keys = {p.split(b"=")[0] for p in query.split(b"&")}
+                if not keys & {b"delta", b"deltaToken"}:
+                    return "people.list"
+                # A new round (no token), or a later page of a round (RequestCounters.count
+                # also answers the old label "people.delta" for all three delta labels).
+                if keys & {b"continuationToken", b"deltaToken"}:
+                    return "people.delta_page"
+                return "people.delta_start"
             return "people.get"
+        if parts[0] == b"delta" and len(parts) == _DELTA_PARTS and parts[1] == b"people":
+            return "delta.changes"
         if parts[0] == b"external-references":
             if len(parts) == _REF_LIST_PARTS:
                 return "references.list"
@@ -766,25 +543,6 @@ def _label(method: str, raw_path: bytes, query: bytes) -> str:
     if raw_path.startswith(_TOKEN_START):
         return "token"
     return "other"
-
-
-def _client_credentials(
-    form: dict[str, str], headers: dict[bytes, bytes]
-) -> tuple[str | None, str, bool]:
-    """``(client_id, secret, used_basic_auth)`` from the form or an HTTP Basic header."""
-    auth = headers.get(b"authorization", b"")
-    if auth[:6].lower() == b"basic ":
-        if "client_id" in form or "client_secret" in form:
-            return None, "", True
-        try:
-            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            return None, "", True
-        client_id, _, secret = decoded.partition(":")
-        return unquote(client_id), unquote(secret), True
-    if "client_id" not in form:
-        return None, "", False
-    return form["client_id"], form.get("client_secret", ""), False
 
 
 def _reject_constant(name: str) -> None:
@@ -805,16 +563,3 @@ def _ref_body(target: _RefTarget, pid: int) -> bytes:
             "internalReference": str(pid),
         }
     )
-
-
-def _change(person: bytes) -> bytes:
-    return b'{"changeType":"InsertOrUpdate","data":' + person + b"}"
-
-
-def _page(items: list[bytes], next_link: str | None, delta_link: str | None = None) -> Resp:
-    body = b'{"value":[' + b",".join(items) + b"]"
-    if next_link is not None:
-        body += b',"nextLink":' + dumps(next_link)
-    if delta_link is not None:
-        body += b',"deltaLink":' + dumps(delta_link)
-    return Resp(200, body + b"}")

@@ -23,6 +23,9 @@ _MIN_LIMIT = 64
 
 RetryAfterStyle = Literal["whole", "fractional", "none"]
 OneValuePolicy = Literal["conflict", "replace"]
+# The order of the items in one set of delta changes (the docs promise no order).
+DeltaOrder = Literal["chronological", "newest-first", "shuffled"]
+DELTA_ORDERS: tuple[DeltaOrder, ...] = ("chronological", "newest-first", "shuffled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,20 +68,25 @@ class Faults:
     faults_on_token: bool = False
     fault_seed: int = 7
     fault_every_429: int = 0  # every Nth API request answers 429, whatever the RNG says (0: off)
+    # Share of GETs on /people, /people/{id} and /delta/people answered 409 Conflict (the docs
+    # list 409 among a GET's answers on collections with delta).
+    fault_rate_409_get: float = 0.0
 
     def __post_init__(self) -> None:
         for name in (
             "fault_rate_429",
             "fault_rate_500",
             "fault_rate_503",
+            "fault_rate_409_get",
             "fault_drop_rate",
             "empty_page_rate",
         ):
             _check_share(name, getattr(self, name))
         total = self.fault_rate_429 + self.fault_rate_500 + self.fault_rate_503
-        if total + self.fault_drop_rate > 1.0 + 1e-9:
+        if total + self.fault_rate_409_get + self.fault_drop_rate > 1.0 + 1e-9:
             raise ValueError(
-                "fault_rate_429 + fault_rate_500 + fault_rate_503 + fault_drop_rate > 1"
+                "fault_rate_429 + fault_rate_500 + fault_rate_503 + fault_rate_409_get"
+                " + fault_drop_rate > 1"
             )
         if self.rate_limit_per_second is not None and not self.rate_limit_per_second > 0:
             raise ValueError("rate_limit_per_second must be > 0 (or None for no limit)")
@@ -116,6 +124,7 @@ class SimulatorConfig:
     max_uri_length: int = 4096
     max_body_bytes: int = 64 * 1024
     delta_token_ttl_seconds: float = 72 * 3600.0
+    delta_order: DeltaOrder = "chronological"
     # Faults (also changeable at runtime through Simulator.set_faults).
     rate_limit_per_second: float | None = None
     rate_limit_burst: int = 10
@@ -131,6 +140,7 @@ class SimulatorConfig:
     faults_on_token: bool = False
     fault_seed: int | None = None
     fault_every_429: int = 0
+    fault_rate_409_get: float = 0.0
     # Where the in-process transport pretends to live; any host works, this one reads well in logs.
     host_suffix: str = "sim.local"
 
@@ -160,6 +170,7 @@ class SimulatorConfig:
             "invalid_client_status": (400, 401),
             "predefined_write_status": (400, 403),
             "one_value_per_person": ("conflict", "replace"),
+            "delta_order": DELTA_ORDERS,
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -186,7 +197,14 @@ class SimulatorConfig:
             faults_on_token=self.faults_on_token,
             fault_seed=self.seed if self.fault_seed is None else self.fault_seed,
             fault_every_429=self.fault_every_429,
+            fault_rate_409_get=self.fault_rate_409_get,
         )
+
+    @property
+    def order_seed(self) -> int:
+        """The seed of the ``shuffled`` delta order: ``fault_seed``, else ``seed`` (fixed for the
+        simulator's life, so the order of one set of changes never moves between its pages)."""
+        return self.seed if self.fault_seed is None else self.fault_seed
 
     def client(self, client_id: str) -> ClientSpec | None:
         """The registered client with this id, if any."""

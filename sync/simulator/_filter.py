@@ -1,6 +1,7 @@
 """The ``filter=`` grammar of the Connector API docs, for people: ``eq``, ``ge``, ``le``, ``in (...)``,
 ``and``, ``or`` and parentheses; string and date literals in single quotes (``''`` escapes a quote),
-integers bare, ``null`` for an empty field.
+integers bare, ``null`` for an empty field. ``changeVersion`` is a string (it compares lexically,
+as the delta reference says), so its literals are quoted too.
 
 A filter compiles to a predicate plus, where the expression allows it, a small candidate set from
 the world's indexes (id, badge number, employee number), so ``id in (...)`` on 100,000 people does
@@ -11,16 +12,18 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
-from sync.simulator._people import API_TO_ATTR, SimPerson
+from sync.simulator._http import Resp, error
+from sync.simulator._people import API_TO_ATTR, SimPerson, change_version_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sync.simulator._world import World
 
-_INT_FIELDS = frozenset({"id", "changeVersion"})
+_INT_FIELDS = frozenset({"id"})
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+)|(?P<word>[A-Za-z_@][A-Za-z0-9_\-]*)|(?P<punct>[(),]))"
 )
@@ -166,16 +169,23 @@ def _predicate(node: Node) -> Callable[[SimPerson], bool]:
         if node.op == "and":
             return lambda p: all(pred(p) for pred in preds)
         return lambda p: any(pred(p) for pred in preds)
-    attr = API_TO_ATTR[node.field]
+    value_of = _value_getter(node.field)
     if node.op in ("eq", "in"):
         wanted = frozenset(node.values)
-        return lambda p: getattr(p, attr) in wanted
+        return lambda p: value_of(p) in wanted
     bound = node.values[0]
     if bound is None:
         return lambda _p: False
     if node.op == "ge":
-        return lambda p: (v := getattr(p, attr)) is not None and v >= bound
-    return lambda p: (v := getattr(p, attr)) is not None and v <= bound
+        return lambda p: (v := value_of(p)) is not None and v >= bound
+    return lambda p: (v := value_of(p)) is not None and v <= bound
+
+
+def _value_getter(field: str) -> Callable[[SimPerson], Any]:
+    """How to read a filter field off a person, in the form the API shows it."""
+    if field == "changeVersion":
+        return lambda p: change_version_text(p.change_version)
+    return attrgetter(API_TO_ATTR[field])
 
 
 def _candidates(node: Node, world: World) -> set[int] | None:
@@ -226,3 +236,13 @@ def parse_filter(text: str) -> PeopleFilter:
     if parser.peek() is not None:
         raise FilterError(f"unexpected {parser.peek()[1]!r} after the expression")  # type: ignore[index]
     return PeopleFilter(_predicate(node), node)
+
+
+def people_filter(params: dict[str, str]) -> PeopleFilter | Resp | None:
+    """The compiled ``filter=`` of a people request (None without one), or its 400 answer."""
+    if "filter" not in params:
+        return None
+    try:
+        return parse_filter(params["filter"])
+    except FilterError as exc:
+        return error(400, "BadRequest", "invalid filter", [str(exc)])

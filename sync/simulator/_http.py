@@ -7,12 +7,14 @@ encoded ``/`` (``%2F``) inside a reference value stays inside its segment (and i
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import parse_qsl, quote, unquote_to_bytes
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -75,6 +77,53 @@ async def send_resp(send: Send, resp: Resp, *, extra_length: int = 0) -> None:
     headers.extend(resp.headers)
     await send({"type": "http.response.start", "status": resp.status, "headers": headers})
     await send({"type": "http.response.body", "body": resp.body, "more_body": bool(extra_length)})
+
+
+def page(items: list[bytes], next_link: str | None, delta_link: str | None = None) -> Resp:
+    """A list page ``{"value": [...], "nextLink"?, "deltaLink"?}`` from items already in JSON."""
+    body = b'{"value":[' + b",".join(items) + b"]"
+    if next_link is not None:
+        body += b',"nextLink":' + dumps(next_link)
+    if delta_link is not None:
+        body += b',"deltaLink":' + dumps(delta_link)
+    return Resp(200, body + b"}")
+
+
+def link(path: str, params: list[tuple[str, str | None]]) -> str:
+    """A link path with its query; ``None`` values give a bare flag (``?delta``)."""
+    # Readable but unambiguous: the characters the API uses stay as they are, the rest is encoded.
+    query = "&".join(k if v is None else f"{k}={quote(v, safe='(),@')}" for k, v in params)
+    return f"{path}?{query}" if query else path
+
+
+def b64(text: str) -> str:
+    """URL-safe Base64 without padding: the simulator's opaque continuation tokens."""
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def unb64(token: str) -> bytes | None:
+    """The bytes of a Base64 token (standard or URL-safe, padded or not); None when it is not."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        return base64.b64decode(padded.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def token_ints(token: str | None, kind: str, count: int) -> list[int] | None:
+    """Decode an opaque token of ``kind`` with ``count`` integers; None when it is not one."""
+    if token is None:
+        return None
+    raw = unb64(token)
+    if raw is None:
+        return None
+    try:
+        parts = raw.decode("ascii").split(":")
+        if parts[0] != kind or len(parts) != count + 1:
+            return None
+        return [int(p) for p in parts[1:]]
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 class BodyTooLargeError(Exception):

@@ -54,6 +54,15 @@ _OPTIONAL_STR = (
 )
 
 
+def change_version_text(seq: int) -> str:
+    """A change sequence as the API shows ``changeVersion``: a string that compares lexically.
+
+    Fixed-width upper-case hex (20 characters, like the published ``"0000090200004BD0000A"``), so
+    string order is change order.
+    """
+    return f"{seq:020X}"
+
+
 class PeopleDocumentError(ValueError):
     """A people file or admin body is not in the expected form; the message says where."""
 
@@ -70,13 +79,14 @@ class SimPerson:
     badge_number: str | None = None
     in_service_date: str | None = None
     out_of_service_date: str | None = None
+    # The world's change sequence of this version; the API shows it as change_version_text().
     change_version: int = 0
 
     def to_api(self) -> dict[str, Any]:
         """The person as the API answers it (without ``externalReferences``)."""
         return {
             "id": self.id,
-            "changeVersion": self.change_version,
+            "changeVersion": change_version_text(self.change_version),
             "firstName": self.first_name,
             "lastName": self.last_name,
             "email": self.email,
@@ -107,7 +117,7 @@ class SimPerson:
         builds every one of these, and this is about twice as fast as ``json.dumps``.
         """
         return (
-            f'{{"id":{self.id},"changeVersion":{self.change_version},'
+            f'{{"id":{self.id},"changeVersion":"{self.change_version:020X}",'
             f'"firstName":{_text(self.first_name)},"lastName":{_text(self.last_name)},'
             f'"email":{_text(self.email)},"employeeNumber":{_text(self.employee_number)},'
             f'"badgeNumber":{_text(self.badge_number)},'

@@ -7,8 +7,9 @@ import json
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import httpx
 
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
 
 _ADMIN_PREFIX = "/_sim"
 _MAX_TOKENS = 10_000
+REQUEST_LOG_SIZE = 100_000
+
+
+class LoggedRequest(NamedTuple):
+    """One answered API or token request, as ``Simulator.request_log`` keeps it.
+
+    ``path`` is the raw path and ``query`` the raw query string (both still percent-encoded, as
+    sent); ``status`` 0 is a dropped connection.
+    """
+
+    method: str
+    path: str
+    query: str
+    status: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +72,8 @@ class Simulator:
         self.rng = random.Random(self.faults.fault_seed)  # noqa: S311 - reproducible faults
         self._tokens: dict[str, Token] = {}
         self._buckets: dict[str, list[float]] = {}
+        # The last REQUEST_LOG_SIZE API and token requests (not /_sim), oldest first.
+        self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
         self._api = ApiApp(self)
         self._admin = build_admin(self)
         self.load_initial_world()
@@ -83,6 +100,17 @@ class Simulator:
     @property
     def api_url(self) -> str:
         return self.base_url + API_PREFIX
+
+    def log_request(self, method: str, raw_path: bytes, query: bytes, status: int) -> None:
+        """Append one answered request to :attr:`request_log`."""
+        self.request_log.append(
+            LoggedRequest(method, raw_path.decode("latin-1"), query.decode("latin-1"), status)
+        )
+
+    def delta_state(self) -> dict[str, Any] | None:
+        """The active people delta (``deltaId``, ``startingCursor``, ``lastRequest``, ``expired``),
+        or None when no delta is active."""
+        return self._api.delta.describe()
 
     @property
     def counters(self) -> RequestCounters:
@@ -131,7 +159,8 @@ class Simulator:
             self.world.replace_all(people)
 
     def reset(self) -> None:
-        """Back to the configured start: world, faults, tokens, rate buckets, counters, clock."""
+        """Back to the configured start: world, faults, tokens, rate buckets, counters, request
+        log, clock, and no delta."""
         with self._lock:
             self._tokens.clear()
             self._buckets.clear()
@@ -139,7 +168,9 @@ class Simulator:
             self.rng = random.Random(self.faults.fault_seed)  # noqa: S311 - reproducible faults
             self._clock_offset = 0.0
         self.load_initial_world()
+        self._api.delta.forget()
         self.world.counters.reset()
+        self.request_log.clear()
 
     # ---- time and tokens -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The in-memory world: people, custom external references, the change log and request counters.
+"""The in-memory world: people, custom external references, the change history and request counters.
 
 Every mutation goes through one re-entrant lock, because with ``serve_in_thread`` the server's
 event loop and a test thread touch the world at the same time. The lock is uncontended in the
@@ -12,8 +12,9 @@ import dataclasses
 import threading
 from dataclasses import dataclass
 from enum import Enum
+from operator import attrgetter
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sync.simulator._people import PeopleDocumentError, SimPerson
 
@@ -54,6 +55,23 @@ PREDEFINED: Mapping[str, frozenset[str]] = {
     "shift-definitions": frozenset({"@shift-code"}),
     "terminals": frozenset({"@external-code"}),
 }
+
+
+# The change history keeps at most this many changes; past it the oldest tenth is forgotten (and a
+# delta link whose cursor falls before what is kept answers 410, as if it had expired).
+MAX_HISTORY = 1_000_000
+
+
+class Change(NamedTuple):
+    """One change of a person: its change sequence, the person's id, and the person as it was
+    right after the change (None for a removal)."""
+
+    seq: int
+    person_id: int
+    person: SimPerson | None
+
+
+_SEQ = attrgetter("seq")
 
 
 class PutOutcome(Enum):
@@ -98,6 +116,13 @@ class _RefTable:
         self.by_person[pid] = value
 
 
+# Labels that name a group of labels in RequestCounters.count: "people.delta" was the one label
+# of every delta request before the delta had its own path; it now sums the three delta labels.
+LABEL_GROUPS: Mapping[str, frozenset[str]] = {
+    "people.delta": frozenset({"people.delta_start", "people.delta_page", "delta.changes"}),
+}
+
+
 class RequestCounters:
     """Requests answered, per endpoint label and status (status 0 = connection dropped)."""
 
@@ -109,11 +134,15 @@ class RequestCounters:
         self._counts[key] = self._counts.get(key, 0) + 1
 
     def count(self, endpoint: str | None = None, status: int | None = None) -> int:
-        """How many requests matched the endpoint label and/or status (None = any)."""
+        """How many requests matched the endpoint label and/or status (None = any).
+
+        A group label of ``LABEL_GROUPS`` (``people.delta``) counts every label of its group.
+        """
+        labels = LABEL_GROUPS.get(endpoint, frozenset({endpoint})) if endpoint else None
         return sum(
             n
             for (ep, st), n in list(self._counts.items())
-            if (endpoint is None or ep == endpoint) and (status is None or st == status)
+            if (labels is None or ep in labels) and (status is None or st == status)
         )
 
     def as_dict(self) -> dict[str, dict[str, int]]:
@@ -128,7 +157,14 @@ class RequestCounters:
 
 
 class World:
-    """People, references and the change log of one simulated tenant."""
+    """People, references and the change history of one simulated tenant.
+
+    The history lists every change since ``history_floor`` (each change of a person, not only its
+    latest), as the delta feed needs it. Loading a world (``replace_all``) sets the change
+    versions 1..N without history: no delta can reach back before a load, so a world of 250,000
+    people starts with an empty history. The delta feed forgets what no live link can ask for
+    (``forget_changes_upto``) and the history never holds more than ``MAX_HISTORY`` changes.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
@@ -139,11 +175,9 @@ class World:
         self._refs: dict[tuple[str, str], _RefTable] = {}
         self._json: dict[int, tuple[SimPerson, bytes]] = {}
         self._seq = 0
-        # change sequence -> (person id, deleted); only each person's latest change is kept.
-        self._log: dict[int, tuple[int, bool]] = {}
-        # person id -> the sequence of its entry in the log (a removed person's too), so a person
-        # removed and added again appears once in a delta, as its latest change.
-        self._logged: dict[int, int] = {}
+        # Every change with a sequence above _floor, in sequence order.
+        self._history: list[Change] = []
+        self._floor = 0
         self.generation = 0
         self.counters = RequestCounters()
 
@@ -232,23 +266,45 @@ class World:
         table = self._refs.get((collection, name))
         return MappingProxyType(table.by_person) if table else MappingProxyType({})
 
-    def changes_between(self, after: int, upto: int) -> Iterator[tuple[int, int, bool]]:
-        """``(sequence, person id, deleted)`` for changes with ``after < sequence <= upto``."""
-        log = self._log
-        for seq in range(after + 1, upto + 1):
-            entry = log.get(seq)
-            if entry is not None:
-                yield seq, entry[0], entry[1]
+    @property
+    def history_floor(self) -> int:
+        """The history holds every change with a sequence above this one (and none at or below)."""
+        return self._floor
+
+    @property
+    def history_size(self) -> int:
+        """How many changes the history holds."""
+        return len(self._history)
+
+    def changes_between(self, after: int, upto: int) -> list[Change] | None:
+        """Every change with ``after < sequence <= upto``, in sequence order (a person may appear
+        several times); None when the history no longer reaches back to ``after``."""
+        with self._lock:
+            if after < self._floor:
+                return None
+            history = self._history
+            start = bisect.bisect_right(history, after, key=_SEQ)
+            end = bisect.bisect_right(history, upto, lo=start, key=_SEQ)
+            return history[start:end]
+
+    def forget_changes_upto(self, seq: int) -> None:
+        """Drop the changes up to ``seq`` (no live delta link can ask for them any more)."""
+        with self._lock:
+            if seq <= self._floor:
+                return
+            seq = min(seq, self._seq)
+            del self._history[: bisect.bisect_right(self._history, seq, key=_SEQ)]
+            self._floor = seq
 
     # ---- changing people -----------------------------------------------------------------------
 
-    def _log_change(self, seq: int, pid: int, *, deleted: bool) -> None:
-        """Log a person's change as its only entry: each person once in a delta, latest change."""
-        earlier = self._logged.get(pid)
-        if earlier is not None:
-            self._log.pop(earlier, None)
-        self._log[seq] = (pid, deleted)
-        self._logged[pid] = seq
+    def _log_change(self, seq: int, pid: int, person: SimPerson | None) -> None:
+        history = self._history
+        history.append(Change(seq, pid, person))
+        if len(history) > MAX_HISTORY:
+            drop = MAX_HISTORY // 10
+            self._floor = history[drop - 1].seq
+            del history[:drop]
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -290,7 +346,7 @@ class World:
         self._people[person.id] = person
         self._index(person)
         self._json.pop(person.id, None)
-        self._log_change(seq, person.id, deleted=False)
+        self._log_change(seq, person.id, person)
         return person
 
     def add_person(self, **fields: Any) -> SimPerson:
@@ -329,7 +385,7 @@ class World:
             self._unindex(old)
             del self._ids[bisect.bisect_left(self._ids, pid)]
             self._json.pop(pid, None)
-            self._log_change(self._next_seq(), pid, deleted=True)
+            self._log_change(self._next_seq(), pid, None)
             for (collection, _name), table in self._refs.items():
                 if collection == PEOPLE:
                     table.unset_person(pid)
@@ -342,6 +398,7 @@ class World:
         """Start a new world: these people and ``(collection, name, value, id)`` references.
 
         Every delta token issued before becomes stale (410), as after a restore on the real side.
+        The people get change versions 1..N without history (no delta reaches back before a load).
         """
         with self._lock:
             self._people = {}
@@ -349,8 +406,7 @@ class World:
             self._by_employee_number = {}
             self._refs = {}
             self._json = {}
-            self._log = {}
-            self._logged = {}
+            self._history = []
             self._seq = 0
             self.generation += 1
             ordered = sorted(people, key=lambda p: p.id)
@@ -363,7 +419,7 @@ class World:
                     person = person.with_version(seq)  # noqa: PLW2901
                 self._people[person.id] = person
                 self._index(person)
-                self._log_change(seq, person.id, deleted=False)
+            self._floor = self._seq
             self._ids = [p.id for p in ordered]
             for collection, name, value, pid in references:
                 if not self.has_object(collection, pid):

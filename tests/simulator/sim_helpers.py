@@ -88,3 +88,26 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+DELTA = f"{API}/delta/people"
+CHANGE_VERSION = r"[0-9A-F]{20}"
+
+
+async def read_pages(client: httpx.AsyncClient, url: str) -> list[dict]:
+    """Every page from ``url`` on, following ``nextLink`` until a page has none (asserting 200)."""
+    pages: list[dict] = []
+    next_url: str | None = url
+    while next_url is not None:
+        response = await client.get(next_url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append(body)
+        next_url = body.get("nextLink")
+    return pages
+
+
+async def read_delta(client: httpx.AsyncClient, url: str) -> tuple[list[dict], str]:
+    """The items of a delta round or set of changes, and the deltaLink of its last page."""
+    pages = await read_pages(client, url)
+    return [item for body in pages for item in body["value"]], pages[-1]["deltaLink"]

@@ -89,6 +89,24 @@ async def test_admin_faults_counters_clock_tokens_reset(make_harness, guide_file
     assert harness.sim.counters.count() == 0
 
 
+async def test_admin_state_shows_the_active_delta_and_the_history(make_harness):
+    """GET /_sim/state shows the active delta, the change history's extent and the logged
+    requests."""
+    harness = make_harness(people=3)
+    world = harness.sim.world
+    async with harness.client() as client:
+        before = (await client.get("/_sim/state")).json()
+        await client.get(f"{API}/people?delta")
+        world.update_person(world.people_list()[0].id, last_name="Changed")
+        after = (await client.get("/_sim/state")).json()
+    assert before["delta"] is None
+    assert before["history"] == {"floor": 3, "changes": 0}
+    assert after["delta"]["startingCursor"] == "00000000000000000003"
+    assert after["delta"]["expired"] is False
+    assert after["history"] == {"floor": 3, "changes": 1}
+    assert after["requestsLogged"] == 1
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body", "status"),
     [
@@ -110,6 +128,8 @@ async def test_admin_faults_counters_clock_tokens_reset(make_harness, guide_file
         ("DELETE", "/_sim/people/7", b"", 404),
         ("GET", "/_sim/nothing", b"", 404),
         ("PATCH", "/_sim/faults", b"{}", 405),
+        ("GET", "/_sim/requests?last=many", b"", 400),
+        ("POST", "/_sim/requests", b"{}", 405),
     ],
 )
 async def test_admin_bad_input_is_4xx(make_harness, method, path, body, status):
@@ -205,7 +225,7 @@ def test_cli_help_lists_every_behaviour_option():
         "--delta-token-ttl", "--rate-limit", "--rate-limit-burst", "--retry-after",
         "--retry-after-seconds", "--fault-429", "--fault-500", "--fault-503", "--fault-drop",
         "--latency-ms", "--latency-jitter-ms", "--empty-page-rate", "--faults-on-token",
-        "--fault-seed", "--out-of-service-share",
+        "--fault-seed", "--out-of-service-share", "--delta-order", "--fault-409-get",
     ):  # fmt: skip
         assert option in result.stdout, option
 
@@ -216,6 +236,8 @@ def test_cli_refuses_bad_values_with_exit_code_2(tmp_path):
     bad_file.write_text(json.dumps({"people": [{"id": "x"}]}), encoding="utf-8")
     for extra in (
         ["--fault-500", "3"],
+        ["--delta-order", "sideways"],
+        ["--fault-409-get", "0.6", "--fault-500", "0.6"],
         ["--user-agent", "maybe"],
         ["--people-file", str(bad_file)],
     ):

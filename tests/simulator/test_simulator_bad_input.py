@@ -90,6 +90,12 @@ CORPUS: list[tuple[str, str, str, dict[str, str], bytes | None, int]] = [
     ("too-many-params", "GET", f"{API}/people?" + "&".join(f"x{i}=1" for i in range(30)), {}, None, 400),
     ("delta-twice", "GET", f"{API}/people?delta&delta", {}, None, 400),
     ("delta-forged", "GET", f"{API}/people?delta&continuationToken=ZGM6MTox", {}, None, 400),
+    ("delta-token-alone", "GET", f"{API}/people?delta&deltaToken=e30", {}, None, 400),
+    ("changes-no-token", "GET", f"{API}/delta/people", {}, None, 400),
+    ("changes-empty-json", "GET", f"{API}/delta/people?deltaToken=e30", {}, None, 400),
+    ("changes-bytes", "GET", f"{API}/delta/people?deltaToken=%FF", {}, None, 400),
+    ("changes-post", "POST", f"{API}/delta/people", JSON, b"{}", 405),
+    ("changes-other", "GET", f"{API}/delta/absences", {}, None, 404),
     ("ref-list-param", "GET", f"{REF}?filter=x", {}, None, 400),
     ("ref-one-param", "GET", f"{REF}/v?x=1", {}, None, 400),
     # methods
@@ -206,10 +212,12 @@ _SEGMENT = st.text(
 @given(
     request_parts=st.tuples(
         st.sampled_from(["GET", "PUT", "DELETE", "POST", "PATCH"]),
-        st.sampled_from(["people", "external-references", "tenants", "_x", ""]),
+        st.sampled_from(["people", "delta", "external-references", "tenants", "_x", ""]),
         st.lists(_SEGMENT, max_size=4),
         st.dictionaries(
-            st.sampled_from(["filter", "externalReferences", "continuationToken", "delta", "x"]),
+            st.sampled_from(
+                ["filter", "externalReferences", "continuationToken", "delta", "deltaToken", "x"]
+            ),
             _SEGMENT,
             max_size=3,
         ),

@@ -139,7 +139,7 @@ def test_change_versions_rise_with_every_change():
     updated = world.update_person(1, last_name="Z")
     assert updated.change_version == before + 1
     assert world.person(1) == updated
-    assert world.person_json(updated).startswith(b'{"id":1,"changeVersion":3,')
+    assert world.person_json(updated).startswith(b'{"id":1,"changeVersion":"00000000000000000003",')
 
 
 def test_put_reference_outcomes():
