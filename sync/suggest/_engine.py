@@ -15,11 +15,18 @@ employees asked about, not to the tenant: a person is compared with an employee 
   and is similar enough (rapidfuzz ``token_sort_ratio`` >= 70); or
 * the employee's dispute named it as a candidate.
 
-The scores are documented in ``docs/matching.md`` ("Suggestions").
+Candidates are ranked on the strength of their evidence, in this order: more *configured keys*
+agreeing (the employee number, badge number and e-mail rules of ``IDSYNC_MATCH__RULES``, compared
+as the rules compare them, with ``IDSYNC_MATCH__NORMALIZE``), then fewer keys that differ, then
+the rest (keys equal only loosely or across fields, typos, names). The score (0-100) tells the same
+order: each (agreeing, differing) pair has its own band, and the rest places a candidate inside it.
+A key one typo away is a difference, never a point in favour. The scores are documented in
+``docs/matching.md`` ("Suggestions").
 """
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections import defaultdict
@@ -44,7 +51,7 @@ from sync.reconcile._normalize import describe, normalizer
 from sync.reconcile._world import quiet_gc
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 N = Normalizer
 # The loose key of the blocking; also the order in which "what would make them equal" is told.
@@ -66,6 +73,10 @@ _PERSON_ATTR = {
     Rule.EMAIL: "email",
 }
 _RESOLVED = frozenset({Situation.LINKED, Situation.UNLINKED, Situation.DRIFTED, Situation.FAILED})
+# The rules whose keys rank candidates when configured. Not the reference: it is what idsync
+# writes, so an unmatched or disputed employee's pool persons practically never hold it.
+RANKING_KEYS = (Rule.EMPLOYEE_NUMBER, Rule.BADGE_NUMBER, Rule.EMAIL)
+DEFAULT_RULES = (Rule.REFERENCE, Rule.EMPLOYEE_NUMBER, Rule.BADGE_NUMBER)  # IDSYNC_MATCH__RULES's
 
 MAX_CANDIDATES = 3
 MIN_SCORE = 15.0
@@ -74,17 +85,25 @@ _NAMES_PER_BLOCK = 20  # similar names taken from one block
 _PERSONS_PER_NAME = 50  # persons taken per similar name (more share it: the name tells nothing)
 _PERSONS_PER_KEY = 50  # a key more persons share (a placeholder badge "0") is no evidence
 # Persons found by name alone that are scored in full: the best by name similarity. A person
-# found by name alone scores at most NAME_WEIGHT x 100, so only the best few can reach the top 3.
+# found by name alone has at most NAME_WEIGHT x 100 points, so only the best few can reach the top 3.
 _NAME_CANDIDATES = 30
 _PREFIX = 3
-# Scores (docs/matching.md, "Suggestions").
-SAME_FIELD_EXACT = 65.0
-SAME_FIELD_NORMALIZED = 60.0
+# Points: the evidence that places a candidate inside its band (docs/matching.md, "Suggestions").
+SAME_FIELD_EXACT = 65.0  # equal as the rule compares (with its configured normalizers)
+SAME_FIELD_NORMALIZED = 60.0  # equal only with normalizers that are not configured
 CROSS_FIELD = 40.0
 MORE_FIELDS = 5.0  # each further agreeing field
-SIMILAR_KEY_MAX = 20.0  # a key one typo away (ratio >= 80) adds up to this
 NAME_WEIGHT = 0.3  # times the name similarity (0-100)
 DIFFERENT_KEY = -10.0  # per field both sides have that does not agree at all
+SIMILAR_KEY = -5.0  # a differing key one typo away (ratio >= 80) costs less, and never adds
+SIMILAR_RATIO = 80.0
+# Bands of the score: no configured key agreeing stays under NO_KEY_TOP; a of n agreeing take
+# [NO_KEY_TOP + (a-1) x w, NO_KEY_TOP + a x w) with w = (100 - NO_KEY_TOP) / n. Inside a band, no
+# differing key takes the upper half, each further one half of what is left (DIFFER_STEPS or more
+# share the bottom).
+TOP = 100.0
+NO_KEY_TOP = 60.0
+DIFFER_STEPS = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +176,33 @@ def _hr_key(employee: HREmployee, field: Rule) -> str | None:
         return employee.hr_id
     value: str | None = getattr(employee, _PERSON_ATTR[field])
     return value
+
+
+def _rule_key(field: Rule, value: str) -> str | None:
+    """``value`` as the rule compares it, as ``sync.reconcile`` does: trimmed (the reference is
+    exact), e-mail case-insensitive; the rule's configured normalizer applies to this."""
+    if field is not Rule.REFERENCE:
+        value = value.strip()
+        if field is Rule.EMAIL:
+            value = value.casefold()
+    return value or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """What the settings configure: the ranking keys and each rule's normalizer."""
+
+    ranking: frozenset[Rule]
+    steps: Mapping[Rule, tuple[Normalizer, ...]]
+    norms: Mapping[Rule, Callable[[str], str | None]]
+
+    @classmethod
+    def of(
+        cls, rules: Sequence[Rule], normalize: Mapping[Rule, Sequence[Normalizer]] | None
+    ) -> _Rules:
+        steps = {r: tuple(s) for r, s in (normalize or {}).items() if s and r in rules}
+        norms = {r: f for r, s in steps.items() if (f := normalizer(s)) is not None}
+        return cls(frozenset(r for r in rules if r in RANKING_KEYS), steps, norms)
 
 
 def _steps_to_equal(a: str, b: str) -> tuple[Normalizer, ...] | None:
@@ -250,36 +296,16 @@ def _hr_duplicates(
     return out
 
 
-def _compare(employee: HREmployee, person: Person, hits: set[tuple[Rule, Rule]]) -> _Evidence:
+def _compare(
+    employee: HREmployee, person: Person, hits: set[tuple[Rule, Rule]], rules: _Rules
+) -> _Evidence:
     """Every key pair of one employee and one person, and what it says."""
     ev = _Evidence()
     for field in _FIELDS:
         mine = _hr_key(employee, field)
         theirs = getattr(person, _PERSON_ATTR[field])
-        if not mine or not theirs:
-            continue
-        if mine.strip() == theirs.strip() or (
-            field is Rule.EMAIL and mine.strip().casefold() == theirs.strip().casefold()
-        ):
-            ev.key(SAME_FIELD_EXACT, f"{field} {mine}")
-            continue
-        steps = _steps_to_equal(mine, theirs)
-        if steps is not None:
-            ev.key(
-                SAME_FIELD_NORMALIZED,
-                f"{field} {mine} = {theirs} (equal with {describe(steps)})",
-            )
-            ev.normalize.append(f"{field}={describe(steps)}")
-            continue
-        assert _loose is not None
-        a, b = _loose(mine) or "", _loose(theirs) or ""
-        ratio = fuzz.ratio(a, b) if a and b else 0.0
-        if ratio >= 80:  # noqa: PLR2004 - one typo in a short key
-            ev.similar = max(ev.similar, (ratio - 60.0) / 40.0 * SIMILAR_KEY_MAX)
-            ev.differ.append(f"{field} {mine} vs {theirs} (similar, {ratio:.0f}%)")
-        else:
-            ev.penalty += DIFFERENT_KEY
-            ev.differ.append(f"{field} {mine} vs {theirs}")
+        if mine and theirs:
+            _compare_field(ev, field, mine, theirs, rules)
     for mine_field, their_field in sorted(hits):
         if mine_field is their_field:
             continue
@@ -289,28 +315,96 @@ def _compare(employee: HREmployee, person: Person, hits: set[tuple[Rule, Rule]])
     return ev
 
 
+def _compare_field(ev: _Evidence, field: Rule, mine: str, theirs: str, rules: _Rules) -> None:
+    """One field both sides have: agreeing as the rule compares, equal only loosely, or not."""
+    mine_key, their_key = _rule_key(field, mine), _rule_key(field, theirs)
+    if mine_key is None or their_key is None:
+        return  # white space only: no key, as for the rules
+    ranking = field in rules.ranking
+    if mine_key == their_key:
+        ev.agrees(f"{field} {mine}", ranking=ranking)
+        return
+    norm = rules.norms.get(field)
+    if norm is not None:
+        mine_key = norm(mine_key)
+        if mine_key is not None and mine_key == norm(their_key):
+            how = describe(rules.steps[field])
+            ev.agrees(
+                f"{field} {mine} = {theirs} (equal with {how}, as configured)", ranking=ranking
+            )
+            return
+    steps = _steps_to_equal(mine, theirs)
+    if steps is not None:
+        ev.key(SAME_FIELD_NORMALIZED, f"{field} {mine} = {theirs} (equal with {describe(steps)})")
+        ev.normalize.append(f"{field}={describe(steps)}")
+        return
+    assert _loose is not None
+    a, b = _loose(mine) or "", _loose(theirs) or ""
+    ratio = fuzz.ratio(a, b) if a and b else 0.0
+    if ratio >= SIMILAR_RATIO:  # one typo in a short key: still a difference
+        ev.differs(SIMILAR_KEY, f"{field} {mine} vs {theirs} (differs, {ratio:.0f}% similar)")
+    else:
+        ev.differs(DIFFERENT_KEY, f"{field} {mine} vs {theirs}")
+
+
 class _Evidence:
-    __slots__ = ("agree", "differ", "keys", "normalize", "penalty", "similar")
+    __slots__ = ("agree", "agreeing", "differ", "differing", "keys", "normalize", "penalty")
 
     def __init__(self) -> None:
         self.keys: list[float] = []
         self.agree: list[str] = []
         self.differ: list[str] = []
         self.normalize: list[str] = []
-        self.similar = 0.0
         self.penalty = 0.0
+        self.agreeing = 0  # configured ranking keys equal as the rules compare them
+        self.differing = 0  # keys both sides have that are not equal even loosely
 
     def key(self, weight: float, words: str) -> None:
         self.keys.append(weight)
         self.agree.append(words)
 
-    def score(self, name_similarity: float | None) -> float:
+    def agrees(self, words: str, *, ranking: bool) -> None:
+        self.key(SAME_FIELD_EXACT, words)
+        if ranking:
+            self.agreeing += 1
+
+    def differs(self, weight: float, words: str) -> None:
+        self.penalty += weight
+        self.differing += 1
+        self.differ.append(words)
+
+    def points(self, name_similarity: float | None) -> float:
+        """The evidence besides the counts, 0-100: it orders candidates inside one band."""
         keys = sorted(self.keys, reverse=True)
         total = (keys[0] + MORE_FIELDS * (len(keys) - 1)) if keys else 0.0
-        total += self.similar + self.penalty
+        total += self.penalty
         if name_similarity is not None:
             total += NAME_WEIGHT * name_similarity
-        return round(max(0.0, min(100.0, total)), 1)
+        return max(0.0, min(TOP, total))
+
+
+def _band(agreeing: int, differing: int, ranking: int) -> tuple[float, float]:
+    """The score range of a candidate agreeing on ``agreeing`` of ``ranking`` configured keys
+    and differing on ``differing`` keys: higher for more agreeing, then for fewer differing."""
+    if agreeing == 0:
+        low, high = 0.0, NO_KEY_TOP
+    else:
+        width = (TOP - NO_KEY_TOP) / ranking
+        low, high = NO_KEY_TOP + (agreeing - 1) * width, NO_KEY_TOP + agreeing * width
+    span = high - low
+    if differing >= DIFFER_STEPS:
+        return low, low + span / 2**DIFFER_STEPS
+    return low + span / 2 ** (differing + 1), low + span / 2**differing
+
+
+def score(agreeing: int, differing: int, ranking: int, points: float) -> float:
+    """The shown score (one decimal): ``points`` placed inside the band, never touching the next
+    band up (so sorting by score is sorting by agreeing keys, then differing keys, then points)."""
+    low, high = _band(agreeing, differing, ranking)
+    value = round(low + (high - low) * points / TOP, 1)
+    floor = math.ceil(low * 10 - 1e-6) / 10
+    ceiling = TOP if high >= TOP else math.floor(high * 10 - 1e-6) / 10
+    return max(floor, min(ceiling, value))
 
 
 def suggest(
@@ -319,12 +413,23 @@ def suggest(
     people: Sequence[Person],
     classifications: Sequence[Classification],
     details: Mapping[str, HRDetails] | None = None,
+    rules: Sequence[Rule] = DEFAULT_RULES,
+    normalize: Mapping[Rule, Sequence[Normalizer]] | None = None,
     limit: int = MAX_CANDIDATES,
 ) -> Report:
-    """The suggestion report for one classification of ``hr`` against ``people``."""
+    """The suggestion report for one classification of ``hr`` against ``people``.
+
+    ``rules`` and ``normalize`` are the ones the classification used (``IDSYNC_MATCH__RULES``,
+    ``IDSYNC_MATCH__NORMALIZE``): their keys rank the candidates.
+    """
     with quiet_gc():  # no cycles made; the collector would rescan the whole 250,000-row heap
         return _suggest(
-            hr=hr, people=people, classifications=classifications, details=details, limit=limit
+            hr=hr,
+            people=people,
+            classifications=classifications,
+            details=details,
+            rules=_Rules.of(rules, normalize),
+            limit=limit,
         )
 
 
@@ -334,6 +439,7 @@ def _suggest(
     people: Sequence[Person],
     classifications: Sequence[Classification],
     details: Mapping[str, HRDetails] | None,
+    rules: _Rules,
     limit: int,
 ) -> Report:
     details = details or {}
@@ -357,6 +463,7 @@ def _suggest(
             employee=employees[c.hr_id],
             detail=details.get(c.hr_id),
             pool=pool,
+            rules=rules,
             duplicates=duplicates.get(c.hr_id, ()),
             limit=limit,
         )
@@ -383,43 +490,49 @@ def _suggest(
     return Report(suggestions=tuple(suggestions), unreached=unreached)
 
 
+# Best first: more configured keys agreeing, fewer keys differing, higher score, lower person id.
+_Rank = tuple[int, int, float, int]
+
+
 def _suggest_one(
     c: Classification,
     *,
     employee: HREmployee,
     detail: HRDetails | None,
     pool: _Pool,
+    rules: _Rules,
     duplicates: tuple[str, ...],
     limit: int,
 ) -> Suggestion:
     hits = _key_hits(employee, pool, c)
     name = fold_name(detail.first_name, detail.last_name) if detail else None
     named: dict[int, float] = pool.by_name(name) if name else {}
-    ranked = [
-        cand
-        for pid, pairs in hits.items()
-        if (cand := _candidate(employee, pool.persons[pid], pairs, name=name, named=named, c=c))
-        is not None
-    ]
-    # Persons found by name alone, most similar first: one can score at most its name's share
-    # plus a key one typo away, so once the top `limit` are surely better, the rest cannot enter.
+    ranked: list[tuple[_Rank, Candidate]] = []
+    for pid, pairs in hits.items():
+        found = _candidate(employee, pool.persons[pid], pairs, rules, name=name, named=named, c=c)
+        if found is not None:
+            ranked.append(found)
+    # Persons found by name alone, most similar first. None shares a key with the employee even
+    # loosely, so none agrees on a key: at best it differs on none and scores its name's share.
+    # Once the top `limit` are surely better, the rest cannot enter.
     for pid, similarity in sorted(named.items(), key=lambda item: (-item[1], item[0])):
         if pid in hits:
             continue
         if len(ranked) >= limit:
-            ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
-            if ranked[limit - 1].score >= NAME_WEIGHT * similarity + SIMILAR_KEY_MAX:
+            ranked.sort(key=lambda item: item[0])
+            best = score(0, 0, len(rules.ranking), NAME_WEIGHT * similarity)
+            if ranked[limit - 1][0][:3] <= (0, 0, -best):
                 break
-        cand = _candidate(employee, pool.persons[pid], set(), name=name, named=named, c=c)
-        if cand is not None:
-            ranked.append(cand)
-    ranked.sort(key=lambda cand: (-cand.score, cand.protime_id))
+        found = _candidate(employee, pool.persons[pid], set(), rules, name=name, named=named, c=c)
+        if found is not None:
+            ranked.append(found)
+    ranked.sort(key=lambda item: item[0])
     return Suggestion(
         hr_id=c.hr_id,
         situation=c.situation,
         reason=c.reason,
         name=_shown_name(detail.first_name, detail.last_name) if detail else None,
-        candidates=tuple(ranked[:limit]),
+        candidates=tuple(cand for _, cand in ranked[:limit]),
         hr_duplicates=duplicates,
     )
 
@@ -444,26 +557,30 @@ def _candidate(
     employee: HREmployee,
     person: Person,
     pairs: set[tuple[Rule, Rule]],
+    rules: _Rules,
     *,
     name: str | None,
     named: Mapping[int, float],
     c: Classification,
-) -> Candidate | None:
-    """One person scored for one employee; ``None`` below the bar (a dispute's own: never)."""
+) -> tuple[_Rank, Candidate] | None:
+    """One person ranked and scored for one employee; ``None`` when its points are below the bar
+    (a dispute's own: never)."""
     similarity = _name_similarity(name, person, named)
-    ev = _compare(employee, person, pairs)
-    score = ev.score(similarity)
-    if score < MIN_SCORE and person.id not in c.candidates:
+    ev = _compare(employee, person, pairs, rules)
+    points = ev.points(similarity)
+    if points < MIN_SCORE and person.id not in c.candidates:
         return None
-    return Candidate(
+    shown = score(ev.agreeing, ev.differing, len(rules.ranking), points)
+    candidate = Candidate(
         protime_id=person.id,
-        score=score,
+        score=shown,
         name=_shown_name(getattr(person, "first_name", None), getattr(person, "last_name", None)),
         agree=tuple(ev.agree),
         differ=tuple(ev.differ),
         normalize=tuple(dict.fromkeys(ev.normalize)),
         name_similarity=similarity,
     )
+    return (-ev.agreeing, ev.differing, -shown, person.id), candidate
 
 
 def _name_similarity(name: str | None, person: Person, named: Mapping[int, float]) -> float | None:

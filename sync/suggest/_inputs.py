@@ -65,16 +65,24 @@ def build_report(
         people=len(people),
         seconds=round(read - started, 3),
     )
+    normalize = settings.match.normalizers()
     classifications = classify(
         hr=hr,
         people=people,
         prior=prior,
         rules=settings.match.rules,
         reference_name=settings.protime.reference_name,
-        normalize=settings.match.normalizers(),
+        normalize=normalize,
     )
     classified = time.perf_counter()
-    report = suggest(hr=hr, people=people, classifications=classifications, details=details)
+    report = suggest(
+        hr=hr,
+        people=people,
+        classifications=classifications,
+        details=details,
+        rules=settings.match.rules,  # the configured keys rank the candidates
+        normalize=normalize,
+    )
     log.info(
         "suggest.scored",
         suggestions=len(report.suggestions),
