@@ -318,21 +318,21 @@ def _compare(
 def _compare_field(ev: _Evidence, field: Rule, mine: str, theirs: str, rules: _Rules) -> None:
     """One field both sides have: agreeing as the rule compares, equal only loosely, or not."""
     mine_key, their_key = _rule_key(field, mine), _rule_key(field, theirs)
+    exact = mine_key == their_key
+    norm = rules.norms.get(field)
+    if norm is not None and mine_key is not None and their_key is not None:
+        mine_key, their_key = norm(mine_key), norm(their_key)
     if mine_key is None or their_key is None:
-        return  # white space only: no key, as for the rules
+        return  # white space only, or nothing left after normalization: no key, as for the rules
     ranking = field in rules.ranking
     if mine_key == their_key:
-        ev.agrees(f"{field} {mine}", ranking=ranking)
-        return
-    norm = rules.norms.get(field)
-    if norm is not None:
-        mine_key = norm(mine_key)
-        if mine_key is not None and mine_key == norm(their_key):
+        if exact:
+            ev.agrees(f"{field} {mine}", ranking=ranking)
+        else:
             how = describe(rules.steps[field])
-            ev.agrees(
-                f"{field} {mine} = {theirs} (equal with {how}, as configured)", ranking=ranking
-            )
-            return
+            words = f"{field} {mine} = {theirs} (equal with {how}, as configured)"
+            ev.agrees(words, ranking=ranking)
+        return
     steps = _steps_to_equal(mine, theirs)
     if steps is not None:
         ev.key(SAME_FIELD_NORMALIZED, f"{field} {mine} = {theirs} (equal with {describe(steps)})")
