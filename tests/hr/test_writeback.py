@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from sqlalchemy import (
     CheckConstraint,
     Column,
+    Engine,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    event,
     insert,
     inspect,
     literal_column,
@@ -30,6 +32,8 @@ PATHS = {"postgresql": "_unnest_update", "mysql": "_staged_update", "sqlite": "_
 SETTINGS = HRSettings(
     table="people", id_column="emp_id", writeback_table="people", writeback_column="pid"
 )
+# The pairs the fixture's integer column already holds (E2 holds nothing).
+FILLED = {"E1": 11, "E3": 5, "E4": 44}
 TEXT_SETTINGS = HRSettings(
     table="people", id_column="emp_id", writeback_table="people", writeback_column="pid_text"
 )
@@ -72,15 +76,16 @@ def _staging_exists(conn: Any) -> bool:
 
 
 def test_only_differing_rows_are_written(hr_db) -> None:
-    """Rows whose id differs change; equal rows, rows without a pair and other columns stay."""
+    """Rows whose id differs change and a row no pair names is cleared; equal rows and other
+    columns stay."""
     table = _people(hr_db)
     pairs = {"E1": 11, "E2": 22, "E3": 33, "E9": 99}
-    assert write_back(settings=SETTINGS, url=hr_db.url, pairs=pairs) == 2
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs=pairs) == 3
     assert _stored(hr_db, table) == {
         "E1": (11, " 11", "a"),
         "E2": (22, None, "b"),
         "E3": (33, "5", "c"),
-        "E4": (44, "44", "d"),
+        "E4": (None, "44", "d"),
     }
     assert write_back(settings=SETTINGS, url=hr_db.url, pairs=pairs) == 0
 
@@ -98,11 +103,11 @@ def test_a_text_column_gets_text_and_keeps_equal_values_as_written(hr_db) -> Non
 def test_an_unindexed_text_key_is_matched(hr_db) -> None:
     """A key column of type TEXT without an index is joined too (MariaDB indexes a prefix)."""
     table = _people(hr_db, text_key=True)
-    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E2": 2, "E4": 4}) == 2
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E2": 2, "E4": 4}) == 4
     assert {k: v[0] for k, v in _stored(hr_db, table).items()} == {
-        "E1": 11,
+        "E1": None,
         "E2": 2,
-        "E3": 5,
+        "E3": None,
         "E4": 4,
     }
 
@@ -152,7 +157,7 @@ def test_the_staged_path_is_taken_where_the_database_has_one(hr_db, monkeypatch)
 
         monkeypatch.setattr(_writeback, name, spy)
     _people(hr_db)
-    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E2": 22}) == 1
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={**FILLED, "E2": 22}) == 1
     assert calls == [PATHS[hr_db.dialect]]
 
 
@@ -171,7 +176,8 @@ def test_a_refused_staging_table_falls_back_to_row_by_row(hr_db, monkeypatch, ca
     monkeypatch.setattr(_writeback, "_CreateStaging", Refused)
     table = _people(hr_db)
     with caplog.at_level(logging.WARNING, logger="sync.hr._writeback"):
-        assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E2": 22, "E4": 4}) == 2
+        pairs = {**FILLED, "E2": 22, "E4": 4}
+        assert write_back(settings=SETTINGS, url=hr_db.url, pairs=pairs) == 2
     assert {k: v[0] for k, v in _stored(hr_db, table).items()} == {
         "E1": 11,
         "E2": 22,
@@ -185,10 +191,152 @@ def test_the_row_by_row_path_writes_only_differing_rows(hr_db, monkeypatch) -> N
     """The portable path (any other database) gives the same result on every database."""
     monkeypatch.setattr(_writeback, "_STAGED", frozenset())
     table = _people(hr_db)
-    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E1": 11, "E2": 22, "E3": 3}) == 2
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"E1": 11, "E2": 22, "E3": 3}) == 3
     assert {k: v[0] for k, v in _stored(hr_db, table).items()} == {
         "E1": 11,
         "E2": 22,
         "E3": 3,
-        "E4": 44,
+        "E4": None,
     }
+
+
+def test_a_row_whose_link_is_gone_is_cleared_in_either_kind_of_column(hr_db) -> None:
+    """A row the map no longer links loses its id in an integer and in a text column; a NULL,
+    blank text or a NULL key is left as it is."""
+    metadata = MetaData()
+    table = Table(
+        "people",
+        metadata,
+        Column("emp_id", String(20)),
+        Column("pid", Integer),
+        Column("pid_text", String(20)),
+    )
+    metadata.create_all(hr_db.engine)
+    with hr_db.engine.begin() as conn:
+        conn.execute(
+            insert(table),
+            [
+                {"emp_id": "KEEP", "pid": 1, "pid_text": "1"},
+                {"emp_id": "GONE", "pid": 2, "pid_text": "2"},
+                {"emp_id": "EMPTY", "pid": None, "pid_text": None},
+                {"emp_id": "BLANK", "pid": None, "pid_text": "  "},
+                {"emp_id": None, "pid": 9, "pid_text": "9"},
+            ],
+        )
+    pairs = {"KEEP": 1}
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs=pairs) == 1
+    assert write_back(settings=TEXT_SETTINGS, url=hr_db.url, pairs=pairs) == 1
+    with hr_db.engine.connect() as conn:
+        stored = {r.emp_id: (r.pid, r.pid_text) for r in conn.execute(select(table))}
+    assert stored == {
+        "KEEP": (1, "1"),
+        "GONE": (None, None),
+        "EMPTY": (None, None),
+        "BLANK": (None, "  "),
+        None: (9, "9"),
+    }
+    assert write_back(settings=TEXT_SETTINGS, url=hr_db.url, pairs=pairs) == 0
+
+
+def test_an_empty_map_clears_every_row_that_holds_an_id(hr_db) -> None:
+    """With no employee linked (a first sync rolled back), every row holding an id is cleared."""
+    table = _people(hr_db)
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={}) == 3
+    assert {k: v[0] for k, v in _stored(hr_db, table).items()} == dict.fromkeys(
+        ("E1", "E2", "E3", "E4")
+    )
+    assert write_back(settings=SETTINGS, url=hr_db.url, pairs={}) == 0
+
+
+def test_a_key_column_that_holds_no_linked_id_is_not_cleared(hr_db, caplog) -> None:
+    """When not one key of the table is a linked HR id, the key column is taken for a wrong
+    setting: nothing is cleared and a warning names IDSYNC_HR__WRITEBACK_ID_COLUMN."""
+    table = _people(hr_db)
+    before = _stored(hr_db, table)
+    with caplog.at_level(logging.WARNING, logger="sync.hr._writeback"):
+        assert write_back(settings=SETTINGS, url=hr_db.url, pairs={"X1": 1, "X2": 2}) == 0
+    assert _stored(hr_db, table) == before
+    assert "hr.write_back_no_key_matched" in caplog.text
+    assert "IDSYNC_HR__WRITEBACK_ID_COLUMN" in caplog.text
+
+
+def _many(hr_db: Any, n: int) -> Table:
+    """``staff``: ``n`` rows ``S00000``..., an integer target, all NULL."""
+    metadata = MetaData()
+    table = Table(
+        "staff", metadata, Column("emp_id", String(20), primary_key=True), Column("pid", Integer)
+    )
+    metadata.create_all(hr_db.engine)
+    with hr_db.engine.begin() as conn:
+        conn.execute(insert(table), [{"emp_id": f"S{i:05d}", "pid": None} for i in range(n)])
+    return table
+
+
+STAFF = HRSettings(
+    table="staff", id_column="emp_id", writeback_table="staff", writeback_column="pid"
+)
+
+
+class _Statements:
+    """The UPDATE, INSERT and DELETE statements every engine sends while listening."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def __call__(self, _conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.lstrip().split(None, 1)[0].upper() in {"UPDATE", "INSERT", "DELETE"}:
+            self.sent.append(statement)
+
+    def __enter__(self) -> Self:
+        event.listen(Engine, "before_cursor_execute", self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        event.remove(Engine, "before_cursor_execute", self)
+
+
+def test_a_no_change_write_back_of_10000_rows_writes_nothing(hr_db) -> None:
+    """At 10,000 rows a repeat touches no row and sends no write statement; a change of 200 rows
+    (100 re-pointed, 100 unlinked) writes exactly those 200."""
+    n = 10_000
+    table = _many(hr_db, n)
+    pairs = {f"S{i:05d}": 100_000 + i for i in range(n)}
+    assert write_back(settings=STAFF, url=hr_db.url, pairs=pairs) == n
+    with _Statements() as statements:
+        assert write_back(settings=STAFF, url=hr_db.url, pairs=pairs) == 0
+    assert statements.sent == []
+    for i in range(100):
+        pairs[f"S{i:05d}"] = 900_000 + i  # re-pointed
+        del pairs[f"S{n - 1 - i:05d}"]  # unlinked (terminated, ignored, rolled back)
+    assert write_back(settings=STAFF, url=hr_db.url, pairs=pairs) == 200
+    with hr_db.engine.connect() as conn:
+        stored = dict(conn.execute(select(table.c.emp_id, table.c.pid)).tuples().all())
+    assert stored == {f"S{i:05d}": pairs.get(f"S{i:05d}") for i in range(n)}
+    with _Statements() as statements:
+        assert write_back(settings=STAFF, url=hr_db.url, pairs=pairs) == 0
+    assert statements.sent == []
+
+
+def test_changes_go_in_chunks_of_bulk_statements(hr_db, monkeypatch) -> None:
+    """Writes and clears are sent a chunk at a time, each chunk one bulk statement (PostgreSQL:
+    one UPDATE per chunk; MariaDB: one staged INSERT per chunk, then one UPDATE; SQLite: one
+    executemany per chunk), and every row ends as the map says."""
+    for name in ("_UNNEST_BATCH", "_ROW_BATCH", "_LOAD_BATCH"):
+        monkeypatch.setattr(_writeback, name, 7)
+    n = 50
+    table = _many(hr_db, n)
+    with hr_db.engine.begin() as conn:
+        conn.execute(table.update().where(table.c.emp_id < "S00020").values(pid=1))
+    pairs = {f"S{i:05d}": i for i in range(20, n)}  # 30 written, 20 cleared: 50 changes
+    with _Statements() as statements:
+        assert write_back(settings=STAFF, url=hr_db.url, pairs=pairs) == n
+    chunks = -(-n // 7)
+    if hr_db.dialect in STAGED:
+        inserts = [s for s in statements.sent if s.lstrip().upper().startswith("INSERT")]
+        updates = [s for s in statements.sent if s.lstrip().upper().startswith("UPDATE")]
+        assert (len(inserts), len(updates)) == (chunks, 1)
+    else:
+        assert len(statements.sent) == chunks
+    with hr_db.engine.connect() as conn:
+        stored = dict(conn.execute(select(table.c.emp_id, table.c.pid)).tuples().all())
+    assert stored == {f"S{i:05d}": pairs.get(f"S{i:05d}") for i in range(n)}
