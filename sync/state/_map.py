@@ -20,9 +20,10 @@ from sqlalchemy import (
     update,
 )
 
-from sync.domain import ActionKind, Classification, Outcome, PriorState, Rule, Situation
+from sync.domain import Action, ActionKind, Classification, Outcome, PriorState, Rule, Situation
 from sync.state._engine import IdsIn, ids_params, insert_rows, update_rows, write_transaction
 from sync.state._models import KEY_LENGTH
+from sync.state._rows import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -43,6 +44,7 @@ from sync.state._base import (
     _MAPPINGS,
     _OUTCOME_FIELDS,
     _R,
+    _RUNS,
     _STREAM_ROWS,
     _WRITE_BATCH,
     StoreBase,
@@ -56,6 +58,9 @@ from sync.state._base import (
 _log = logging.getLogger(__name__)
 
 _CLASSIFIED_COLUMNS = [_M[name] for name in _CLASSIFIED]
+# What an outcome applied row by row may change: a delete that unlinks a row forgets the rule
+# and evidence of a match by the value it deleted.
+_ROW_FIELDS = (*_OUTCOME_FIELDS, "rule", "evidence")
 # The columns a new mapping row is inserted with (see save_classifications); the others start
 # NULL, as _new_mapping has them.
 _NEW_COLUMNS = [
@@ -142,11 +147,17 @@ def _compare(
 
 
 def _after_outcome(
-    row: dict[str, Any] | None, o: ActionOutcome, now: datetime, previous: str | None = None
+    row: dict[str, Any] | None,
+    o: ActionOutcome,
+    now: datetime,
+    previous: str | None = None,
+    deleted_by: str | None = None,
 ) -> dict[str, Any] | None:
     """The mapping row after one outcome (see :meth:`StateStore.record_outcomes`); None: delete.
 
     ``previous`` is what the person held before a write, as its pending event recorded it.
+    ``deleted_by`` says which run a delete was part of (``rolled back by run 1a2b3c4d``): the
+    reason of a linked row that loses its own value.
     """
     a = o.action
     if row is None:
@@ -181,8 +192,31 @@ def _after_outcome(
             reason=f"written: {a.reason}" if a.reason else "written",
             last_changed_at=now,
         )
-    elif row["situation"] == Situation.ORPHANED.value and row["protime_id"] == a.protime_id:
-        return None
+        return row
+    return _after_delete(row, o.action, now, deleted_by)
+
+
+def _after_delete(
+    row: dict[str, Any], a: Action, now: datetime, deleted_by: str | None
+) -> dict[str, Any] | None:
+    """The mapping row after its succeeded delete ``a``; None: delete the row."""
+    if row["situation"] == Situation.ORPHANED.value and row["protime_id"] == a.protime_id:
+        return None  # the orphan is gone
+    if (
+        row["situation"] == Situation.LINKED.value
+        and row["protime_id"] == a.protime_id
+        and a.value == row["hr_id"]
+    ):
+        # The employee's own value left the person it was linked to (a rollback deleting what a
+        # run wrote): Protime no longer links them. The person stays the one it resolves to.
+        row.update(
+            situation=Situation.UNLINKED.value,
+            protime_value=None,
+            reason=f"{deleted_by or 'reference deleted'}: {a.reason}",
+            last_changed_at=now,
+        )
+        if row["rule"] == Rule.REFERENCE.value:
+            row.update(rule=None, evidence=None)  # it matched by the value now deleted
     elif row["protime_id"] == a.protime_id and row["protime_value"] == a.value:
         row.update(protime_value=None, last_changed_at=now)
     return row
@@ -229,9 +263,14 @@ def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: dateti
                 )
             )
         )
+    deleted_by = _deleting_runs(conn, relevant)
     for o in relevant:
         rows[o.action.hr_id] = _after_outcome(
-            rows.get(o.action.hr_id), o, now, previous.get(o.event_id)
+            rows.get(o.action.hr_id),
+            o,
+            now,
+            previous.get(o.event_id),
+            deleted_by.get(o.event_id),
         )
 
     gone = [k for k, v in rows.items() if v is None and k in existed]
@@ -242,12 +281,33 @@ def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: dateti
         conn.execute(
             update(_MAPPINGS)
             .where(_M.hr_id == bindparam("k_hr_id"))
-            .values({name: bindparam(f"v_{name}") for name in _OUTCOME_FIELDS}),
-            [{"k_hr_id": v["hr_id"], **{f"v_{n}": v[n] for n in _OUTCOME_FIELDS}} for v in updates],
+            .values({name: bindparam(f"v_{name}") for name in _ROW_FIELDS}),
+            [{"k_hr_id": v["hr_id"], **{f"v_{n}": v[n] for n in _ROW_FIELDS}} for v in updates],
         )
     inserts = [v for k, v in rows.items() if v is not None and k not in existed]
     if inserts:
         conn.execute(insert(_MAPPINGS), inserts)
+
+
+def _deleting_runs(conn: Connection, relevant: Sequence[ActionOutcome]) -> dict[int, str]:
+    """Event id -> ``rolled back by run 1a2b3c4d`` (``deleted by run ...`` for another trigger)
+    for the succeeded deletes among ``relevant``."""
+    deletes = sorted(
+        o.event_id
+        for o in relevant
+        if o.action.kind is ActionKind.DELETE and o.outcome is Outcome.SUCCEEDED
+    )
+    found: dict[int, str] = {}
+    for chunk in _chunks(deletes):
+        query = (
+            select(_E.id, _E.run_id, _R.trigger)
+            .join(_RUNS, _R.id == _E.run_id)
+            .where(_E.id.in_(chunk))
+        )
+        for event_id, run_id, trigger in conn.execute(query):
+            done = "rolled back" if trigger == Trigger.ROLLBACK.value else "deleted"
+            found[event_id] = f"{done} by run {run_id[:8]}"
+    return found
 
 
 # A succeeded write, applied in SQL from its pending event (what _after_outcome does in Python):
