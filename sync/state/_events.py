@@ -20,7 +20,7 @@ from sync.state._engine import IdsIn, allocate_ids, ids_params, insert_rows, wri
 from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
     from sync.state._rows import (
         ActionOutcome,
@@ -225,6 +225,26 @@ class EventStore(StoreBase):
             query = query.where(_E.run_id == run_id)
         with self._engine.connect() as conn:
             return [_event_row(r) for r in conn.execute(query)]
+
+    def count_events(self, *, run_id: str) -> int:
+        """How many audit events a run recorded (``events_for`` gives at most ``limit``)."""
+        query = select(func.count()).select_from(_EVENTS).where(_E.run_id == run_id)
+        with self._engine.connect() as conn:
+            return int(conn.execute(query).scalar_one())
+
+    def iter_run_events(self, run_id: str) -> Iterator[EventRow]:
+        """Every audit event of a run, oldest first (``events_for``'s order reversed), streamed."""
+        completed = func.coalesce(_E.completed_at, _E.created_at)
+        deletes_first = case((_E.action == EventAction.DELETE.value, 0), else_=1)
+        query = (
+            select(*_EVENT_COLUMNS)
+            .where(_E.run_id == run_id)
+            .order_by(completed, deletes_first, _E.id)
+            .execution_options(yield_per=_WRITE_BATCH)
+        )
+        with self._engine.connect() as conn:
+            for r in conn.execute(query):
+                yield _event_row(r)
 
     def rekeys(self, hr_id: str) -> list[Rekey]:
         """Every re-key ``hr_id`` took part in, oldest first: written over another HR id on its

@@ -10,7 +10,7 @@ import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import case, delete, func, insert, select, update
 
 from sync.domain import Action, ActionKind, Outcome, Precondition, Situation
 from sync.errors import UsageError
@@ -53,6 +53,23 @@ def _plan_row(row: Row[Any]) -> PlanRow:
     data["actions_by_kind"] = _json_or_empty(data["actions_by_kind"])
     data["would_block"] = tuple(json.loads(data["would_block"] or "[]"))
     return PlanRow(**data)
+
+
+def _planned(r: Row[Any]) -> tuple[Action, Precondition]:
+    """One stored action and its precondition."""
+    return (
+        Action(
+            kind=ActionKind(r.kind),
+            hr_id=r.hr_id,
+            protime_id=r.protime_id,
+            value=r.value,
+            situation=Situation(r.situation),
+            reason=r.reason,
+            phase=r.phase,
+            depends_on=r.depends_on,
+        ),
+        Precondition(r.expect_value, r.expect_holder, r.hr_fingerprint),
+    )
 
 
 class PlanStore(StoreBase):
@@ -139,19 +156,41 @@ class PlanStore(StoreBase):
         ).execution_options(yield_per=_WRITE_BATCH)
         with self._engine.connect() as conn:
             for r in conn.execute(query):
-                yield (
-                    Action(
-                        kind=ActionKind(r.kind),
-                        hr_id=r.hr_id,
-                        protime_id=r.protime_id,
-                        value=r.value,
-                        situation=Situation(r.situation),
-                        reason=r.reason,
-                        phase=r.phase,
-                        depends_on=r.depends_on,
-                    ),
-                    Precondition(r.expect_value, r.expect_holder, r.hr_fingerprint),
-                )
+                yield _planned(r)
+
+    def plan_action_counts(self, plan_id: str) -> dict[tuple[str, str], int]:
+        """How many actions a plan holds by ``(kind, situation)``: what the safety limits count
+        (every delete; every action of a drifted record, a re-point) and the rest."""
+        query = (
+            select(_A.kind, _A.situation, func.count())
+            .where(_A.plan_id == plan_id)
+            .group_by(_A.kind, _A.situation)
+        )
+        with self._engine.connect() as conn:
+            return {(kind, situation): int(n) for kind, situation, n in conn.execute(query)}
+
+    def iter_plan_actions_for_review(
+        self, plan_id: str, *, kind: ActionKind | None = None, limit: int | None = None
+    ) -> Iterator[tuple[Action, Precondition]]:
+        """A plan's actions as a reviewer reads them, streamed: what the safety limits count
+        first (deletes, then the other actions of drifted records: the re-points), then the
+        rest; each group in plan order. ``kind`` keeps actions of that kind only; ``limit``
+        stops after that many."""
+        blocking_first = case(
+            (_A.kind == ActionKind.DELETE.value, 0),
+            (_A.situation == Situation.DRIFTED.value, 1),
+            else_=2,
+        )
+        query = (
+            select(*_ACTION_COLUMNS).where(_A.plan_id == plan_id).order_by(blocking_first, _A.seq)
+        )
+        if kind is not None:
+            query = query.where(_A.kind == kind.value)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._engine.connect() as conn:
+            for r in conn.execute(query.execution_options(yield_per=_WRITE_BATCH)):
+                yield _planned(r)
 
     def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None:
         """Remember the run that applied the plan last (a plan may be applied again: no-op)."""
