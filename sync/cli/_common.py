@@ -164,5 +164,38 @@ def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[object]]) 
     return t
 
 
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[object]], *, chunk: int = 1000
+) -> None:
+    """``rows`` as tables of at most ``chunk`` rows each, printed as they come.
+
+    One rich table of every row (``--all`` on a plan of 250,000 actions) would be measured and
+    held whole before its first line is printed; a table per chunk prints at once and keeps
+    memory flat. The title goes on the first table (so an empty ``rows`` still prints it).
+    """
+    batch: list[Sequence[object]] = []
+    first = True
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= chunk:
+            out.print(table(title if first else "", columns, batch))
+            batch, first = [], False
+    if batch or first:
+        out.print(table(title if first else "", columns, batch))
+
+
+# apply and rollback read Protime in full whatever was asked: each precondition is judged on what
+# Protime holds, and a value changed there by someone else shows only in a full read. The run
+# records that as a full read "asked for (--full)", which no one typed: the CLI says why.
+_FULL_BY_DESIGN = frozenset({"apply", "rollback"})
+
+
+def read_reason(trigger: str | None, read: str | None, reason: str | None) -> str | None:
+    """Why a run read Protime in full, as the CLI shows it: true for apply and rollback too."""
+    if read == "full" and trigger in _FULL_BY_DESIGN:
+        return f"{trigger} judges every precondition on a full read"
+    return reason
+
+
 def when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"

@@ -16,6 +16,8 @@ from sync.cli._common import (
     open_store,
     out,
     print_json,
+    print_table,
+    read_reason,
     settings_and_logging,
     table,
     when,
@@ -34,6 +36,8 @@ from sync.domain import Situation
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from sync.config import Settings
     from sync.state import EventRow, MappingRow, Rekey, RunRow, StateStore
 
@@ -42,6 +46,8 @@ if TYPE_CHECKING:
 _SHORT_ID = 8
 _MIN_PREFIX = 4
 _PREFIX_SEARCH = 1000
+# `runs show` lists this many of a run's events (the latest) unless --all.
+_EVENTS = 1000
 
 
 def register(app: typer.Typer) -> None:
@@ -77,8 +83,8 @@ def status(
                     "attention": [
                         {"situation": s, "reason": group, "count": n} for s, group, n in attention
                     ],
-                    "running": [run_object(r) for r in running],
-                    "recent_runs": [run_object(r) for r in recent],
+                    "running": [_run_json(r) for r in running],
+                    "recent_runs": [_run_json(r) for r in recent],
                     "learned_rate_per_second": learned,
                 },
             )
@@ -186,7 +192,7 @@ def runs(
     with open_store(settings) as store:
         recent = store.runs(limit=limit)
     if as_json:
-        print_json(document("runs", {"runs": [run_object(r) for r in recent]}))
+        print_json(document("runs", {"runs": [_run_json(r) for r in recent]}))
         return
     _print_runs(recent, title="Runs")
 
@@ -195,23 +201,50 @@ def run_show(
     run_id: Annotated[
         str, typer.Argument(help="The run id, or its start as `idsync runs` prints it.")
     ],
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help=f"Every event of the run, not only the latest {_EVENTS:,}."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
-    """One run: its summary and its writes."""
+    """One run: its summary and its writes (the latest 1,000 unless --all)."""
     settings = settings_and_logging()
     with open_store(settings) as store:
         found = store.run(run_id) or _run_by_prefix(store, run_id)
-        events = _chronological(store.events_for(run_id=found.id, limit=1000))
-    if as_json:
-        print_json(
-            document(
-                "runs-show",
-                {"run": run_object(found), "events": [event_object(e) for e in events]},
-            )
+        total = store.count_events(run_id=found.id)
+        events: Iterable[EventRow] = (
+            store.iter_run_events(found.id)
+            if show_all
+            else _chronological(store.events_for(run_id=found.id, limit=_EVENTS))
         )
-        return
-    out.print(table(f"Run {found.id}", ["field", "value"], _run_fields(found)))
-    _print_events(events)
+        if as_json:
+            print_json(
+                document(
+                    "runs-show",
+                    {
+                        "run": _run_json(found),
+                        "events_total": total,
+                        "events": (event_object(e) for e in events),
+                    },
+                )
+            )
+            return
+        out.print(table(f"Run {found.id}", ["field", "value"], _run_fields(found)))
+        _print_events(events)
+    if not show_all and total > _EVENTS:
+        out.print(
+            f"showing the latest {_EVENTS:,} of {total:,} events;"
+            f" `idsync runs show {found.id[:_SHORT_ID]} --all` for every one"
+        )
+
+
+def _run_json(run: RunRow) -> dict[str, object]:
+    """A run's JSON object, its full-read reason true for apply and rollback (read_reason)."""
+    data = run_object(run)
+    data["protime_read_reason"] = read_reason(
+        run.trigger, run.protime_read, run.protime_read_reason
+    )
+    return data
 
 
 def _run_by_prefix(store: StateStore, prefix: str) -> RunRow:
@@ -377,8 +410,8 @@ def _read(run: RunRow) -> str:
     """Which read of Protime the run did, and why a full one."""
     if run.protime_read is None:
         return "-"
-    reason = f" ({run.protime_read_reason})" if run.protime_read_reason else ""
-    return run.protime_read + reason
+    why = read_reason(run.trigger, run.protime_read, run.protime_read_reason)
+    return run.protime_read + (f" ({why})" if why else "")
 
 
 def _chronological(newest_first: list[EventRow]) -> list[EventRow]:
@@ -386,25 +419,23 @@ def _chronological(newest_first: list[EventRow]) -> list[EventRow]:
     return newest_first[::-1]
 
 
-def _print_events(events: list[EventRow]) -> None:
-    out.print(
-        table(
-            "History",
-            ["when", "run", "action", "HR id", "Protime id", "value", "outcome", "detail"],
+def _print_events(events: Iterable[EventRow]) -> None:
+    print_table(
+        "History",
+        ["when", "run", "action", "HR id", "Protime id", "value", "outcome", "detail"],
+        (
             (
-                (
-                    when(e.created_at),
-                    e.run_id or "admin",
-                    e.action,
-                    e.hr_id,
-                    e.protime_id,
-                    e.value,
-                    e.outcome,
-                    e.error or e.reason or "",
-                )
-                for e in events
-            ),
-        )
+                when(e.created_at),
+                e.run_id or "admin",
+                e.action,
+                e.hr_id,
+                e.protime_id,
+                e.value,
+                e.outcome,
+                e.error or e.reason or "",
+            )
+            for e in events
+        ),
     )
 
 

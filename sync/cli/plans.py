@@ -9,12 +9,21 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sync.cli._common import open_store, out, print_json, settings_and_logging, table, when
+from sync.cli._common import (
+    open_store,
+    out,
+    print_json,
+    print_table,
+    read_reason,
+    settings_and_logging,
+    table,
+    when,
+)
 from sync.cli._contracts import all_situations, document, nested_actions, result_object
 from sync.cli._planfile import plan_object, read_plan, write_plan
 from sync.cli.inspect import _run_by_prefix
 from sync.cli.reconcile import _print, _stop_on_ctrl_c
-from sync.domain import Situation
+from sync.domain import ActionKind, Situation
 from sync.errors import UsageError
 
 if TYPE_CHECKING:
@@ -27,6 +36,17 @@ if TYPE_CHECKING:
 
 _ROWS_ON_SCREEN = 50
 _BLOCKED = 3
+_KINDS = tuple(k.value for k in ActionKind)
+_ACTION_COLUMNS = (
+    "phase",
+    "action",
+    "HR id",
+    "Protime id",
+    "value",
+    "counts toward",
+    "expects",
+    "reason",
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -123,11 +143,35 @@ def _print_plan_hint(plan_id: str | None) -> None:
 
 def plan_show(
     plan_id: Annotated[str, typer.Argument(help="A plan id (any unique prefix of 4+).")],
+    action: Annotated[
+        str | None,
+        typer.Option(
+            "--action",
+            metavar="KIND",
+            help=f"List only the actions of this kind ({', '.join(_KINDS)}).",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            "--limit", min=1, help=f"List at most this many actions (default {_ROWS_ON_SCREEN})."
+        ),
+    ] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="List every action.")] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole plan as JSON (the --out document).")
     ] = False,
 ) -> None:
-    """One stored plan: its header, the would-block lines and every action with its precondition."""
+    """One stored plan: its header, the would-block lines and its actions with their
+    preconditions; what the safety limits count (deletes, then re-points) listed first."""
+    kind = _kind(action)
+    if show_all and limit is not None:
+        raise UsageError("--all and --limit contradict each other: choose one")
+    if as_json and (kind is not None or limit is not None):
+        raise UsageError(
+            "--json prints the whole plan (the document `idsync apply FILE` reads): --action and"
+            " --limit are for the table; filter the JSON with a tool such as jq"
+        )
     settings = settings_and_logging()
     with open_store(settings) as store:
         header = store.find_plan(plan_id)
@@ -135,31 +179,69 @@ def plan_show(
             write_plan(sys.stdout, header, settings, store.iter_plan_actions(header.id))
             return
         _print_header(header, settings)
-        shown = 0
-        rows = []
-        for action, pre in store.iter_plan_actions(header.id):
-            if shown < _ROWS_ON_SCREEN:
-                rows.append(
-                    (
-                        action.phase,
-                        action.kind.value,
-                        action.hr_id,
-                        action.protime_id,
-                        action.value,
-                        _expects(pre),
-                        action.reason,
-                    )
-                )
-            shown += 1
-    out.print(
-        table(
-            f"Actions: {shown}",
-            ["phase", "action", "HR id", "Protime id", "value", "expects", "reason"],
-            rows,
+        counts = store.plan_action_counts(header.id)
+        deletes = sum(n for (k, _), n in counts.items() if k == ActionKind.DELETE.value)
+        repoints = sum(n for (_, sit), n in counts.items() if sit == Situation.DRIFTED.value)
+        total = sum(counts.values())
+        listed = sum(n for (k, _), n in counts.items() if kind is None or k == kind.value)
+        out.print(
+            f"The safety limits count {deletes:,} delete(s) (IDSYNC_SAFETY__MAX_DELETES) and"
+            f" {repoints:,} re-point action(s) (IDSYNC_SAFETY__MAX_REPOINTS): listed first,"
+            " deletes then re-points, then the rest."
         )
-    )
-    if shown > _ROWS_ON_SCREEN:
-        out.print(f"... and {shown - _ROWS_ON_SCREEN} more (use --json for all)")
+        rows = None if show_all else (limit or _ROWS_ON_SCREEN)
+        actions = store.iter_plan_actions_for_review(header.id, kind=kind, limit=rows)
+        title = (
+            f"Actions: {total:,}"
+            if kind is None
+            else f"Actions of kind {kind.value}: {listed:,} of {total:,}"
+        )
+        print_table(
+            title,
+            _ACTION_COLUMNS,
+            (
+                (
+                    a.phase,
+                    a.kind.value,
+                    a.hr_id,
+                    a.protime_id,
+                    a.value,
+                    _counts_toward(a),
+                    _expects(pre),
+                    a.reason,
+                )
+                for a, pre in actions
+            ),
+        )
+    if rows is not None and listed > rows:
+        again = f"idsync plan show {header.id[:8]}" + (f" --action {kind.value}" if kind else "")
+        out.print(
+            f"... and {listed - rows:,} more: `{again} --all` for every one, or `--limit N` for"
+            " the first N"
+            + ("" if kind else f"; `--action KIND` for one kind ({', '.join(_KINDS)})")
+        )
+
+
+def _kind(value: str | None) -> ActionKind | None:
+    """The --action value as an action kind; a usage error (exit 2) naming the kinds if none."""
+    if value is None:
+        return None
+    try:
+        return ActionKind(value.strip().lower())
+    except ValueError:
+        raise UsageError(
+            f"--action {value!r} is not an action kind: use one of {', '.join(_KINDS)}"
+        ) from None
+
+
+def _counts_toward(action: Action) -> str:
+    """Which safety limits count this action (the gates' own rules, docs/matching.md)."""
+    limits = []
+    if action.kind is ActionKind.DELETE:
+        limits.append("deletes")
+    if action.situation is Situation.DRIFTED:
+        limits.append("re-points")
+    return ", ".join(limits)
 
 
 def _expects(pre: Precondition) -> str:
@@ -263,7 +345,7 @@ def apply(
     with open_store(settings) as store:
         plan_id = _resolve(store, plan_ref)
     result = _applied(settings, plan_id, strict=strict)
-    _report_apply(result, as_json=as_json)
+    _report_apply(result, as_json=as_json, trigger="apply")
 
 
 def _applied(
@@ -281,7 +363,7 @@ def _applied(
         restore()
 
 
-def _report_apply(result: RunResult, *, as_json: bool) -> None:
+def _report_apply(result: RunResult, *, as_json: bool, trigger: str) -> None:
     succeeded = sum(n for k, n in result.actions_by_outcome.items() if k.endswith(":succeeded"))
     failed = sum(
         n for k, n in result.actions_by_outcome.items() if k.endswith((":failed", ":retriable"))
@@ -294,10 +376,13 @@ def _report_apply(result: RunResult, *, as_json: bool) -> None:
             "already_done": result.done,
             "failed": failed,
             "stale": [{"action": a, "why": why} for a, why in result.stale],
+            "protime_read_reason": read_reason(
+                trigger, result.protime_read, result.protime_read_reason
+            ),
         }
         print_json(document("apply", body))
     else:
-        _print(result)
+        _print(result, trigger=trigger)
         out.print(
             f"plan {(result.plan_id or '-')[:8]}: {succeeded} applied, {result.done} already"
             f" done, {len(result.stale)} stale, {failed} failed"
@@ -340,11 +425,18 @@ def rollback(
         )
     )
     if len(planned) > _ROWS_ON_SCREEN:
-        out.print(f"... and {len(planned) - _ROWS_ON_SCREEN} more")
+        more = f"... and {len(planned) - _ROWS_ON_SCREEN:,} more"
+        if not dry_run:
+            more += f": `idsync plan show {header.id[:8]} --all` lists every one"
+        out.print(more)
     if dry_run:
         out.print("dry run: nothing stored, nothing written")
         return
     if not yes:
         _print_plan_hint(header.id)
         return
-    _report_apply(_applied(settings, header.id, strict=False, trigger="rollback"), as_json=False)
+    _report_apply(
+        _applied(settings, header.id, strict=False, trigger="rollback"),
+        as_json=False,
+        trigger="rollback",
+    )

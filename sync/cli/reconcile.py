@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from sync.cli._common import err, out, print_json, settings_and_logging, shown, table
+from sync.cli._common import (
+    err,
+    out,
+    print_json,
+    read_reason,
+    settings_and_logging,
+    shown,
+    table,
+)
 from sync.cli._contracts import action_object, document, record_object, result_object
 from sync.domain import Situation
 
@@ -21,6 +29,8 @@ if TYPE_CHECKING:
     from sync.reconcile import RunResult
 
 _PLAN_ROWS_ON_SCREEN = 50
+# How a blocked run's message says the input gate is among its reasons (it blocks an apply too).
+_INPUT_GATE = "the input gate blocks"
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +105,7 @@ def register(app: typer.Typer) -> None:
             print_json(_as_dict(result))
         else:
             _print(result)
+            _print_next_step(result)
         raise typer.Exit(result.exit_code)
 
 
@@ -138,7 +149,8 @@ def _as_dict(result: RunResult) -> dict[str, object]:
     return document("reconcile", body)
 
 
-def _print(result: RunResult) -> None:
+def _print(result: RunResult, *, trigger: str | None = None) -> None:
+    """A run's human summary; ``trigger`` (``apply``, ``rollback``) words why it read in full."""
     if result.dry_run and result.plan is not None:
         actions = result.plan.actions
         out.print(
@@ -187,12 +199,13 @@ def _print(result: RunResult) -> None:
             )
         )
     calls = sum(result.api_requests.values())
+    why_full = read_reason(trigger, result.protime_read, result.protime_read_reason)
     out.print(
         f"run {result.run_id or '-'}: [bold]{result.status.value}[/bold] in "
         f"{result.duration_seconds:.1f}s; HR {result.hr_count}, Protime {result.protime_count}, "
         f"{calls} API call(s), {result.retries} retr{'y' if result.retries == 1 else 'ies'}"
         + (f"; Protime read: {result.protime_read}" if result.protime_read else "")
-        + (f" ({shown(result.protime_read_reason)})" if result.protime_read_reason else "")
+        + (f" ({shown(why_full)})" if why_full else "")
         + (
             f"; nothing changed since run {result.settled_since[:8]}: not planned again"
             if result.settled_since
@@ -204,3 +217,28 @@ def _print(result: RunResult) -> None:
             out.print(f"[yellow]would block: {line}[/yellow]")
     if result.message:
         err.print(f"[yellow]{shown(result.message)}[/yellow]")
+
+
+def _print_next_step(result: RunResult) -> None:
+    """A blocked reconcile: what blocked it and what to do next, on stdout with the summary.
+
+    The run's message (stderr, the run row, the logs) says it too, but the one reading the
+    output must not need stderr to find the plan the run stored.
+    """
+    from sync.reconcile import RunStatus
+
+    if result.status is not RunStatus.BLOCKED or result.dry_run:
+        return
+    for line in result.would_block:
+        out.print(f"[yellow]blocked by: {shown(line)}[/yellow]")
+    if result.plan_id is None:
+        return
+    short = result.plan_id[:8]
+    review = f"review the plan with `idsync plan show {short}` (what blocks is listed first)"
+    if _INPUT_GATE in result.message:
+        out.print(
+            f"next: {review}; the input gate blocks `idsync apply` too: check the source, or"
+            " run once with --force if the change is real"
+        )
+    else:
+        out.print(f"next: {review}; approve exactly it with `idsync apply {short}`")
