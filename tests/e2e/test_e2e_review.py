@@ -213,3 +213,32 @@ def test_a_value_changed_in_protime_since_idsync_wrote_it_says_so(
     assert row is not None
     assert (row.hr_wants, row.last_written_value) == ("E000", "E000")
     assert row.last_written_at is not None
+
+
+def test_the_installed_cli_shows_what_blocked_a_first_sync_and_why_apply_reads_in_full(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """With the installed `idsync`: a blocked reconcile prints its next step on stdout, `plan
+    show --limit` lists the deletes (sorted after the writes by HR id) first, and `apply` says
+    it read Protime in full to judge the preconditions."""
+    h = make_harness(rows=_tenant_with_orphans)
+    with serve_in_thread(h.sim) as base_url:
+        h.base_url = base_url
+        blocked = _idsync(h, "reconcile")
+        assert blocked.returncode == 3, blocked.stderr
+        found = re.search(r"next: review the plan with `idsync plan show (\w{8})`", blocked.stdout)
+        assert found is not None, blocked.stdout
+        short = found.group(1)
+        assert f"approve exactly it with `idsync apply {short}`" in blocked.stdout
+
+        shown = _idsync(h, "plan", "show", short, "--limit", str(ORPHANS))
+        assert shown.returncode == 0, shown.stderr
+        listed = re.findall(r"│\s*\d+\s*│\s*(write|delete)\s*│", shown.stdout)
+        assert listed == ["delete"] * ORPHANS
+        assert f"... and {KEPT} more: `idsync plan show {short} --all`" in shown.stdout
+
+        applied = _idsync(h, "apply", short)
+        assert applied.returncode == 0, applied.stderr
+        assert "Protime read: full (apply judges every precondition on a full read)" in (
+            applied.stdout
+        )
