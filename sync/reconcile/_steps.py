@@ -250,5 +250,9 @@ def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunSta
 
 
 def _write_back(*, hr: HRSource, store: RunState) -> None:
-    changed = hr.write_back(store.linked_pairs())
-    log.info("run.write_back", rows_changed=changed)
+    """Make the HR column say what the map links now: the linked pairs are its whole state, so
+    a record this run (or an admin, or a rollback) unlinked is cleared, and only rows that
+    differ are written (``sync/hr/_writeback.py``)."""
+    pairs = store.linked_pairs()
+    changed = hr.write_back(pairs)
+    log.info("run.write_back", rows_changed=changed, linked=len(pairs))
