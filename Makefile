@@ -67,6 +67,7 @@ bench: install
 	$(PY) benchmarks/bulk_bench.py
 	$(PY) benchmarks/memory_bench.py
 	$(PY) benchmarks/incremental_bench.py
+	$(PY) benchmarks/delta_bench.py
 	$(PY) benchmarks/million_bench.py
 
 clean:

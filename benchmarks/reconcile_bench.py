@@ -217,6 +217,7 @@ class SimulatorProcess:
         latency_ms: float = 0.0,
         rate_limit: float | None = None,
         burst: int = 10,
+        extra: Sequence[str] = (),
     ) -> None:
         args = [
             IDSYNC,
@@ -234,6 +235,7 @@ class SimulatorProcess:
         ]
         if rate_limit:
             args += ["--rate-limit", str(rate_limit), "--rate-limit-burst", str(burst)]
+        args += list(extra)
         self.description = {
             "people": people,
             "page_size": page_size,

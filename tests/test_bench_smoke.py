@@ -85,3 +85,33 @@ def test_suggest_benchmark_completes_at_tiny_n(tmp_path: Path) -> None:
     result = json.loads(done.stdout)
     assert result["people"] == 300
     assert result["phases"]["suggest.scored"]["suggestions"] == 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_delta_benchmark_stays_exact_at_tiny_n(tmp_path: Path) -> None:
+    """`delta_bench.py` at tiny N passes its checks in one delta order: every run exact."""
+    out = tmp_path / "delta.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "delta_bench.py"),
+            "--n",
+            "300",
+            "--orders",
+            "newest-first",
+            "--postgres",
+            "off",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (result,) = json.loads(out.read_text(encoding="utf-8"))
+    assert all(result["checks"].values())
+    assert [r["exact"] for r in result["runs"]] == [True] * 5

@@ -181,7 +181,6 @@ def test_an_accepted_write_is_pending_not_refused(fake, make_client, answer):
     assert asyncio.run(scenario()) is None
 
 
-
 def test_a_documented_write_answer_counts(fake, make_client):
     """The documented answer (the value and the internal reference sent) is a success."""
 
