@@ -87,12 +87,16 @@ def read_fingerprint(settings: Settings) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+ASKED_FOR_FULL = "asked for (--full)"
+
+
 def full_read_reason(
-    settings: Settings, feed: PeopleFeed | None, *, full: bool, now: datetime
+    settings: Settings, feed: PeopleFeed | None, *, full: bool | str, now: datetime
 ) -> str | None:
-    """Why this run must read in full, or None when the delta is enough."""
+    """Why this run must read in full, or None when the delta is enough. ``full``: True for
+    ``--full``, or the reason a caller always reads in full (``apply``)."""
     if full:
-        return "asked for (--full)"
+        return full if isinstance(full, str) else ASKED_FOR_FULL
     if not settings.protime.delta_on:
         return "IDSYNC_PROTIME__DELTA=off"
     if feed is None:
@@ -122,7 +126,7 @@ async def read_protime(
     store: RunState,
     client: ProtimeAPI,
     people: list[Person],
-    full: bool,
+    full: bool | str,
     keep_link: bool,
     strings: StringPool | None = None,
     defer: bool = False,

@@ -69,7 +69,12 @@ async def read_inputs(
                 store=ports.state,
                 client=client,
                 people=people,
-                full=job.full,
+                # apply and rollback read in full by design, not because anyone asked.
+                full=(
+                    f"{job.trigger} judges every precondition on a full read"
+                    if job.plan_id is not None
+                    else job.full
+                ),
                 # A dry run (and a plan) keeps nothing: it must not start a delta round.
                 keep_link=not job.dry_run,
                 strings=strings,

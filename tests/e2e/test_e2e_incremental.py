@@ -341,7 +341,10 @@ def test_apply_of_a_plan_reads_in_full(make_harness: Callable[..., Harness]) -> 
     assert planned.plan_id is not None
     h.sim.world.set_reference("NEW", h.sim.world.people_list()[COUNT].id)
     applied = apply_plan(settings=h.settings, plan_id=planned.plan_id, protime=h.client())
-    assert (applied.protime_read, applied.protime_read_reason) == ("full", "asked for (--full)")
+    assert (applied.protime_read, applied.protime_read_reason) == (
+        "full",
+        "apply judges every precondition on a full read",
+    )
     assert applied.actions_by_outcome == {"write:stale": 1}
 
 
