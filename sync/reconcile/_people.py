@@ -17,6 +17,7 @@ id -> value), stored in the same rows as the read or the delta: each row is writ
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from array import array
 from bisect import bisect_left
@@ -260,8 +261,17 @@ async def _incremental(
             if best
             else {}
         )
-    finally:
-        snapshot = await loading if loading is not None else None
+    except BaseException:
+        # The load's thread must end before the run goes on, but its snapshot is not needed
+        # (a 410 reads in full next): dropping the task frees it before the full read, which
+        # the traceback holding this frame would otherwise keep alive.
+        if loading is not None:
+            with contextlib.suppress(Exception):
+                await loading
+            loading = None
+        raise
+    snapshot = await loading if loading is not None else None
+    loading = None
     folded = fold_changes(best, held=held)
     del best
     read = ProtimeRead(
