@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
 from typing import TYPE_CHECKING, Annotated, Literal, cast
@@ -253,6 +254,9 @@ def register(app: typer.Typer) -> None:
             # on this command line, and the caller needs it to configure idsync.
             lines = [
                 f"Protime simulator for tenant {tenant!r}: {len(sim.world.people)} people",
+                "idsync settings (each the exact value the variable wants):",
+                *(f"  {line}" for line in banner_settings(base_url, sim.token_path)),
+                "For curl and scripts (not idsync settings; idsync adds the API path itself):",
                 f"  API base URL : {base_url}{sim.api_path}",
                 f"  token URL    : {base_url}{sim.token_path}",
                 f"  client id    : {client_id}",
@@ -263,6 +267,21 @@ def register(app: typer.Typer) -> None:
             ]
             sys.stdout.write("\n".join(lines) + "\n")
             sys.stdout.flush()
+
+        def banner_settings(base_url: str, token_path: str) -> list[str]:
+            from sync.config import DEFAULT_SCOPES
+
+            shown = {
+                "BASE_URL": base_url,
+                "TENANT": tenant,
+                "TOKEN_URL": f"{base_url}{token_path}",
+                "CLIENT_ID": client_id,
+                "CLIENT_SECRET": client_secret,
+            }
+            if set(scopes.split()) != set(DEFAULT_SCOPES.split()):
+                shown["SCOPES"] = scopes
+            # Quoted for a shell only when a value needs it; a URL or plain name shows as it is.
+            return [f"IDSYNC_PROTIME__{k}={shlex.quote(v)}" for k, v in shown.items()]
 
         try:
             run_server(sim, host, port, on_ready=ready, log_level=log_level)
