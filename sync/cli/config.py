@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -146,6 +148,9 @@ def _check_protime(settings: Settings) -> list[Check]:
         settings.protime.require()
     except IdsyncError as exc:
         return [Check(name, ok=False, detail=str(exc), config=True)]
+    unresolved = _unresolved_host(settings)
+    if unresolved is not None:
+        return [Check(name, ok=False, detail=unresolved)]
     results: list[Check] = []
 
     async def probe() -> None:
@@ -170,6 +175,44 @@ def _check_protime(settings: Settings) -> list[Check]:
         what = name if not results else "Protime people"
         results.append(Check(what, ok=False, detail=str(exc)))
     return results
+
+
+def _unresolved_host(settings: Settings) -> str | None:
+    """Why a Protime host name does not resolve, naming the variable to fix; None when all do.
+
+    Resolved once, before the client: the client retries a connection error with backoff (half a
+    minute and more), and a name that does not resolve now will not resolve on the next try of
+    the same check either (issue 22).
+    """
+    protime = settings.protime
+    hosts: list[tuple[str | None, str]] = []
+    if protime.token_url:
+        hosts.append((protime.token_url, "IDSYNC_PROTIME__TOKEN_URL"))
+    else:
+        hosts.append(
+            (
+                protime.resolved_token_url,
+                (
+                    "IDSYNC_PROTIME__TOKEN_URL (unset, so derived from IDSYNC_PROTIME__TENANT"
+                    " and IDSYNC_PROTIME__ENVIRONMENT; set it to the token endpoint to use)"
+                ),
+            )
+        )
+    hosts.append((protime.base_url, "IDSYNC_PROTIME__BASE_URL"))
+    for url, variable in hosts:
+        parts = urlsplit(url or "")
+        if not parts.hostname:
+            continue
+        try:
+            socket.getaddrinfo(parts.hostname, parts.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            return (
+                f"the host {parts.hostname!r} does not resolve ({exc.strerror or exc}):"
+                f" check {variable}"
+            )
+        except (OSError, UnicodeError, ValueError):
+            continue  # not a name-resolution failure: the client reports it as it is
+    return None
 
 
 _CONFIG_EXIT = 2
