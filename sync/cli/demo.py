@@ -7,6 +7,8 @@ dry run, a real reconcile, a second reconcile that plans nothing, and a few look
 
 from __future__ import annotations
 
+import json
+import shlex
 import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -16,11 +18,13 @@ import typer
 from sync.cli._common import err, out, require_simulator
 
 if TYPE_CHECKING:
+    from sync.config import Settings
     from sync.simulator import Simulator
 
 TENANT = "acme"
 CLIENT_ID = "demo-client"
 CLIENT_SECRET = "demo-secret"  # noqa: S105 - the simulator's published demo credential
+PAGE_SIZE = 10
 _ALREADY_LINKED = 3
 
 
@@ -33,6 +37,16 @@ def demo(
         Path, typer.Option("--folder", help="Where to put the demo databases (recreated).")
     ] = Path("demo"),
     people: Annotated[int, typer.Option("--people", min=20, help="Simulated people.")] = 40,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port",
+            min=1,
+            max=65535,
+            help="Port the saved tenant is served on afterwards (in idsync.env and the command"
+            " printed at the end).",
+        ),
+    ] = 8089,
 ) -> None:
     """Run idsync end to end against the simulator and show what it did."""
     require_simulator("demo")
@@ -44,11 +58,13 @@ def demo(
 
     configure_logging(level="WARNING", fmt="auto")
     folder.mkdir(parents=True, exist_ok=True)
+    folder = folder.resolve()  # absolute: the env file and the commands work from anywhere
     hr_db, state_db = folder / "hr.db", folder / "state.db"
-    for path in (hr_db, state_db):
+    people_file, env_file = folder / PEOPLE_FILE, folder / ENV_FILE
+    for path in (hr_db, state_db, people_file, env_file):
         path.unlink(missing_ok=True)
 
-    sim = Simulator(SimulatorConfig(tenant=TENANT, people=people, seed=7, page_size=10))
+    sim = Simulator(SimulatorConfig(tenant=TENANT, people=people, seed=7, page_size=PAGE_SIZE))
     hr_rows = _stage_world(sim)
     _write_hr(hr_db, hr_rows)
     out.rule("[bold]idsync demo[/bold]")
@@ -107,14 +123,99 @@ def demo(
             for row in store.mapping_by_protime_id(first.protime_id):
                 out.print(f"Protime person {first.protime_id} -> HR id {row.hr_id}")
         engine.dispose()
+        _save(sim, settings, folder, port)
     if not converged:
         # The demo doubles as a smoke test (`make demo`): a second run must converge.
         err.print(f"[red]the second reconcile planned {planned} action(s): not converged[/red]")
         raise typer.Exit(1)
+    _print_next_steps(people_file, env_file, port)
+
+
+def _print_next_steps(people_file: Path, env_file: Path, port: int) -> None:
+    out.rule("5. carry on with the same tenant")
     out.print(
-        f"\nLook around: export IDSYNC_DATABASE_URL=sqlite:///{state_db}\n"
-        "then: idsync status, idsync show E1001, idsync runs, idsync export --format json"
+        f"The simulated tenant stopped with the demo; its people and references are saved in"
+        f" {people_file}.\nServe it again (in another terminal; it runs until Ctrl+C):\n"
     )
+    out.print(
+        f"  {restart_command(people_file, port)}\n", markup=False, highlight=False, soft_wrap=True
+    )
+    out.print("Then, in this terminal, take every setting the demo used and look around:\n")
+    out.print(
+        f"  source {shlex.quote(str(env_file))}", markup=False, highlight=False, soft_wrap=True
+    )
+    out.print(
+        "  idsync status; idsync show E1001; idsync runs; idsync reconcile --dry-run",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+PEOPLE_FILE = "protime.json"
+ENV_FILE = "idsync.env"
+
+
+def restart_command(people_file: Path, port: int) -> str:
+    """The command that serves the saved demo tenant again: same people, references, client."""
+    return shlex.join(
+        [
+            "idsync",
+            "simulator",
+            "--people-file",
+            str(people_file),
+            "--port",
+            str(port),
+            "--tenant",
+            TENANT,
+            "--client-id",
+            CLIENT_ID,
+            "--client-secret",
+            CLIENT_SECRET,
+            "--page-size",
+            str(PAGE_SIZE),
+        ]
+    )
+
+
+def _save(sim: Simulator, settings: Settings, folder: Path, port: int) -> None:
+    """Leave ``folder`` ready to carry on: the tenant as the reconciles left it (served again by
+    :func:`restart_command`) and the env file with every setting the demo used."""
+    dump = json.dumps(sim.world.dump(), indent=1) + "\n"
+    (folder / PEOPLE_FILE).write_text(dump, encoding="utf-8")
+    _write_env(folder / ENV_FILE, _env(settings, base_url=f"http://127.0.0.1:{port}"))
+
+
+def _env(settings: Settings, *, base_url: str) -> dict[str, str]:
+    """Every IDSYNC_* variable the demo's runs used, with the restarted tenant's URLs."""
+    hr, protime = settings.hr, settings.protime
+    assert hr.url is not None  # the demo always sets it
+    values = {
+        "IDSYNC_DATABASE_URL": settings.state_url,
+        "IDSYNC_HR__URL": hr.url.get_secret_value(),
+        "IDSYNC_HR__TABLE": hr.table,
+        "IDSYNC_HR__ID_COLUMN": hr.id_column,
+        "IDSYNC_HR__EMPLOYEE_NUMBER_COLUMN": hr.employee_number_column,
+        "IDSYNC_HR__BADGE_NUMBER_COLUMN": hr.badge_number_column,
+        "IDSYNC_HR__EMAIL_COLUMN": hr.email_column,
+        "IDSYNC_HR__ACTIVE_COLUMN": hr.active_column,
+        "IDSYNC_PROTIME__BASE_URL": base_url,
+        "IDSYNC_PROTIME__TENANT": protime.tenant,
+        "IDSYNC_PROTIME__TOKEN_URL": f"{base_url}/tenants/{TENANT}/connect/token",
+        "IDSYNC_PROTIME__CLIENT_ID": protime.client_id,
+        "IDSYNC_PROTIME__CLIENT_SECRET": CLIENT_SECRET,
+        "IDSYNC_PROTIME__USER_AGENT_COMPANY": protime.user_agent_company,
+    }
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def _write_env(path: Path, values: dict[str, str]) -> None:
+    lines = [
+        "# Written by `idsync demo`: every setting its runs used, against the saved tenant served",
+        "# again by the command the demo printed. Use with: source <this file>",
+        *(f"export {name}={shlex.quote(value)}" for name, value in values.items()),
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _stage_world(sim: Simulator) -> list[tuple[object, ...]]:
