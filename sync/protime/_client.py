@@ -131,6 +131,9 @@ class ClientStats:
     retry_wait_seconds: float = 0.0  # total of the waits scheduled before retries
     token_fetches: int = 0  # token requests sent
     rate_limited: int = 0  # 429 answers
+    # Persons left out of a read because their id is not an integer from 1 to 2**63-1
+    # (``protime.people_skipped``): the state database cannot hold them.
+    people_skipped: int = 0
 
     @property
     def total_requests(self) -> int:
@@ -500,14 +503,18 @@ class ProtimeClient:
         seen = _SeenPeople()
         name = self._settings.reference_name
 
-        def parse(payload: object) -> tuple[PeoplePage, str | None]:
+        def parse(payload: object, number: int) -> tuple[PeoplePage, str | None]:
+            skipped: list[int] = []
             page = parse_list_page(
                 payload,
                 reference_name=name,
                 with_email=self._read_email,
                 with_names=self._read_names,
                 strings=strings,
+                skipped=skipped,
             )
+            if skipped:
+                self._skipped(url, number, skipped)
             seen.add_page(page.people)
             delta_link = page.delta_link if start_delta else None
             if start_delta and page.next_link is None and delta_link is None:
@@ -535,20 +542,39 @@ class ProtimeClient:
         seen = _SeenPeople()
         name = self._settings.reference_name
 
-        def parse(payload: object) -> tuple[ChangesPage, str | None]:
+        def parse(payload: object, number: int) -> tuple[ChangesPage, str | None]:
+            skipped: list[int] = []
             changes, next_link, delta_link = parse_changes_page(
-                payload, reference_name=name, with_email=self._read_email, strings=strings
+                payload,
+                reference_name=name,
+                with_email=self._read_email,
+                strings=strings,
+                skipped=skipped,
             )
+            if skipped:
+                self._skipped(url, number, skipped)
             seen.add_changes(len(changes))
             return ChangesPage(changes, delta_link), next_link
 
         async for page in self._pages(url, parse, seen):
             yield page
 
+    def _skipped(self, url: httpx.URL, page: int, indexes: list[int]) -> None:
+        """Report the persons of one page left out for an id the state cannot hold (issue 22)."""
+        self.stats.people_skipped += len(indexes)
+        log.warning(
+            "protime.people_skipped",
+            path=_path_of(url),
+            page=page,
+            count=len(indexes),
+            items=indexes[:10],
+            reason="'id' is not an integer from 1 to 2**63-1; these persons are left out",
+        )
+
     async def _pages(
         self,
         url: httpx.URL,
-        parse: Callable[[object], tuple[T, str | None]],
+        parse: Callable[[object, int], tuple[T, str | None]],
         seen: _SeenPeople,
     ) -> AsyncIterator[T]:
         # URLs that gave people: asking one again would read the same people twice. An empty
@@ -562,7 +588,7 @@ class ProtimeClient:
             items_before = seen.items
             try:
                 payload = decode_json(response.content, what="people page", status=200)
-                parsed, next_link = parse(payload)
+                parsed, next_link = parse(payload, page)
             except MalformedAnswerError as exc:
                 raise MalformedAnswerError(
                     f"GET {_path_of(url)} page {page}: {exc}", status=200

@@ -24,6 +24,14 @@ EMPLOYEE_NUMBER_REFERENCE = "@employee-number"
 BADGE_NUMBER_REFERENCE = "@badge-number"
 
 
+# The ids the state database can hold: SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit.
+MAX_PERSON_ID = 2**63 - 1
+
+
+class _IdOutOfRangeError(Exception):
+    """A person's id is an integer outside 1..2**63-1: the person is skipped, not the read."""
+
+
 class MalformedAnswerError(ProtimeError):
     """Protime answered with a status we expected but a body we cannot use. Final, not retriable."""
 
@@ -120,7 +128,11 @@ def _person(
         raise MalformedAnswerError(f"people page item {index} is {_kind(item)}, expected an object")
     person_id = item.get("id")
     # bool is an int subclass; an id of `true` is as malformed as a string id.
-    if type(person_id) is not int or person_id <= 0:
+    if type(person_id) is not int or not 0 < person_id <= MAX_PERSON_ID:
+        if type(person_id) is int:
+            # 2**63 or 10**30 cannot be stored (SQLite INTEGER, PostgreSQL BIGINT) and 0 or a
+            # negative id is none: that person is skipped and reported, the read goes on.
+            raise _IdOutOfRangeError
         if "changeType" in item and "data" in item:
             raise MalformedAnswerError(
                 f"people page item {index} is a change item ({{changeType, data}}), expected "
@@ -250,12 +262,15 @@ def parse_list_page(
     with_email: bool = True,
     with_names: bool = False,
     strings: StringPool | None = None,
+    skipped: list[int] | None = None,
 ) -> ListPage:
     """A page of plain person objects with their versions and links (:class:`ListPage`).
 
     The first round of a delta pages exactly like ``GET /people``: plain objects, ``nextLink``
     while more, and on its last page a ``deltaLink``. A person object may carry a
-    ``changeVersion``; a version of another type than a string is refused.
+    ``changeVersion``; a version of another type than a string is refused. A person whose id
+    is an integer outside 1..2**63-1 (the state database cannot hold it) is left out, and its
+    index added to ``skipped``.
     """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"people page is {_kind(payload)}, expected an object")
@@ -267,16 +282,53 @@ def parse_list_page(
             else "people page has no 'value' list"
         )
     next_link, delta_link = _links(payload, "people page")
-    people = [
-        _person(item, index, reference_name, with_email, with_names, strings=strings)
-        for index, item in enumerate(items)
-    ]
+    try:
+        people = [
+            _person(item, index, reference_name, with_email, with_names, strings=strings)
+            for index, item in enumerate(items)
+        ]
+    except _IdOutOfRangeError:
+        # Rare: the page is parsed again, item by item, leaving out the ids that cannot be held.
+        people, items = _without_bad_ids(
+            items,
+            reference_name=reference_name,
+            with_email=with_email,
+            with_names=with_names,
+            strings=strings,
+            skipped=skipped,
+        )
     # _person checked that every item is an object; a bad version is looked at only when seen.
     versions = [item.get("changeVersion") for item in items]
     for p, version in zip(people, versions, strict=True):
         if not (type(version) is str and version) and version is not None:
             _version({"changeVersion": version}, f"person {p.id}", required=False)
     return ListPage(people, versions, next_link, None if next_link else delta_link)
+
+
+def _without_bad_ids(
+    items: list[Any],
+    *,
+    reference_name: str,
+    with_email: bool,
+    with_names: bool,
+    strings: StringPool | None,
+    skipped: list[int] | None,
+) -> tuple[list[Person], list[Any]]:
+    """The persons of a page whose ids fit, and their items; ``skipped`` takes the others'
+    indexes."""
+    people: list[Person] = []
+    kept: list[Any] = []
+    for index, item in enumerate(items):
+        try:
+            people.append(
+                _person(item, index, reference_name, with_email, with_names, strings=strings)
+            )
+        except _IdOutOfRangeError:
+            if skipped is not None:
+                skipped.append(index)
+            continue
+        kept.append(item)
+    return people, kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +349,7 @@ def parse_changes_page(
     reference_name: str,
     with_email: bool = True,
     strings: StringPool | None = None,
+    skipped: list[int] | None = None,
 ) -> tuple[list[Change], str | None, str | None]:
     """One page of a set of changes (a call of the ``deltaLink``): its changes, its ``nextLink``
     and, on the last page, its new ``deltaLink``. ``strings`` as for :func:`parse_people_page`.
@@ -304,7 +357,8 @@ def parse_changes_page(
     Items are ``{"changeType": "InsertOrUpdate" | "Delete", "data": {...}}``, ``data`` with a
     string ``changeVersion``; a Delete may carry only ``id`` and ``changeVersion``. One person
     may appear several times (the caller keeps the newest version). Anything else is refused: a
-    change we cannot read must not be skipped silently.
+    change we cannot read must not be skipped silently. An item whose id is an integer outside
+    1..2**63-1 is left out and its index added to ``skipped`` (the caller reports it).
     """
     if type(payload) is not dict:
         raise MalformedAnswerError(f"delta page is {_kind(payload)}, expected an object")
@@ -326,24 +380,50 @@ def parse_changes_page(
             raise MalformedAnswerError(
                 f"delta page item {index} ({change}): 'data' is {_kind(data)}, expected an object"
             )
-        if change == "Delete":
-            pid = data.get("id")
-            if type(pid) is not int or pid <= 0:
-                raise MalformedAnswerError(
-                    f"delta page item {index}: a Delete without a positive integer 'id'"
-                )
-            version = _version(data, f"delta page item {index} (Delete of {pid})", required=True)
-            assert version is not None  # required
-            changes.append(Change(pid, version, None))
-            continue
-        person = _person(data, index, reference_name, with_email, with_names=False, strings=strings)
-        version = _version(data, f"delta page item {index} (person {person.id})", required=True)
-        assert version is not None  # required
-        known = data.get("externalReferences") is not None
-        changes.append(Change(person.id, version, person, known))
+        made = (
+            _delete(data, index)
+            if change == "Delete"
+            else _upsert(data, index, reference_name, with_email, strings)
+        )
+        if made is not None:
+            changes.append(made)
+        elif skipped is not None:
+            skipped.append(index)
     if next_link is None and delta_link is None:
         raise MalformedAnswerError("the last delta page has no deltaLink")
     return changes, next_link, None if next_link else delta_link
+
+
+def _upsert(
+    data: dict[str, Any],
+    index: int,
+    reference_name: str,
+    with_email: bool,
+    strings: StringPool | None,
+) -> Change | None:
+    """An InsertOrUpdate item; None when its id is an integer outside 1..2**63-1."""
+    try:
+        person = _person(data, index, reference_name, with_email, with_names=False, strings=strings)
+    except _IdOutOfRangeError:
+        return None
+    version = _version(data, f"delta page item {index} (person {person.id})", required=True)
+    assert version is not None  # required
+    known = data.get("externalReferences") is not None
+    return Change(person.id, version, person, known)
+
+
+def _delete(data: dict[str, Any], index: int) -> Change | None:
+    """A Delete item; None when its id is an integer outside 1..2**63-1 (skipped, reported)."""
+    pid = data.get("id")
+    if type(pid) is not int:
+        raise MalformedAnswerError(
+            f"delta page item {index}: a Delete without a positive integer 'id'"
+        )
+    if not 0 < pid <= MAX_PERSON_ID:
+        return None
+    version = _version(data, f"delta page item {index} (Delete of {pid})", required=True)
+    assert version is not None  # required
+    return Change(pid, version, None)
 
 
 def parse_internal_reference(payload: object) -> int:
