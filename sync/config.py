@@ -208,6 +208,10 @@ class ProtimeSettings(_Section):
     # The largest answer body accepted, counted after decompression. A people page of 100
     # persons is some 50 KB; 16 MiB leaves room for far larger pages and refuses bombs.
     max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # The most people a full read takes when no good run has counted Protime yet (later runs are
+    # bounded by IDSYNC_SAFETY__MAX_GROWTH_RATIO times the last good run's count): endless pages
+    # of new people stop there and the run is blocked, not read for ever.
+    max_people: int = Field(default=2_000_000, ge=1)
     retry_attempts: int = Field(default=8, ge=1, le=100)
     retry_timeout_seconds: float = Field(default=300.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)

@@ -75,6 +75,39 @@ def check_input_gate(
         )
 
 
+# Above MAX_GROWTH_RATIO times the last good run's Protime count, a read may still take this many
+# more people before it is stopped (a small tenant growing by a few people is not a runaway read).
+READ_MARGIN = 1000
+
+
+def protime_read_limit(
+    *, last_protime_count: int | None, safety: SafetySettings, max_people: int
+) -> tuple[int, str]:
+    """The most people a Protime read may take, and what sets it, as a sentence naming the setting.
+
+    ``max_growth_ratio`` times the last good run's Protime count plus :data:`READ_MARGIN`; without
+    such a run (or one that counted zero), ``IDSYNC_PROTIME__MAX_PEOPLE``. A read past it is
+    stopped and blocks the run like the input gate (issue 22: endless pages of new people).
+    """
+    if last_protime_count:
+        growth = Fraction(str(safety.max_growth_ratio))
+        limit = int(growth * last_protime_count) + READ_MARGIN
+        return limit, (
+            f"{float(growth):g} ({_VAR}MAX_GROWTH_RATIO) times the last good run's"
+            f" {last_protime_count} people, plus {READ_MARGIN}"
+        )
+    return max_people, "IDSYNC_PROTIME__MAX_PEOPLE (no earlier good run)"
+
+
+def read_limit_error(*, limit: int, why: str, read: int, what: str) -> InputGateError:
+    """The error of a Protime read stopped at ``limit`` after taking ``read`` people or items."""
+    return InputGateError(
+        f"blocked before any write: the Protime {what} passed {limit} ({why}) with {read} read,"
+        " and was stopped there. Check Protime's paging; if the tenant really grew that much,"
+        f" raise {_VAR}MAX_GROWTH_RATIO (or IDSYNC_PROTIME__MAX_PEOPLE on a first run)."
+    )
+
+
 def _floor3(now: int, last: int) -> str:
     # Rounded down, so a ratio just under the minimum never prints as equal to it.
     return f"{(1000 * now // last) / 1000:g}"

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from sync.domain import ActionKind, Rule
-from sync.errors import ProtimeError
+from sync.errors import InputGateError, ProtimeError
 from sync.logging import get_logger
+from sync.reconcile._gates import protime_read_limit, read_limit_error
 from sync.reconcile._versions import Versions, fold_changes, newest
 
 if TYPE_CHECKING:
@@ -143,7 +144,17 @@ async def read_protime(
     ``people`` empty and the read ``deferred`` (the caller may not need the snapshot at all).
     """
     now = datetime.now(UTC)
-    feed = await asyncio.to_thread(store.people_feed)
+    feed, prior = await asyncio.gather(
+        asyncio.to_thread(store.people_feed), asyncio.to_thread(store.load_prior)
+    )
+    # Endless pages of new people must not be read for ever (issue 22): a read that grows past
+    # what the input gate would take stops there and blocks the run like the gate.
+    limit = protime_read_limit(
+        last_protime_count=prior.last_good_protime_count,
+        safety=settings.safety,
+        max_people=settings.protime.max_people,
+    )
+    del prior
     reason = full_read_reason(settings, feed, full=full, now=now)
     fingerprint = read_fingerprint(settings)
     refusals = 0
@@ -157,7 +168,11 @@ async def read_protime(
                 fingerprint=fingerprint,
                 strings=strings,
                 defer=defer and feed.settled_key is not None,
+                limit=limit,
             )
+        except InputGateError:
+            await _stopped(store, keep_link=keep_link)
+            raise
         except ProtimeError as exc:
             if exc.status not in _RESTART:
                 raise
@@ -184,7 +199,12 @@ async def read_protime(
     log.info("protime.read", read=FULL, reason=reason, starts_delta=start)
     versions = Versions()
     try:
-        delta_link = await _read_all(client, people, versions, start_delta=start, strings=strings)
+        delta_link = await _read_all(
+            client, people, versions, start_delta=start, strings=strings, limit=limit
+        )
+    except InputGateError:
+        await _stopped(store, keep_link=keep_link)
+        raise
     except ProtimeError as exc:
         if not (start and exc.status == 409):  # noqa: PLR2004 - HTTP 409 Conflict
             raise
@@ -201,7 +221,13 @@ async def read_protime(
         )
         people.clear()
         versions = Versions()
-        delta_link = await _read_all(client, people, versions, start_delta=False, strings=strings)
+        try:
+            delta_link = await _read_all(
+                client, people, versions, start_delta=False, strings=strings, limit=limit
+            )
+        except InputGateError:
+            await _stopped(store, keep_link=keep_link)
+            raise
     return ProtimeRead(
         kind=FULL,
         reason=reason,
@@ -213,6 +239,20 @@ async def read_protime(
     )
 
 
+async def _stopped(store: RunState, *, keep_link: bool) -> None:
+    """A read stopped at its limit keeps nothing: a real run forgets the stored link (a new round
+    it started replaced it), so the next run reads in full, as after the input gate."""
+    if keep_link:
+        await asyncio.to_thread(store.forget_people_feed)
+        log.info("protime.read_not_kept", reason="the read was stopped at its limit")
+
+
+def _past_limit(read: int, limit: tuple[int, str], *, what: str) -> NoReturn:
+    most, why = limit
+    log.warning("protime.read_stopped", what=what, read=read, limit=most, why=why)
+    raise read_limit_error(limit=most, why=why, read=read, what=what)
+
+
 async def _read_all(
     client: ProtimeAPI,
     people: list[Person],
@@ -220,13 +260,26 @@ async def _read_all(
     *,
     start_delta: bool,
     strings: StringPool | None,
+    limit: tuple[int, str],
 ) -> str | None:
-    """Every person into ``people`` and their versions into ``versions``; the deltaLink, if any."""
+    """Every person into ``people`` and their versions into ``versions``; the deltaLink, if any.
+
+    Past ``limit`` people (the most, and why) the read stops: :class:`InputGateError`.
+    """
     delta_link = None
-    async for page in client.iter_full(start_delta=start_delta, strings=strings):
-        people.extend(page.people)
-        versions.add(page.people, page.versions)
-        delta_link = page.delta_link or delta_link
+    most = limit[0]
+    pages = client.iter_full(start_delta=start_delta, strings=strings)
+    try:
+        async for page in pages:
+            people.extend(page.people)
+            versions.add(page.people, page.versions)
+            delta_link = page.delta_link or delta_link
+            if len(people) > most:
+                _past_limit(len(people), limit, what="read")
+    finally:
+        close = getattr(pages, "aclose", None)
+        if close is not None:
+            await close()
     return delta_link
 
 
@@ -239,6 +292,7 @@ async def _incremental(
     fingerprint: str,
     strings: StringPool | None,
     defer: bool,
+    limit: tuple[int, str],
 ) -> ProtimeRead:
     assert feed.delta_link is not None  # the caller checked
     # The delta's first page goes out while the snapshot loads from the state database; a run
@@ -252,10 +306,14 @@ async def _incremental(
     items = 0
     delta_link = feed.delta_link
     try:
+        most = limit[0]
         async for page in client.iter_changes(feed.delta_link, strings=strings):
             items += len(page.changes)
             newest(page.changes, best)
             delta_link = page.delta_link or delta_link
+            if items > most:
+                # More changes than people the gate would take: endless pages, stopped here.
+                _past_limit(items, limit, what="delta")
         held = (
             await asyncio.to_thread(partial(store.people_versions, ids=sorted(best)))
             if best
