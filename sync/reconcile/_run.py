@@ -40,6 +40,7 @@ from sync.reconcile._progress import ProgressSnapshot, RunProgress
 from sync.reconcile._result import RunResult, RunStatus
 from sync.reconcile._settled import plain
 from sync.reconcile._steps import (
+    StoppedReading,
     _phase,
     advance_snapshot,
     apply_step,
@@ -192,8 +193,9 @@ def run(
     """Reconcile once. Never raises for a run-level problem: the result carries the status.
 
     Configuration errors (missing Protime settings, schema behind) do raise: they are the
-    caller's to report with exit code 2 before any work. ``stop`` set while writing ends the run
-    ``interrupted`` after the calls in flight; the rest stays unattempted. ``hr``, ``state`` and
+    caller's to report with exit code 2 before any work. ``stop`` set while reading cuts the read
+    off and ends the run ``interrupted`` with nothing kept (the next run reads again); set while
+    writing, after the calls in flight, the rest unattempted. ``hr``, ``state`` and
     ``protime`` are the run's ports (see ``_ports``), built from ``settings`` when not given; a
     given ``protime`` client is used for this one run and closed with it. ``on_progress`` gets
     the run's progress at each phase and every ``IDSYNC_LOG__PROGRESS_SECONDS`` (the service's
@@ -326,6 +328,10 @@ def _locked_run(job: Job, ports: Ports, pipeline: Pipeline) -> RunResult:
     tracker = job.reached.progress = _tracker(job, store, run_id)
     try:
         result = asyncio.run(_bounded(job, ports, run_id, pipeline))
+    except StoppedReading as exc:
+        # Asked to stop while reading (SIGINT, SIGTERM, the lock lost): the read was cut off and
+        # nothing of it kept; with nothing planned, there is nothing to record but the stop.
+        result = job.result(run_id, RunStatus.INTERRUPTED, message=str(exc))
     except BlockedError as exc:
         result = job.result(run_id, RunStatus.BLOCKED, message=str(exc))
     except (ConfigError, UsageError) as exc:
@@ -470,9 +476,11 @@ async def _pipeline(job: Job, ports: Ports, run_id: str) -> RunResult:
                     client=client,
                     inputs=inputs,
                 )
-            if job.stopping and the_plan.actions:
-                # Asked to stop while reading: leave before the first write, map untouched, the
-                # read kept. (With nothing to write the run simply finishes: it is as good as done.)
+            if job.stopping:
+                # Asked to stop while planning (a stop while reading cut the read off already:
+                # StoppedReading): leave before the first write, map untouched, the full read
+                # kept. Also with nothing to write: a stop request ends the run `interrupted`
+                # in every phase, and the map is saved by the next run.
                 await keep_read(job, ports, run_id, inputs, doubted=False)
                 return job.result(
                     run_id,

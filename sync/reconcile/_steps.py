@@ -9,8 +9,9 @@ pipeline both call in that frame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from sync.logging import get_logger
 from sync.reconcile._apply import Tally, apply_actions
@@ -23,13 +24,27 @@ from sync.strings import StringPool
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from sync.domain import Action, Precondition
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
     from sync.reconcile._run import Job, Ports
 
 log = get_logger(__name__)
+
+_T = TypeVar("_T")
+
+# How often the read looks at the stop event (a threading.Event: set from a signal's watcher
+# thread, the service's stop, or the run lock's fence; no loop callback reaches it).
+_STOP_POLL_SECONDS = 0.1
+
+
+class StoppedReading(Exception):  # noqa: N818 - it names the outcome, not an error
+    """The run was asked to stop (SIGINT, SIGTERM, the lock lost) while reading its inputs.
+
+    Nothing was planned, saved or written: neither the partial read nor its delta link is
+    kept, and the next run reads again. The run ends ``interrupted``.
+    """
 
 
 async def read_inputs(
@@ -64,25 +79,33 @@ async def read_inputs(
         )
     try:
         try:
-            read = job.reached.read = await read_protime(
-                settings=job.settings,
-                store=ports.state,
-                client=client,
-                people=people,
-                # apply and rollback read in full by design, not because anyone asked.
-                full=(
-                    f"{job.trigger} judges every precondition on a full read"
-                    if job.plan_id is not None
-                    else job.full
+            # Cancelled at once when the run is asked to stop: the page in flight is dropped.
+            read = job.reached.read = await _unless_stopped(
+                job,
+                read_protime(
+                    settings=job.settings,
+                    store=ports.state,
+                    client=client,
+                    people=people,
+                    # apply and rollback read in full by design, not because anyone asked.
+                    full=(
+                        f"{job.trigger} judges every precondition on a full read"
+                        if job.plan_id is not None
+                        else job.full
+                    ),
+                    # A dry run (and a plan) keeps nothing: it must not start a delta round.
+                    keep_link=not job.dry_run,
+                    strings=strings,
+                    defer=settle_as is not None,
                 ),
-                # A dry run (and a plan) keeps nothing: it must not start a delta round.
-                keep_link=not job.dry_run,
-                strings=strings,
-                defer=settle_as is not None,
             )
         finally:
+            # The HR read and the state read run on threads, which cannot be cancelled: a stopped
+            # run waits for them (they are bounded, local reads) so that nothing is left using
+            # the HR or state connections when the run closes them.
             hr, prior = await asyncio.gather(hr_read, prior_read)
             job.reached.hr = hr
+        _stop_if_asked(job)
         log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
         settled, key = None, None
         if read.deferred:
@@ -93,6 +116,7 @@ async def read_inputs(
             )
             if settled is None:
                 await load_deferred(store=ports.state, read=read, people=people, strings=strings)
+        _stop_if_asked(job)
     finally:
         strings.clear()  # the reads are over: planning does not carry the pool
     if settled is not None:
@@ -100,6 +124,46 @@ async def read_inputs(
         return Inputs(hr=hr, people=people, prior=prior, settled=settled, settled_key=key)
     log.info("run.protime_read", people=len(people), read=read.kind, reason=read.reason)
     return Inputs(hr=hr, people=people, prior=prior, settled_key=key)
+
+
+def _stop_if_asked(job: Job) -> None:
+    if job.stopping:
+        why = lock_lost(job.stop) or "shutdown requested"
+        log.warning("run.stopped_reading", reason=why)
+        raise StoppedReading(
+            f"stopped while reading, before writing ({why}): nothing planned or written;"
+            " the next run reads again"
+        )
+
+
+async def _unless_stopped(job: Job, work: Awaitable[_T]) -> _T:
+    """``work``, cancelled as soon as the run's stop event is set (:class:`StoppedReading`).
+
+    The stop event is polled every ``_STOP_POLL_SECONDS``; the cancelled work is awaited, so a
+    page request in flight is closed before the run goes on to record its end.
+    """
+    task = asyncio.ensure_future(work)
+    if job.stop is None:
+        return await task
+    watch = asyncio.create_task(_stopped(job))
+    try:
+        await asyncio.wait((task, watch), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watch.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((task,))
+    if task.cancelled():
+        _stop_if_asked(job)
+    return task.result()
+
+
+async def _stopped(job: Job) -> None:
+    # A poll, not an asyncio.Event: the stop is a threading.Event set from other threads, and
+    # a FencedStop is set by the lock's fence without anyone calling set().
+    while not job.stopping:  # noqa: ASYNC110
+        await asyncio.sleep(_STOP_POLL_SECONDS)
 
 
 async def apply_step(

@@ -187,8 +187,8 @@ def test_ctrl_c_stops_a_cli_reconcile_cleanly(
 def test_a_stop_before_writing_leaves_everything_untouched(
     make_harness: Callable[..., Harness],
 ) -> None:
-    """A stop requested while reading ends the run `interrupted` before its first write; with
-    nothing to write, the run is simply done."""
+    """A stop requested while reading ends the run `interrupted` before its first write, even
+    with nothing left to write (the read is cut off, so nothing is known to be done)."""
     stop = threading.Event()
     stop.set()
     h = make_harness(config=sim_config(people=20), rows=_everyone)
@@ -201,4 +201,4 @@ def test_a_stop_before_writing_leaves_everything_untouched(
     assert h.pending_events() == 0
 
     assert h.run().status is RunStatus.SUCCEEDED
-    assert h.run(stop=stop).status is RunStatus.SUCCEEDED  # nothing left to write: just done
+    assert h.run(stop=stop).status is RunStatus.INTERRUPTED  # the read is cut off all the same
