@@ -110,25 +110,32 @@ def register(app: typer.Typer) -> None:
 
 
 def _stop_on_ctrl_c(stop: threading.Event) -> Callable[[], None]:
-    """First Ctrl-C: finish the calls in flight, record them, end `interrupted`. Second: abort.
+    """First Ctrl-C (or SIGTERM): stop, end `interrupted`. Second: abort at once.
 
-    Returns the function that puts the previous SIGINT handler back. Signals can only be set
-    from the main thread; elsewhere (an embedding caller) Ctrl-C keeps its default meaning.
+    Stopping cuts a read off (nothing is kept, the next run reads again) and lets the writes
+    in flight finish and be recorded. Returns the function that puts the previous SIGINT and
+    SIGTERM handlers back. Signals can only be set from the main thread; elsewhere (an
+    embedding caller) they keep their default meaning.
     """
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
-    def on_sigint(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del frame
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
-        err.print("stopping after the calls in flight; Ctrl-C again to abort at once")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        err.print(
+            f"{name}: stopping after the calls in flight (a read is cut off at once);"
+            " Ctrl-C again to abort at once"
+        )
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
 
     def restore() -> None:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
     return restore
 
