@@ -869,20 +869,33 @@ class ProtimeClient:
         return response
 
     async def _api_send(
-        self, call: _Call, url: httpx.URL, token: str, content: bytes | None
-    ) -> _Answer:
-        headers = {"Authorization": f"Bearer {token}"}
-        if content is not None:
-            headers["Content-Type"] = "application/json"
+        self, call: _Call, url: httpx.URL, content: bytes | None, *, stale: str | None = None
+    ) -> tuple[_Answer, str]:
+        """Send one request on a lane, after its rate slot; the answer and the token it carried.
+
+        The token is taken when the request goes, after its slot, never before it waits: under
+        a slow rate a token taken first could expire in the queue, and so could the fresh one
+        of the retry (issue 22: `401 ... (even with a fresh token)` with 5-second tokens).
+        ``stale``: the token a 401 refused; a new one is fetched instead of it.
+        """
         lane = await self._lanes.get()
         try:
             if lane is None:
                 lane = self._new_lane()
-            if self._limiter is not None:
-                return await self._paced_send(
-                    self._limiter, call, url, headers=headers, content=content, lane=lane
+            limiter = self._limiter
+            if limiter is not None:
+                await limiter.acquire()
+            token = await self._token(call, stale=stale)
+            headers = {"Authorization": f"Bearer {token}"}
+            if content is not None:
+                headers["Content-Type"] = "application/json"
+            if limiter is not None:
+                answer = await self._paced_send(
+                    limiter, call, url, headers=headers, content=content, lane=lane
                 )
-            return await self._send(call, url, headers=headers, content=content, client=lane)
+            else:
+                answer = await self._send(call, url, headers=headers, content=content, client=lane)
+            return answer, token
         finally:
             self._lanes.put_nowait(lane)
 
@@ -896,8 +909,7 @@ class ProtimeClient:
         content: bytes | None,
         lane: _Lane,
     ) -> _Answer:
-        """The rate limit's two hooks: wait for a slot, then tell it how the answer came."""
-        await limiter.acquire()
+        """The rate limit's second hook (the slot was taken): tell it how the answer came."""
         started = time.perf_counter()
         response = await self._send(call, url, headers=headers, content=content, client=lane)
         status = response.status_code
@@ -953,14 +965,15 @@ class ProtimeClient:
         call = _Call(kind=kind, method=method, path=_path_of(url), started=self._clock())
 
         async def attempt() -> _Answer:
-            token = await self._token(call)
-            response = await self._api_send(call, url, token, content)
+            # A token before queueing too: during a token outage every call waiting shares the
+            # one failed fetch instead of each asking again once its slot comes. Cheap when held.
+            await self._token(call)
+            response, token = await self._api_send(call, url, content)
             if response.status_code == 401 and not call.reauthenticated:  # noqa: PLR2004
                 # The token expired early or was revoked: one new token, one more try.
                 call.reauthenticated = True
                 log.info("protime.reauthenticate", kind=kind.value, method=method, path=call.path)
-                token = await self._token(call, stale=token)
-                response = await self._api_send(call, url, token, content)
+                response, _ = await self._api_send(call, url, content, stale=token)
             if response.status_code in expected:
                 return response
             raise self._api_error(call, response)

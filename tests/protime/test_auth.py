@@ -135,7 +135,9 @@ def test_concurrent_401s_share_one_new_token(fake, make_client):
             return client.stats.token_fetches
 
     assert asyncio.run(scenario()) == 2
-    assert len(fake.api_requests) == 100
+    # A call takes its token when it is sent: those still waiting for a lane at the refresh
+    # carry the new token and are not refused at all.
+    assert 50 < len(fake.api_requests) < 100
 
 
 def test_second_401_is_final_auth_error(fake, make_client):
