@@ -10,7 +10,12 @@ rate the last run learned and adjusts it from what Protime answers, as TCP does 
   slowly past it, a little faster the longer no 429 comes;
 * a 429 cuts it to 0.9 times the lower of the current rate and the rate Protime actually accepted
   in the last second (the estimate of the limit), and no new request starts before its
-  ``Retry-After``. Further 429s of the calls already in flight do not cut again;
+  ``Retry-After``. Further 429s of the calls already in flight do not cut again. A cut never
+  goes below half the starting rate or the most Protime accepted in one second of the run: a
+  429 at that floor does not follow the rate (faults every Nth request), so it neither cuts nor
+  pauses the other calls, and the share of 429s among the last 50 answers there is the
+  background; above the floor a 429 then cuts only when that share exceeds the background, so
+  the rate recovers;
 * a sustained rise in latency (five 1-second windows in a row whose mean is at least twice the
   fastest window's and 100 ms above it) cuts it the same way: Protime is slowing down before it
   refuses. Only a rise to twice that level cuts again, so a tenant that is simply slower today (or
@@ -55,6 +60,15 @@ class RateTuning:
     latency_factor: float = 2.0  # a window is slow at this multiple of the reference latency...
     latency_floor: float = 0.1  # ...and at least this many seconds above it
     latency_min_samples: int = 3  # a window with fewer answers says nothing about latency
+    # A cut never takes the rate below this share of the highest of the starting rate and the
+    # most Protime accepted in one window of this run. At that floor a 429 does not follow the
+    # rate (faults that come every Nth request whatever the pace): it neither cuts nor pauses
+    # the other calls, and the share of 429s among the last `share_answers` answers becomes the
+    # background; above the floor a 429 then cuts only when that share exceeds the background
+    # by half of itself plus `background_margin`.
+    floor_share: float = 0.5
+    background_margin: float = 0.05
+    share_answers: int = 50
 
 
 class AdaptiveRate:
@@ -107,6 +121,16 @@ class AdaptiveRate:
         self._latency_cut_level = 0.0  # the mean latency that caused the last latency cut
         self._slow_windows = 0
         self.cuts = 0
+        # The highest of the starting rate and the most answers other than 429 Protime gave in
+        # one window of this run (requests/s): what the floor is a share of.
+        self._peak = self.rate if adaptive else 0.0
+        self._window_accepted = 0
+        # Whether each of the last answers was a 429, and how many of them were.
+        self._recent: deque[bool] = deque(maxlen=t.share_answers)
+        self._recent_refused = 0
+        # The share of 429s that comes whatever the rate (measured at the floor); None: none yet.
+        self.background: float | None = None
+        self.unrelated_429s = 0  # 429s at the floor: neither cut nor paused the client
 
     # ----------------------------------------------------------------------------------- pacing
 
@@ -135,6 +159,14 @@ class AdaptiveRate:
         """One request ended: ``status`` None when no answer came."""
         now = self._clock()
         if status == _TOO_MANY:
+            if self.adaptive:
+                self._remember(refused=True)
+                if self._unrelated():
+                    # These 429s do not follow the rate (cutting further would only starve the
+                    # run until its tokens expire in the queue). The refused call waits its own
+                    # Retry-After; the others keep their pace, and the rate recovers.
+                    self.unrelated_429s += 1
+                    return
             cut = self.adaptive and now >= self._episode_until
             if cut:
                 self._cut(now, measure=True)
@@ -153,6 +185,8 @@ class AdaptiveRate:
         self._accepted.append(now)
         self._forget_before(now - self.tuning.window)
         self._close_windows(now)
+        self._window_accepted += 1
+        self._remember(refused=False)
         if status < 500:  # noqa: PLR2004 - a server error says nothing about its speed
             self._window_latency += latency
             self._window_count += 1
@@ -213,6 +247,42 @@ class AdaptiveRate:
         while accepted and accepted[0] < moment:
             accepted.popleft()
 
+    def _remember(self, *, refused: bool) -> None:
+        recent = self._recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self._recent_refused -= 1
+        recent.append(refused)
+        self._recent_refused += refused
+
+    def _unrelated(self) -> bool:
+        """Whether the 429 just counted does not follow the rate: it came at the floor (the share
+        of 429s there is the background), or the share lately is no more than the background."""
+        t = self.tuning
+        answers = len(self._recent)
+        share = self._recent_refused / answers if answers else 1.0
+        if self.rate <= self.floor * (1 + 1e-9):
+            if answers >= t.share_answers // 2:  # fewer answers say little about a share
+                background = self.background
+                self.background = share if background is None else (background + share) / 2
+            # The cuts that led here measured faults, not the limit: recover as after the probe,
+            # towards the most Protime has shown it takes, until a 429 that follows the rate.
+            self._estimate = max(self._estimate or 0.0, self._peak)
+            self._sure = False
+            return True
+        background = self.background
+        return (
+            background is not None
+            and answers >= t.share_answers // 2
+            and share <= background * 1.5 + t.background_margin
+        )
+
+    @property
+    def floor(self) -> float:
+        """The lowest rate a cut leads to: ``floor_share`` of the starting rate or of the most
+        Protime accepted in one window of this run, whichever is higher; at least the minimum."""
+        t = self.tuning
+        return min(max(t.minimum, t.floor_share * self._peak), self.maximum)
+
     def _cut(self, now: float, *, measure: bool) -> None:
         t = self.tuning
         basis = self.rate
@@ -220,7 +290,9 @@ class AdaptiveRate:
         if measured is not None and measured > 0:
             basis = min(basis, measured)
         self._estimate = basis
-        self.rate = max(min(t.minimum, self.maximum), basis * t.cut)
+        if measured is not None:
+            self._peak = max(self._peak, measured)
+        self.rate = max(self.floor, basis * t.cut)
         self._sure = not self._probing
         self._probing = False
         self._cut_at = now
@@ -232,6 +304,10 @@ class AdaptiveRate:
         t = self.tuning
         if now - self._window_start < t.window:
             return
+        elapsed = now - self._window_start
+        if elapsed < 2 * t.window:  # a window, not a quiet spell
+            self._peak = max(self._peak, self._window_accepted / elapsed)
+        self._window_accepted = 0
         if self._window_count >= t.latency_min_samples:
             self._judge_latency(now, self._window_latency / self._window_count)
         self._window_start = now

@@ -96,8 +96,8 @@ def test_no_raise_while_the_rate_is_not_what_holds_calls_back():
 def test_429_cuts_to_ninety_percent_of_what_protime_accepted():
     """A 429 cuts to 0.9 times the lower of the rate and the answers accepted in the last second."""
     clock = Clock()
-    rate = _rate(clock, start=100.0, learned=True)
-    # 40 answers in the last second while the rate says 100: Protime took 40.
+    rate = _rate(clock, start=60.0, learned=True)
+    # 40 answers in the last second while the rate says 60: Protime took 40.
     for _ in range(40):
         clock.advance(0.025)
         rate.reserve()
@@ -233,10 +233,20 @@ def test_small_latency_noise_does_not_cut():
     assert rate.cuts == 0
 
 
-def test_many_cuts_stop_at_the_minimum():
-    """Endless 429s cut the rate down to the minimum, never to zero."""
+def test_many_cuts_stop_at_the_floor():
+    """Endless 429s cut the rate down to its floor (half the starting rate), never to zero."""
     clock = Clock()
     rate = _rate(clock, start=50.0, learned=True)
+    for _ in range(100):
+        rate.observe(status=429, latency=0.02, retry_after=None)
+        clock.advance(5.0)
+    assert rate.rate == 25.0
+
+
+def test_many_cuts_of_a_slow_start_stop_at_the_minimum():
+    """A floor under the minimum is the minimum: never zero."""
+    clock = Clock()
+    rate = _rate(clock, start=1.5, learned=True)
     for _ in range(100):
         rate.observe(status=429, latency=0.02, retry_after=None)
         clock.advance(5.0)
