@@ -12,13 +12,15 @@ from typing import IO, TYPE_CHECKING
 
 import pytest
 
-from e2e.harness import HRRow, row_for, sim_config, wait_until
+from e2e.harness import HRRow, hook, row_for, sim_config, wait_until
 from e2e.test_e2e_crash import idsync_command
 from sync.reconcile import RunStatus
 from sync.simulator import serve_in_thread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import httpx
 
     from e2e.harness import Harness
     from sync.simulator import Simulator
@@ -125,3 +127,42 @@ def test_a_stop_while_reading_cuts_the_read_off_and_keeps_nothing(
     assert again.status is RunStatus.SUCCEEDED, again.message
     assert again.protime_count == PEOPLE
     assert len(h.references()) == PEOPLE
+
+
+def test_the_services_stop_event_cuts_a_later_read_off_and_keeps_the_last_snapshot(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """The stop event ``idsync serve`` sets on SIGTERM, set from another thread mid-read, ends the
+    run interrupted a page later and leaves the stored snapshot and link of the last run as they
+    were."""
+    stop = threading.Event()
+    pages: list[str] = []
+
+    def stop_on_the_third_page(request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path.endswith("/people"):
+            pages.append(request.url.path)
+            if len(pages) == 3:
+                threading.Thread(target=stop.set).start()  # as the signal watcher thread does
+
+    h = make_harness(
+        config=sim_config(people=PEOPLE, page_size=PAGE_SIZE, latency_ms=20), rows=_everyone
+    )
+    assert h.run().status is RunStatus.SUCCEEDED
+    with h.store() as store:
+        before = store.people_feed()
+    assert before is not None
+
+    h.wrap_transport = hook(stop_on_the_third_page)
+    result = h.run(stop=stop, full=True)
+    assert result.status is RunStatus.INTERRUPTED, result.message
+    assert result.exit_code == 1
+    assert "stopped while reading" in result.message
+    assert len(pages) <= 3 + PAGES_AFTER_THE_SIGNAL, len(pages)
+    with h.store() as store:
+        assert store.people_feed() == before  # the partial read replaced nothing
+        assert len(store.load_people()) == PEOPLE
+
+    h.wrap_transport = None
+    again = h.run()
+    assert again.status is RunStatus.SUCCEEDED, again.message
+    assert again.protime_count == PEOPLE
