@@ -8,6 +8,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from sync import __version__
 from sync._signals import stop_signals
 from sync.config import redact_url
@@ -255,6 +257,17 @@ class Service:
             # one line with the reason, no traceback.
             log.error(  # noqa: TRY400 - a known error: its message says it all, a traceback is noise
                 "scheduler.run_error", error=str(exc), error_type=type(exc).__name__
+            )
+            self._count_raise()
+        except SQLAlchemyError as exc:
+            # The state database refused a statement the store does not wrap (a read-only
+            # database, a dropped connection mid-write): the database's own reason, one line.
+            # Its first line only: the rest is the statement and its parameters.
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.error(  # noqa: TRY400 - a known kind of error: its reason says it, not a traceback
+                "scheduler.run_error",
+                error=f"the state database refused: {reason[0][:300] if reason else '?'}",
+                error_type=type(exc).__name__,
             )
             self._count_raise()
         except Exception:

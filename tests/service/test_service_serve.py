@@ -13,6 +13,7 @@ import httpx
 import pytest
 from apscheduler.triggers.interval import IntervalTrigger
 from service_support import FakeState, LogCapture, make_settings, wait_for
+from sqlalchemy.exc import OperationalError
 
 from sync.config import HttpSettings
 from sync.errors import ConfigError, StateError
@@ -209,6 +210,36 @@ def test_a_known_error_is_one_line_without_traceback(
     (event,) = logs.named("scheduler.run_error")
     assert event["error"] == "run 0 exploded"
     assert event["error_type"] == "StateError"
+    assert "exception" not in event
+    assert not logs.named("scheduler.run_crashed")
+
+
+class _ReadOnlyStateError(OperationalError):
+    """What a driver raises on a write to a read-only state database (wrapped by SQLAlchemy)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(
+            "INSERT INTO runs (id) VALUES (%(id)s)",
+            {"id": "r0"},
+            Exception("cannot execute INSERT in a read-only transaction\nCONTEXT: ..."),
+        )
+        self.message = message
+
+
+def test_a_state_database_that_refuses_a_write_is_one_line_without_traceback(
+    started: list[Service], fake_state: FakeState, logs: LogCapture
+) -> None:
+    """A database error the store did not wrap (a read-only state database) is one
+    `scheduler.run_error` line with the database's reason, never a traceback."""
+    run = FakeRun(statuses=[_ReadOnlyStateError])
+    service = _start(started, run, fake_state, seconds=3600)
+    wait_for(lambda: logs.named("scheduler.run_error"))
+    service.shutdown()
+    (event,) = logs.named("scheduler.run_error")
+    assert event["error"] == (
+        "the state database refused: cannot execute INSERT in a read-only transaction"
+    )
+    assert event["error_type"] == "_ReadOnlyStateError"
     assert "exception" not in event
     assert not logs.named("scheduler.run_crashed")
 
