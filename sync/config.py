@@ -76,6 +76,10 @@ def _check_db_url(value: str, variable: str) -> str:
         make_url(value)
     except ArgumentError:
         raise ValueError(f"{variable} is not a database URL SQLAlchemy understands") from None
+    except ValueError:
+        # make_url turns the port with int(): its own message would name neither the setting
+        # nor the part of the URL that is wrong (and must not show the URL: it holds a password).
+        raise ValueError(f"{variable} has a port that is not a number") from None
     return value
 
 
@@ -155,12 +159,18 @@ class HRSettings(_Section):
     writeback_id_column: str | None = None
     writeback_column: str | None = None
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        # A field validator, so a bad URL is reported under IDSYNC_HR__URL, not IDSYNC_HR.
+        if value is not None:
+            _check_db_url(value.get_secret_value(), "IDSYNC_HR__URL")
+        return value
+
     @model_validator(mode="after")
     def _table_or_query(self) -> HRSettings:
         if self.table and self.query:
             raise ValueError("set IDSYNC_HR__TABLE or IDSYNC_HR__QUERY, not both")
-        if self.url is not None:
-            _check_db_url(self.url.get_secret_value(), "IDSYNC_HR__URL")
         if bool(self.writeback_table) != bool(self.writeback_column):
             raise ValueError(
                 "IDSYNC_HR__WRITEBACK_TABLE and IDSYNC_HR__WRITEBACK_COLUMN go together"

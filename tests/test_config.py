@@ -91,3 +91,16 @@ def test_bad_normalize_is_a_config_error(
         load_settings()
     assert "IDSYNC_MATCH__NORMALIZE" in str(info.value)
     assert words in str(info.value)
+
+
+@pytest.mark.parametrize("variable", ["IDSYNC_HR__URL", "IDSYNC_DATABASE_URL"])
+def test_a_database_url_with_a_bad_port_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """A URL whose port is no number is reported under its own variable, without the password."""
+    monkeypatch.setenv(variable, "postgresql://user:s3cr3t-pw@host:abc/db")
+    with pytest.raises(ConfigError) as info:
+        load_settings()
+    text = str(info.value)
+    assert f"  {variable}: {variable} has a port that is not a number" in text
+    assert "s3cr3t-pw" not in text
