@@ -35,10 +35,10 @@ from sync.reconcile._gates import protime_read_limit, read_limit_error
 from sync.reconcile._versions import Versions, fold_changes, newest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Iterable, Iterator, Sequence
 
     from sync.config import Settings
-    from sync.domain import Action, Person
+    from sync.domain import Action, Person, PriorState
     from sync.protime import Change
     from sync.reconcile._ports import ProtimeAPI, RunState
     from sync.state import PeopleFeed
@@ -130,6 +130,7 @@ async def read_protime(
     people: list[Person],
     full: bool | str,
     keep_link: bool,
+    prior: Awaitable[PriorState],
     strings: StringPool | None = None,
     defer: bool = False,
 ) -> ProtimeRead:
@@ -140,22 +141,57 @@ async def read_protime(
     read starts a new delta round: Protime keeps one active delta per collection, so a new round
     makes the stored link of the real runs invalid. Any other read (a dry run, a plan) reads in
     full with a plain ``GET /people``, or through the stored link, whose answer it does not keep.
+    ``prior``: the state's prior (the run loads it once, beside this read); its last good
+    Protime count bounds the read.
     ``defer``: when a run settled on this snapshot and the delta brings no change, leave
     ``people`` empty and the read ``deferred`` (the caller may not need the snapshot at all).
     """
     now = datetime.now(UTC)
-    feed, prior = await asyncio.gather(
-        asyncio.to_thread(store.people_feed), asyncio.to_thread(store.load_prior)
-    )
+    # The prior is the caller's task, shared with the rest of the run: shielded, so that a
+    # stop cancelling this read does not cancel it.
+    feed, last = await asyncio.gather(asyncio.to_thread(store.people_feed), asyncio.shield(prior))
     # Endless pages of new people must not be read for ever (issue 22): a read that grows past
     # what the input gate would take stops there and blocks the run like the gate.
     limit = protime_read_limit(
-        last_protime_count=prior.last_good_protime_count,
+        last_protime_count=last.last_good_protime_count,
         safety=settings.safety,
         max_people=settings.protime.max_people,
     )
-    del prior
-    reason = full_read_reason(settings, feed, full=full, now=now)
+    del last
+    try:
+        return await _read(
+            settings=settings,
+            store=store,
+            client=client,
+            people=people,
+            feed=feed,
+            reason=full_read_reason(settings, feed, full=full, now=now),
+            now=now,
+            keep_link=keep_link,
+            strings=strings,
+            defer=defer,
+            limit=limit,
+        )
+    except InputGateError:
+        await _stopped(store, keep_link=keep_link)
+        raise
+
+
+async def _read(
+    *,
+    settings: Settings,
+    store: RunState,
+    client: ProtimeAPI,
+    people: list[Person],
+    feed: PeopleFeed | None,
+    reason: str | None,
+    now: datetime,
+    keep_link: bool,
+    strings: StringPool | None,
+    defer: bool,
+    limit: tuple[int, str],
+) -> ProtimeRead:
+    """The read itself: incremental when ``reason`` is None and a link is stored, else in full."""
     fingerprint = read_fingerprint(settings)
     refusals = 0
     if reason is None and feed is not None and feed.delta_link is not None:
@@ -170,9 +206,6 @@ async def read_protime(
                 defer=defer and feed.settled_key is not None,
                 limit=limit,
             )
-        except InputGateError:
-            await _stopped(store, keep_link=keep_link)
-            raise
         except ProtimeError as exc:
             if exc.status not in _RESTART:
                 raise
@@ -202,9 +235,6 @@ async def read_protime(
         delta_link = await _read_all(
             client, people, versions, start_delta=start, strings=strings, limit=limit
         )
-    except InputGateError:
-        await _stopped(store, keep_link=keep_link)
-        raise
     except ProtimeError as exc:
         if not (start and exc.status == 409):  # noqa: PLR2004 - HTTP 409 Conflict
             raise
@@ -221,13 +251,9 @@ async def read_protime(
         )
         people.clear()
         versions = Versions()
-        try:
-            delta_link = await _read_all(
-                client, people, versions, start_delta=False, strings=strings, limit=limit
-            )
-        except InputGateError:
-            await _stopped(store, keep_link=keep_link)
-            raise
+        delta_link = await _read_all(
+            client, people, versions, start_delta=False, strings=strings, limit=limit
+        )
     return ProtimeRead(
         kind=FULL,
         reason=reason,

@@ -95,6 +95,7 @@ async def read_inputs(
                     ),
                     # A dry run (and a plan) keeps nothing: it must not start a delta round.
                     keep_link=not job.dry_run,
+                    prior=prior_read,
                     strings=strings,
                     defer=settle_as is not None,
                 ),
