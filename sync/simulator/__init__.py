@@ -32,7 +32,8 @@ from sync.simulator._people import (
     generate_people,
 )
 from sync.simulator._server import run_server, serve_in_thread
-from sync.simulator._simulator import LoggedRequest, Simulator, Token
+from sync.simulator._simulator import Simulator
+from sync.simulator._types import LoggedRequest, Token
 from sync.simulator._world import (
     Change,
     PutOutcome,

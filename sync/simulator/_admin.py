@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from sync.simulator._simulator import Simulator
+    from sync.simulator._types import AdminHost
 
     Handler = Callable[[Request], Awaitable[Response]]
 
@@ -61,7 +61,7 @@ async def _object(request: Request) -> dict[str, Any]:
 
 
 class _Admin:
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: AdminHost) -> None:
         self.sim = sim
         self.world = sim.world
 
@@ -223,6 +223,6 @@ class _Admin:
         return [Route(path, _guard(handler), methods=[method]) for path, method, handler in table]
 
 
-def build_admin(sim: Simulator) -> Router:
+def build_admin(sim: AdminHost) -> Router:
     """The admin router bound to one simulator."""
     return Router(routes=_Admin(sim).routes())

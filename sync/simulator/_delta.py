@@ -44,8 +44,10 @@ from sync.simulator._people import change_version_text
 from sync.simulator._render import renderer
 
 if TYPE_CHECKING:
-    from sync.simulator._api import ApiApp
     from sync.simulator._filter import PeopleFilter
+    from sync.simulator._inject import FaultInjector
+    from sync.simulator._people_api import PeopleEndpoints
+    from sync.simulator._types import SimHost
     from sync.simulator._world import Change
 
 DELTA_PATH = f"{API_PREFIX}/delta/people"
@@ -119,9 +121,10 @@ def _gone(message: str) -> Resp:
 class DeltaFeed:
     """The people delta of one simulator: the active delta, its rounds and its sets of changes."""
 
-    def __init__(self, api: ApiApp) -> None:
-        self._api = api
-        self._sim = api.sim
+    def __init__(self, sim: SimHost, inject: FaultInjector, people: PeopleEndpoints) -> None:
+        self._sim = sim
+        self._inject = inject
+        self._people = people
         self._lock = threading.Lock()
         self._active: _Delta | None = None
         self._sets: OrderedDict[tuple[str, int, int], list[Change]] = OrderedDict()
@@ -200,7 +203,6 @@ class DeltaFeed:
         flt: PeopleFilter | None,
     ) -> Resp:
         """One page of a round: people after id ``after``; the deltaLink continues from ``cursor``."""
-        api = self._api
         now = self._sim.now()
         token = params.get("deltaToken") or encode_delta_token(delta.delta_id, cursor, now)
         kept: list[tuple[str, str | None]] = [("delta", None)]
@@ -212,9 +214,9 @@ class DeltaFeed:
                 PEOPLE_PATH, [*kept, ("continuationToken", page_token), ("deltaToken", token)]
             )
 
-        if api.empty_page():
+        if self._inject.empty_page():
             return page([], next_link(after))
-        items, last, more = api.people_page(flt, names, after)
+        items, last, more = self._people.page(flt, names, after)
         # A full page always has a nextLink: the round ends on the first page that is not full,
         # which is empty when the people fill the pages exactly ("its value may be empty").
         if more or len(items) == self._sim.config.page_size:
@@ -251,7 +253,7 @@ class DeltaFeed:
                 [("deltaToken", params["deltaToken"]), ("continuationToken", page_token)],
             )
 
-        if self._api.empty_page():
+        if self._inject.empty_page():
             return page([], next_link(offset))
         size = self._sim.config.page_size
         chunk = changes[offset : offset + size]

@@ -126,6 +126,17 @@ def token_ints(token: str | None, kind: str, count: int) -> list[int] | None:
         return None
 
 
+def list_cursor(params: dict[str, str], kind: str) -> int | Resp:
+    """Where a list continues: the id in its ``continuationToken`` of ``kind`` (0 without one),
+    or a 400 for a token that is not one."""
+    if "continuationToken" not in params:
+        return 0
+    decoded = token_ints(params["continuationToken"], kind, 1)
+    if decoded is None:
+        return error(400, "BadRequest", "invalid continuationToken")
+    return decoded[0]
+
+
 class BodyTooLargeError(Exception):
     pass
 

@@ -8,8 +8,7 @@ import random
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -17,6 +16,7 @@ from sync.simulator._admin import build_admin
 from sync.simulator._api import ApiApp, DroppedConnectionError
 from sync.simulator._config import API_PREFIX, Faults, SimulatorConfig
 from sync.simulator._people import generate_people
+from sync.simulator._types import LoggedRequest, Token
 from sync.simulator._world import RequestCounters, World, parse_people_document
 
 if TYPE_CHECKING:
@@ -27,29 +27,6 @@ if TYPE_CHECKING:
 _ADMIN_PREFIX = "/_sim"
 _MAX_TOKENS = 10_000
 REQUEST_LOG_SIZE = 100_000
-
-
-class LoggedRequest(NamedTuple):
-    """One answered API or token request, as ``Simulator.request_log`` keeps it.
-
-    ``path`` is the raw path and ``query`` the raw query string (both still percent-encoded, as
-    sent); ``status`` 0 is a dropped connection.
-    """
-
-    method: str
-    path: str
-    query: str
-    status: int
-
-
-@dataclass(frozen=True, slots=True)
-class Token:
-    """An issued access token: who holds it, what it may do, until when (simulator clock)."""
-
-    client_id: str
-    scopes: frozenset[str]
-    expires_at: float
-    tenant: str
 
 
 class Simulator:

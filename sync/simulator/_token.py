@@ -23,14 +23,14 @@ from sync.simulator._http import (
 
 if TYPE_CHECKING:
     from sync.simulator._config import ClientSpec, SimulatorConfig
-    from sync.simulator._simulator import Simulator
+    from sync.simulator._types import SimHost
 
 _TOKEN_FORM = frozenset({"grant_type", "client_id", "client_secret", "scope"})
 _UNAUTHORIZED = 401
 
 
 async def issue_token(
-    sim: Simulator, tenant_segment: bytes, headers: dict[bytes, bytes], receive: Receive
+    sim: SimHost, tenant_segment: bytes, headers: dict[bytes, bytes], receive: Receive
 ) -> Resp:
     """Answer one token request (after the path, method, User-Agent and fault checks)."""
     config = sim.config

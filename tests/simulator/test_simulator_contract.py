@@ -877,14 +877,14 @@ async def test_faults_are_deterministic_for_a_seed(make_harness, guide_file):
 
 async def test_latency_sleeps_fixed_plus_jitter(make_harness, guide_file, monkeypatch):
     """Each API call sleeps latency_ms plus a jitter in [0, latency_jitter_ms)."""
-    import sync.simulator._api as api_module
+    import sync.simulator._inject as inject_module
 
     delays: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         delays.append(seconds)
 
-    monkeypatch.setattr(api_module, "_sleep", fake_sleep)
+    monkeypatch.setattr(inject_module, "_sleep", fake_sleep)
     harness = make_harness(people_file=guide_file, latency_ms=20, latency_jitter_ms=10)
     async with harness.client() as client:
         for _ in range(5):
