@@ -63,21 +63,21 @@ def _register() -> None:
     # an embedding tool) and typer would otherwise stack a second copy of every command.
     if _registered:
         return
-    from sync.cli import (
-        admin,
-        config,
-        db,
-        demo,
-        inspect,
-        plans,
-        reconcile,
-        serve,
-        simulator,
-        suggest,
-    )
+    # Each from its own module, not `from sync.cli import ...`: the package imports this module
+    # (for `main` and `app`), so this one must not import the package back.
+    from sync.cli.admin import register as admin
+    from sync.cli.config import register as config
+    from sync.cli.db import register as db
+    from sync.cli.demo import register as demo
+    from sync.cli.inspect import register as inspect
+    from sync.cli.plans import register as plans
+    from sync.cli.reconcile import register as reconcile
+    from sync.cli.serve import register as serve
+    from sync.cli.simulator import register as simulator
+    from sync.cli.suggest import register as suggest
 
-    for module in (reconcile, plans, inspect, suggest, admin, db, config, serve, simulator, demo):
-        module.register(app)
+    for register in (reconcile, plans, inspect, suggest, admin, db, config, serve, simulator, demo):
+        register(app)
     _registered.append(True)
 
 
