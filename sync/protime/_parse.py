@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from sync.domain import NamedPerson, Person
 from sync.errors import ProtimeError
+from sync.protime._contract import BADGE_NUMBER_REFERENCE, EMPLOYEE_NUMBER_REFERENCE
 
 if TYPE_CHECKING:
     from sync.strings import StringPool
 
 _MAX_SERVER_TEXT = 300
-EMPLOYEE_NUMBER_REFERENCE = "@employee-number"
-BADGE_NUMBER_REFERENCE = "@badge-number"
 
 
 # The ids the state database can hold: SQLite's INTEGER and PostgreSQL's BIGINT are signed 64-bit.

@@ -32,14 +32,35 @@ rate is fixed at construction, and the controller is the part specific to us.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
+    from sync.config import ProtimeSettings
+
 FIRST_RATE = 10.0  # requests/s of a first run with nothing learned yet
+
+
+class RateMemory(Protocol):
+    """Where an ``auto`` rate is kept from one run to the next (the port of the learned rate).
+
+    A client made with one recalls the rate when it opens (``async with``) and remembers the
+    rate it ended at when it closes; with a fixed rate, or none, neither is asked.
+    """
+
+    def recall(self) -> float | None:
+        """The rate the last run ended at, requests/s; None when nothing was learned yet."""
+        ...
+
+    def remember(self, rate: float | None) -> None:
+        """Keep ``rate`` (the rate this run ended at) for the next run."""
+        ...
+
+
 _TOO_MANY = 429
 
 
@@ -358,3 +379,32 @@ class RateLimiter:
     @property
     def rate(self) -> float:
         return self.control.rate
+
+
+def rate_limiter(settings: ProtimeSettings, *, learned_rate: float | None) -> RateLimiter | None:
+    """The client-side limit the settings ask for: ``auto``, a fixed rate, or none (0)."""
+    rate = settings.rate_limit_per_second
+    if rate == "auto":
+        # No bursts: Protime's bucket is small, and requests bunched by a busy event loop would
+        # be refused although the average is below the limit, and then cut the rate for nothing.
+        control = AdaptiveRate(
+            start=learned_rate or FIRST_RATE,
+            maximum=settings.max_rate_per_second,
+            adaptive=True,
+            learned=learned_rate is not None,
+            burst=1.0,
+            clock=time.monotonic,
+        )
+    elif rate > 0:
+        # Bursts of at most `concurrency`: a burst as large as the rate would fire a second's
+        # worth of calls at once into Protime's own (unpublished, likely smaller) allowance.
+        control = AdaptiveRate(
+            start=rate,
+            maximum=rate,
+            adaptive=False,
+            burst=float(settings.concurrency),
+            clock=time.monotonic,
+        )
+    else:
+        return None
+    return RateLimiter(control)

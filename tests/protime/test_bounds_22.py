@@ -77,7 +77,7 @@ def test_a_request_takes_its_token_after_waiting_for_its_rate_slot(fake, clock, 
     async def scenario():
         async with make_client(rate_limit_per_second=5) as client:
             await client.check_token()
-            limiter = client._limiter
+            limiter = client._session.limiter
             assert limiter is not None
 
             async def slow_slot() -> None:

@@ -68,7 +68,7 @@ def test_empty_pages_beyond_what_the_people_make_plausible_stop_the_read(
     fake, make_client, monkeypatch
 ):
     """Empty pages interleaved with people pages are bounded by the pages that held people."""
-    monkeypatch.setattr("sync.protime._client._MAX_EMPTY_PAGES_IN_A_ROW", 3)
+    monkeypatch.setattr("sync.protime._paging._MAX_EMPTY_PAGES_IN_A_ROW", 3)
     pages = []
 
     def alternate(request: httpx.Request) -> httpx.Response:

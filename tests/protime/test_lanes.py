@@ -9,6 +9,7 @@ import httpx
 
 from sync.config import ProtimeSettings
 from sync.protime import ProtimeClient
+from sync.protime._transports import ClientTransport
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig, serve_in_thread
 
 if TYPE_CHECKING:
@@ -48,8 +49,10 @@ def test_calls_share_at_most_concurrency_lanes_which_close_with_the_client() -> 
 
         async with ProtimeClient(settings) as client:
             await asyncio.gather(*(write(p.id) for p in people))
-            assert 1 <= len(client._lane_owned) <= 3
-            assert all(isinstance(lane, httpx.AsyncHTTPTransport) for lane in client._lane_owned)
+            assert 1 <= len(client._session.lane_owned) <= 3
+            assert all(
+                isinstance(lane, httpx.AsyncHTTPTransport) for lane in client._session.lane_owned
+            )
         return client
 
     with serve_in_thread(sim) as base_url:
@@ -57,12 +60,12 @@ def test_calls_share_at_most_concurrency_lanes_which_close_with_the_client() -> 
     assert sim.world.references("HRMID") == {f"H{p.id}": p.id for p in people}
     assert most == len(people)  # every write was waiting at once; the lanes did the bounding
     # Closed with the client: no connection left open in any lane's pool.
-    assert all(not lane._pool.connections for lane in client._lane_owned)
+    assert all(not lane._pool.connections for lane in client._session.lane_owned)
     assert sim.world.counters.count("references.put") == len(people)
 
 
 def test_with_a_proxy_in_the_environment_lanes_are_clients(monkeypatch: pytest.MonkeyPatch) -> None:
-    """HTTPS_PROXY set: lanes stay httpx clients, which mount the proxy a bare transport would miss."""
+    """HTTPS_PROXY set: a lane's network is an httpx client, which mounts the proxy a bare transport would miss."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     settings = ProtimeSettings(
         base_url="https://acme.example",
@@ -75,7 +78,8 @@ def test_with_a_proxy_in_the_environment_lanes_are_clients(monkeypatch: pytest.M
 
     async def scenario() -> None:
         async with ProtimeClient(settings) as client:
-            lane = client._new_lane()
-            assert isinstance(lane, httpx.AsyncClient)
+            lane = client._session.new_lane()
+            assert isinstance(lane, ClientTransport)
+            assert isinstance(lane.client, httpx.AsyncClient)
 
     asyncio.run(scenario())

@@ -137,7 +137,7 @@ def test_no_request_line_is_built_above_debug(fake, make_client, caplog):
 def test_a_number_fixes_the_rate(rate):
     """A number in rate_limit_per_second paces at that rate, never adapted, bursts of `concurrency`."""
     client = ProtimeClient(make_settings(rate_limit_per_second=rate, concurrency=8))
-    limiter = client._limiter
+    limiter = client._session.limiter
     assert limiter is not None
     assert not limiter.control.adaptive
     assert client.rate_per_second == rate
@@ -149,8 +149,8 @@ def test_a_number_fixes_the_rate(rate):
 def test_auto_starts_at_ten_or_at_the_learned_rate():
     """`auto` adapts, starts at 10/s, or at the last run's rate once resumed (within the maximum)."""
     client = ProtimeClient(make_settings(rate_limit_per_second="auto", max_rate_per_second=80))
-    assert client._limiter is not None
-    assert client._limiter.control.adaptive
+    assert client._session.limiter is not None
+    assert client._session.limiter.control.adaptive
     assert client.rate_per_second == 10.0
     client.resume_rate(57.5)
     assert client.rate_per_second == 57.5
@@ -168,7 +168,7 @@ def test_reads_and_writes_share_one_budget(fake, make_client):
 
     async def scenario():
         async with make_client(rate_limit_per_second="auto") as client:
-            control = client._limiter.control
+            control = client._session.limiter.control
             reserve = control.reserve
 
             def counting() -> float:
@@ -201,7 +201,7 @@ def test_a_429_cuts_the_auto_rate(fake, make_client):
 def test_rate_limit_zero_means_no_limiter():
     """rate_limit_per_second=0 switches the client-side limit off."""
     client = ProtimeClient(make_settings(rate_limit_per_second=0))
-    assert client._limiter is None
+    assert client._session.limiter is None
     assert client.rate_per_second is None
     asyncio.run(client.aclose())
 

@@ -210,7 +210,7 @@ def test_an_empty_page_may_point_at_itself(fake, make_client):
 
 def test_endless_empty_pages_are_cut_off(fake, make_client, monkeypatch):
     """A server that only ever answers empty pages does not keep the read going forever."""
-    monkeypatch.setattr("sync.protime._client._MAX_EMPTY_PAGES_IN_A_ROW", 5)
+    monkeypatch.setattr("sync.protime._paging._MAX_EMPTY_PAGES_IN_A_ROW", 5)
 
     def empty(request):
         return httpx.Response(200, json={"value": [], "nextLink": f"{PEOPLE_PATH}?ct=same"})

@@ -145,7 +145,7 @@ def test_no_secret_or_token_in_errors_logs_or_reprs(fake, make_client, caplog, s
             try:
                 await scenario.call(client)
             finally:
-                texts.extend([repr(client), repr(client._tokens), repr(client.stats)])
+                texts.extend([repr(client), repr(client._session.tokens), repr(client.stats)])
 
     with capture_logs() as logs, pytest.raises(ProtimeError) as info:
         asyncio.run(run())

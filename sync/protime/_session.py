@@ -1,0 +1,200 @@
+"""The client's one ``httpx.AsyncClient``: the token as its auth, the lanes, the rate, the counting
+and the bounds as the transports under it, and the retry loop around each call.
+
+An API request goes: retry loop -> auth flow (a token to hand; on a 401, one new token and one
+more try) -> :class:`~sync.protime._transports.Lanes` -> :class:`~sync.protime._transports.Paced`
+(rate slot, then the bearer) -> :class:`~sync.protime._transports.Recorded` ->
+:class:`~sync.protime._bounds.BoundedBody` -> the lane's network. The token request takes the same
+way without the auth, the lanes and the rate.
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import urllib.request
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from sync.config import redact_http_url, url_credentials
+from sync.protime._auth import BearerAuth, TokenCache, TokenEndpoint
+from sync.protime._bounds import BoundedBody
+from sync.protime._errors import Errors
+from sync.protime._rate import rate_limiter
+from sync.protime._retry import Backoff, Retrier
+from sync.protime._stats import CALL, Call, ClientStats, Recorder, RequestKind, path_of
+from sync.protime._transports import ClientTransport, Lanes, Paced, Pacing, Recorded
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable, Container
+
+    from sync.config import ProtimeSettings
+    from sync.protime._rate import RateLimiter
+    from sync.protime._stats import RequestEvent
+
+
+def _no_cookies() -> http.cookiejar.CookieJar:
+    # An answer must not change what the next request carries (the lanes never sent cookies).
+    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+
+
+class Session:
+    """Sends the client's calls. ``transport``: the network for every request (tests, the
+    simulator); None: a network of its own per lane, and one for the token."""
+
+    def __init__(
+        self,
+        settings: ProtimeSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None,
+        user_agent: str,
+        on_request: Callable[[RequestEvent], None] | None,
+        clock: Callable[[], float],
+        backoff: Backoff | None,
+    ) -> None:
+        token_url = settings.resolved_token_url
+        # The client checked these; the checks only narrow the types.
+        if not (settings.base_url and token_url and settings.client_id and settings.client_secret):
+            raise AssertionError("the settings were not checked")
+        self._settings = settings
+        self._clock = clock
+        self.stats = ClientStats()
+        secret = settings.client_secret.get_secret_value()
+        self.errors = Errors(
+            # Credentials in a URL's user-info are secrets too: scrubbed from every message.
+            secrets=[secret, *url_credentials(settings.base_url), *url_credentials(token_url)],
+            client_id=settings.client_id,
+            scopes=settings.scopes,
+            token_url_shown=redact_http_url(token_url),
+        )
+        self._retrier = Retrier(
+            attempts=settings.retry_attempts,
+            timeout=settings.retry_timeout_seconds,
+            backoff=backoff or Backoff(),
+            clock=clock,
+            stats=self.stats,
+        )
+        self._recorder = Recorder(self.stats, on_request)
+        self._client_options: dict[str, Any] = {
+            "headers": {
+                "User-Agent": user_agent,
+                "Accept": "application/json",
+                # What BoundedBody inflates within the size cap; nothing else is accepted.
+                "Accept-Encoding": "gzip, deflate",
+            },
+            "timeout": httpx.Timeout(
+                settings.read_timeout_seconds, connect=settings.connect_timeout_seconds
+            ),
+            "follow_redirects": False,  # a redirect must not carry our token to another place
+        }
+        # One CA bundle load for the token and every lane (each would load its own, 50 ms or
+        # more each). A given transport brings its own TLS, or none.
+        self._ssl_context: ssl.SSLContext | None = (
+            httpx.create_ssl_context() if transport is None else None
+        )
+        self._given_transport = transport
+        # Only when the environment names a proxy are the networks clients (which mount it).
+        self._proxied = transport is None and bool(urllib.request.getproxies())
+        self.lane_owned: list[httpx.AsyncBaseTransport] = []
+        self._pacing = Pacing(rate_limiter(settings, learned_rate=None))
+        lanes = Lanes(
+            count=settings.concurrency,
+            new_lane=lambda: Paced(self._bounded(self.new_lane()), pacing=self._pacing),
+            other=self._bounded(transport or self._network(settings.concurrency + 1)),
+        )
+        # trust_env=False: the proxies are the networks' business; mounted here they would
+        # bypass the lanes, the rate and the bounds.
+        self._http = httpx.AsyncClient(
+            transport=lanes, trust_env=False, cookies=_no_cookies(), **self._client_options
+        )
+        self.tokens = TokenCache(
+            TokenEndpoint(
+                http=self._http,
+                url=httpx.URL(token_url),
+                form={
+                    "grant_type": "client_credentials",
+                    "client_id": settings.client_id,
+                    "client_secret": secret,
+                    "scope": settings.scopes,
+                },
+                retrier=self._retrier,
+                errors=self.errors,
+                stats=self.stats,
+                clock=clock,
+            ).fetch,
+            clock=clock,
+            margin=settings.token_refresh_margin_seconds,
+        )
+        self._auth = BearerAuth(self.tokens)
+
+    def __repr__(self) -> str:
+        return f"<Session lanes={self._settings.concurrency}>"
+
+    async def aclose(self) -> None:
+        for lane in self.lane_owned:
+            await lane.aclose()
+        await self._http.aclose()
+
+    @property
+    def limiter(self) -> RateLimiter | None:
+        """The client-side rate limit every lane shares; None: off."""
+        return self._pacing.limiter
+
+    def resume_rate(self, rate: float) -> None:
+        """Start an ``auto`` rate at ``rate`` (the last run's)."""
+        self._pacing.limiter = rate_limiter(self._settings, learned_rate=rate)
+
+    async def call(
+        self,
+        kind: RequestKind,
+        method: str,
+        url: httpx.URL,
+        *,
+        expected: Container[int],
+        content: bytes | None = None,
+    ) -> httpx.Response:
+        """One API call, its answer read whole: retried, signed, paced and bounded; an answer
+        not in ``expected`` is the error it means."""
+        call = Call(kind=kind, method=method, path=path_of(url), started=self._clock())
+        headers = {"Content-Type": "application/json"} if content is not None else None
+
+        async def attempt() -> httpx.Response:
+            request = self._http.build_request(
+                method, url, content=content, headers=headers, extensions={CALL: call}
+            )
+            response = await self._http.send(request, auth=self._auth)
+            if response.status_code in expected:
+                return response
+            raise self.errors.api_error(call, response)
+
+        return await self._retrier.run(call, attempt)
+
+    # ------------------------------------------------------------------------ the stack's parts
+
+    def _bounded(self, inner: httpx.AsyncBaseTransport) -> httpx.AsyncBaseTransport:
+        """``inner`` with the bounds on each exchange, each exchange counted."""
+        bounded = BoundedBody(
+            inner,
+            max_bytes=self._settings.max_response_bytes,
+            deadline=self._settings.request_deadline,
+        )
+        return Recorded(bounded, recorder=self._recorder, errors=self.errors)
+
+    def _network(self, connections: int) -> httpx.AsyncBaseTransport:
+        """A network of its own with at most ``connections`` connections."""
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+        verify = self._ssl_context or True
+        if self._proxied:
+            return ClientTransport(
+                httpx.AsyncClient(limits=limits, verify=verify, **self._client_options)
+            )
+        return httpx.AsyncHTTPTransport(limits=limits, verify=verify)
+
+    def new_lane(self) -> httpx.AsyncBaseTransport:
+        """The network of a new lane: one connection, or the given transport (shared)."""
+        if self._given_transport is not None:
+            return self._given_transport
+        lane = self._network(1)
+        self.lane_owned.append(lane)
+        return lane
