@@ -36,10 +36,16 @@ from sqlalchemy.exc import ArgumentError
 
 from sync.domain import Normalizer, Rule
 from sync.errors import ConfigError
+from sync.protime import _contract
+from sync.protime._contract import (
+    DEFAULT_REFERENCE_NAME,
+    MAX_VALUE_LENGTH,
+    REFERENCE_NAME_PATTERN,
+)
 
 ENV_PREFIX = "IDSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets"
-DEFAULT_SCOPES = "connector-protimeapi-people.read connector-protimeapi-external-references.write"
+DEFAULT_SCOPES = _contract.DEFAULT_SCOPES  # a name of its own: sync/cli/simulator.py imports it
 REQUEST_DEADLINE_READ_TIMEOUTS = 4  # the default request deadline, in read timeouts
 DEFAULT_RUN_DEADLINE_SECONDS = 6 * 3600.0
 _ENVIRONMENT_HOSTS = {"production": "myprotime.eu", "sandbox": "myprotimesandbox.eu"}
@@ -199,9 +205,11 @@ class ProtimeSettings(_Section):
     client_id: str | None = None
     client_secret: SecretStr | None = None
     scopes: str = DEFAULT_SCOPES
-    reference_name: str = Field(default="HRMID", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    reference_name: str = Field(
+        default=DEFAULT_REFERENCE_NAME, pattern=f"^{REFERENCE_NAME_PATTERN}$"
+    )
     user_agent_company: str = "unknown"
-    max_value_length: int = Field(default=255, ge=1, le=4000)
+    max_value_length: int = Field(default=MAX_VALUE_LENGTH, ge=1, le=4000)
     concurrency: int = Field(default=8, ge=1, le=256)
     # "on": read the people delta between full reads; "off": read in full every run (for a
     # tenant whose one people delta another integration holds).

@@ -9,14 +9,17 @@ from __future__ import annotations
 import re
 import unicodedata
 
-FORBIDDEN_CHARACTERS = frozenset("/\\?#%&*:<>")
-DEFAULT_MAX_LENGTH = 255
-_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+from sync.protime._contract import FORBIDDEN_CHARACTERS, MAX_VALUE_LENGTH, REFERENCE_NAME_PATTERN
+
+DEFAULT_MAX_LENGTH = MAX_VALUE_LENGTH
+_NAME = re.compile(REFERENCE_NAME_PATTERN)
 
 
 # Characters a value may hold: anything but the forbidden ones and the control characters
 # (Unicode category Cc is exactly U+0000-U+001F and U+007F-U+009F).
-_ALLOWED = re.compile(r"[^/\\?#%&*:<>\x00-\x1f\x7f-\x9f]+")
+_ALLOWED = re.compile(
+    "[^" + "".join(re.escape(c) for c in sorted(FORBIDDEN_CHARACTERS)) + r"\x00-\x1f\x7f-\x9f]+"
+)
 _DOT_SEGMENTS = frozenset({".", ".."})
 
 

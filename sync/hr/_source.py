@@ -50,6 +50,7 @@ from sqlalchemy.types import NullType
 from sync.config import driver_hint
 from sync.errors import ConfigError, HRConfigError, HRSourceError
 from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text
+from sync.protime._contract import MAX_VALUE_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -241,7 +242,7 @@ def read_hr(
     *,
     settings: HRSettings,
     url: str,
-    max_value_length: int = 255,
+    max_value_length: int = MAX_VALUE_LENGTH,
     strings: StringPool | None = None,
 ) -> HRSnapshot:
     """Read every HR row once and validate it (rules in :mod:`sync.hr._validate`).
