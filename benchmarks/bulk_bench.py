@@ -88,7 +88,7 @@ def _timed(figures: dict[str, Any], name: str, call: Callable[[], object]) -> ob
 
 def state_phases(store: StateStore, n: int) -> dict[str, Any]:
     figures: dict[str, Any] = {}
-    run_id = store.start_run(trigger="cli", dry_run=False, forced=False)
+    run_id = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
     unlinked = [
         Classification(
             hr_id=_hr_id(i),
@@ -102,7 +102,7 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
     ]
 
     def save(classifications: list[Classification]) -> None:
-        store.save_classifications(
+        store.map.save_classifications(
             run_id=run_id, classifications=classifications, now=datetime.now(UTC), prune=True
         )
 
@@ -123,14 +123,16 @@ def state_phases(store: StateStore, n: int) -> dict[str, Any]:
     ids = _timed(
         figures,
         "record_pending",
-        lambda: store.record_pending(run_id=run_id, actions=actions, preconditions=preconditions),
+        lambda: store.events.record_pending(
+            run_id=run_id, actions=actions, preconditions=preconditions
+        ),
     )
     assert isinstance(ids, list)
     assert len(ids) == n
 
     def outcomes() -> None:
         for start in range(0, n, FLUSH_EVERY):
-            store.record_outcomes(
+            store.events.record_outcomes(
                 [
                     ActionOutcome(
                         event_id=ids[i],

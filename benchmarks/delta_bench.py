@@ -39,7 +39,9 @@ from typing import TYPE_CHECKING, Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import reconcile_bench as rb
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
+
+from sync.state import open_database
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -82,9 +84,9 @@ def _exact(sim: SimulatorProcess, db: StateDB, hr: Path) -> dict[str, Any]:
         )
         for p in dump
     }
-    engine = create_engine(db.url)
+    state = open_database(db.url)
     try:
-        with engine.connect() as conn:
+        with state.engine.connect() as conn:
             rows = conn.execute(
                 text(
                     "SELECT id, employee_number, badge_number, reference, change_version "
@@ -93,7 +95,7 @@ def _exact(sim: SimulatorProcess, db: StateDB, hr: Path) -> dict[str, Any]:
             )
             snapshot = {r[0]: tuple(r[1:]) for r in rows}
     finally:
-        engine.dispose()
+        state.dispose()
     wrong_refs = len(set(refs.items()) ^ set(expected.items()))
     wrong_rows = len(set(world.items()) ^ set(snapshot.items()))
     return {

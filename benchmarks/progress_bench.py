@@ -27,7 +27,7 @@ from sync.logging import configure_logging
 from sync.protime import ProtimeClient
 from sync.reconcile import run
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig
-from sync.state import create_state_engine, upgrade
+from sync.state import open_database, upgrade
 
 
 def main() -> None:
@@ -58,9 +58,9 @@ def main() -> None:
         )
     conn.close()
     state_url = f"sqlite:///{folder / 'state.db'}"
-    engine = create_state_engine(state_url)
-    upgrade(engine)
-    engine.dispose()
+    state = open_database(state_url)
+    upgrade(state)
+    state.dispose()
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         database_url=state_url,

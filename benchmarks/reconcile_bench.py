@@ -428,13 +428,13 @@ def state_db(
 
 def _migrate(url: str) -> None:
     """What ``idsync db upgrade`` does, in this process (one process start less per database)."""
-    from sync.state import create_state_engine, upgrade
+    from sync.state import open_database, upgrade
 
-    engine = create_state_engine(url)
+    db = open_database(url)
     try:
-        upgrade(engine)
+        upgrade(db)
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 # ---------------------------------------------------------------------------------- idsync runs

@@ -17,13 +17,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from alembic import context
+from sqlalchemy.engine import make_url
 
-from sync.state._engine import create_state_engine
-from sync.state._migrate import migration_transaction
+from sync.state._database import dialect_for, open_database
 from sync.state._models import Base, UTCDateTime
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
+    from sqlalchemy.engine import URL
 
 config = context.config
 target_metadata = Base.metadata
@@ -36,17 +37,15 @@ def _render_item(type_: str, obj: Any, _autogen_context: Any) -> str | bool:
     return False
 
 
-def _options(dialect_name: str) -> dict[str, Any]:
-    options: dict[str, Any] = {
+def _options(url: str | URL) -> dict[str, Any]:
+    # What differs per database (SQLite: batch mode, transactional DDL) comes from its dialect.
+    return {
         "target_metadata": target_metadata,
         "compare_type": True,
-        "render_as_batch": dialect_name == "sqlite",
+        "render_as_batch": False,
         "render_item": _render_item,
+        **dialect_for(make_url(url)).alembic_options(),
     }
-    if dialect_name == "sqlite":
-        # The engine's begin recipe makes SQLite DDL transactional: one migration, one transaction.
-        options["transactional_ddl"] = True
-    return options
 
 
 def _url_argument() -> str:
@@ -60,15 +59,14 @@ def _url_argument() -> str:
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, **_options(connection.dialect.name))
+    context.configure(connection=connection, **_options(connection.engine.url))
     with context.begin_transaction():
         context.run_migrations()
 
 
 def run_migrations_offline() -> None:
     url = _url_argument()
-    dialect_name = url.split(":", 1)[0].split("+", 1)[0]
-    context.configure(url=url, literal_binds=True, **_options(dialect_name))
+    context.configure(url=url, literal_binds=True, **_options(url))
     with context.begin_transaction():
         context.run_migrations()
 
@@ -78,12 +76,12 @@ def run_migrations_online() -> None:
     if given is not None:
         _run(given)
         return
-    engine = create_state_engine(_url_argument())
+    db = open_database(_url_argument())
     try:
-        with engine.connect() as conn, migration_transaction(conn) as locked:
+        with db.engine.connect() as conn, db.dialect.migration_transaction(conn) as locked:
             _run(locked)
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 if context.is_offline_mode():

@@ -20,12 +20,10 @@ from sync.config import Settings, load_settings
 from sync.display import printable
 from sync.errors import StateError
 from sync.logging import configure_logging, register_settings_secrets
-from sync.state import StateStore, check_schema, create_state_engine, describe_error
+from sync.state import Database, StateStore, check_schema, describe_error, open_database
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-
-    from sqlalchemy import Engine
 
 # Off a terminal rich would assume 80 columns and cut ids and times in tables: pipes get room.
 _PIPE_WIDTH = 200
@@ -51,25 +49,28 @@ def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:
 
 
 @contextmanager
-def unreachable_as_state_error(engine: Engine) -> Iterator[None]:
-    """A database error from ``engine`` becomes one line (:class:`StateError`), not a traceback."""
+def unreachable_as_state_error(db: Database) -> Iterator[None]:
+    """A database error from ``db`` becomes one line (:class:`StateError`), not a traceback."""
     try:
         yield
     except SQLAlchemyError as exc:
-        raise StateError(
-            f"state database unreachable: {describe_error(exc, url=engine.url)}"
-        ) from None
+        raise StateError(f"state database unreachable: {describe_error(exc, url=db.url)}") from None
+
+
+def state_database(settings: Settings) -> Database:
+    """The state database the settings name, its statements bounded as they say."""
+    return open_database(settings.state_url, timeout=settings.state_timeout_seconds)
 
 
 @contextmanager
 def open_store(settings: Settings, *, check: bool = True) -> Iterator[StateStore]:
-    engine = create_state_engine(settings.state_url)
+    db = state_database(settings)
     try:
         if check:
-            check_schema(engine)
-        yield StateStore(engine)
+            check_schema(db)
+        yield StateStore(db)
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def require_simulator(command: str) -> None:

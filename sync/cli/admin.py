@@ -68,7 +68,7 @@ def link(
         raise UsageError("--skip-bad goes with --from FILE")
     _check_id(hr_id, settings.protime.max_value_length)
     with open_store(settings) as store:
-        store.link(hr_id=hr_id, protime_id=protime_id, force=force)
+        store.admin.link(hr_id=hr_id, protime_id=protime_id, force=force)
     out.print(f"linked {shown(hr_id)} -> person {protime_id}; the next reconcile writes it")
 
 
@@ -88,7 +88,7 @@ def _link_from(settings: Settings, path: Path, *, skip_bad: bool, force: bool) -
             first.setdefault((row.hr_id, row.protime_id), i)
     pairs = list(first)
     with open_store(settings) as store:
-        linked, refused = store.link_many(
+        linked, refused = store.admin.link_many(
             pairs, force=force, skip_bad=skip_bad, check_only=bool(problems) and not skip_bad
         )
     for index, problem in refused:
@@ -132,7 +132,7 @@ def unlink(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) ->
     """Remove a manual link; matching rules decide again on the next reconcile."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        store.unlink(hr_id=hr_id)
+        store.admin.unlink(hr_id=hr_id)
     out.print(f"manual link of {shown(hr_id)} removed")
 
 
@@ -140,7 +140,7 @@ def ignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) ->
     """Exclude HR_ID from reconciling (situation `ignored`) until `idsync unignore`."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        store.ignore(hr_id=hr_id)
+        store.admin.ignore(hr_id=hr_id)
     out.print(f"{shown(hr_id)} is ignored")
 
 
@@ -148,7 +148,7 @@ def unignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) 
     """Take HR_ID back into reconciling."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        store.unignore(hr_id=hr_id)
+        store.admin.unignore(hr_id=hr_id)
     out.print(f"{shown(hr_id)} is no longer ignored")
 
 
@@ -164,7 +164,7 @@ def retry(
     settings = settings_and_logging()
     with open_store(settings) as store:
         if hr_ids:
-            rows = {hr_id: store.mapping(hr_id) for hr_id in dict.fromkeys(hr_ids)}
+            rows = {hr_id: store.map.mapping(hr_id) for hr_id in dict.fromkeys(hr_ids)}
             unknown = [hr_id for hr_id, row in rows.items() if row is None]
             if unknown:
                 raise UsageError(
@@ -173,10 +173,10 @@ def retry(
             failed = [h for h, row in rows.items() if row is not None and row.failed_fingerprint]
             if not failed:
                 raise UsageError(f"nothing to retry: no failed write for {', '.join(rows)}")
-            cleared = store.clear_failed(hr_ids=failed)
+            cleared = store.admin.clear_failed(hr_ids=failed)
             rest = [h for h in rows if h not in failed]
             if rest:
                 out.print(f"no failed write to retry for {shown(', '.join(rest))}")
         else:
-            cleared = store.clear_failed(hr_ids=None)
+            cleared = store.admin.clear_failed(hr_ids=None)
     out.print(f"{cleared} failed record(s) will be retried on the next reconcile")

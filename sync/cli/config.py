@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from sync.cli._common import err, out, print_json, settings_and_logging, shown
+from sync.cli._common import err, out, print_json, settings_and_logging, shown, state_database
 from sync.cli._contracts import document
 from sync.config import Settings, redact_http_url, redact_url
 
@@ -88,21 +88,21 @@ def check(
 def _check_state(settings: Settings) -> Check:
     from sync.errors import IdsyncError
     from sync.hr import Check
-    from sync.state import check_schema, create_state_engine
+    from sync.state import check_schema
 
     name = f"state database {redact_url(settings.state_url)}"
     try:
-        engine = create_state_engine(settings.state_url)
+        db = state_database(settings)
     except IdsyncError as exc:
         return Check(name, ok=False, detail=str(exc), config=exc.exit_code == _CONFIG_EXIT)
     try:
-        check_schema(engine)  # a missing SQLite file is reported, never created
+        check_schema(db)  # a missing SQLite file is reported, never created
     except IdsyncError as exc:
         return Check(name, ok=False, detail=str(exc), config=exc.exit_code == _CONFIG_EXIT)
     except Exception as exc:
         return Check(name, ok=False, detail=f"unreachable: {type(exc).__name__}")
     finally:
-        engine.dispose()
+        db.dispose()
     return Check(name, ok=True, detail="reachable, schema at head")
 
 

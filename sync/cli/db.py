@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import typer
 
-from sync.cli._common import out, settings_and_logging, unreachable_as_state_error
+from sync.cli._common import (
+    out,
+    settings_and_logging,
+    state_database,
+    unreachable_as_state_error,
+)
 from sync.config import redact_url
 
 
@@ -17,18 +22,18 @@ def register(app: typer.Typer) -> None:
 
 def upgrade() -> None:
     """Migrate the state database to the latest schema (safe to run twice, or concurrently)."""
-    from sync.state import create_state_engine, current_revision, head_revision
+    from sync.state import current_revision, head_revision
     from sync.state import upgrade as do_upgrade
 
     settings = settings_and_logging()
-    engine = create_state_engine(settings.state_url)
+    db = state_database(settings)
     try:
-        with unreachable_as_state_error(engine):
-            before = current_revision(engine)
-            do_upgrade(engine)
-            after = current_revision(engine)
+        with unreachable_as_state_error(db):
+            before = current_revision(db)
+            do_upgrade(db)
+            after = current_revision(db)
     finally:
-        engine.dispose()
+        db.dispose()
     target = redact_url(settings.state_url)
     if before == after:
         out.print(f"{target}: already at head ({after})")
@@ -38,15 +43,15 @@ def upgrade() -> None:
 
 def current() -> None:
     """Print the schema revision of the state database and the code's head revision."""
-    from sync.state import create_state_engine, current_revision, head_revision
+    from sync.state import current_revision, head_revision
 
     settings = settings_and_logging()
-    engine = create_state_engine(settings.state_url)
+    db = state_database(settings)
     try:
-        with unreachable_as_state_error(engine):
-            revision = current_revision(engine)
+        with unreachable_as_state_error(db):
+            revision = current_revision(db)
     finally:
-        engine.dispose()
+        db.dispose()
     head = head_revision()
     state = "at head" if revision == head else "behind: run `idsync db upgrade`"
     out.print(f"database {revision or 'empty'}, code {head}: {state}")

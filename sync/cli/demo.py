@@ -54,7 +54,7 @@ def demo(
     from sync.logging import configure_logging
     from sync.reconcile import RunStatus, run
     from sync.simulator import Simulator, SimulatorConfig, serve_in_thread
-    from sync.state import StateStore, create_state_engine, upgrade
+    from sync.state import StateStore, open_database, upgrade
 
     configure_logging(level="WARNING", fmt="auto")
     folder.mkdir(parents=True, exist_ok=True)
@@ -92,8 +92,8 @@ def demo(
             ),
         )
         out.print(f"Simulated Protime tenant {TENANT!r} at {base_url} with {people} people\n")
-        engine = create_state_engine(settings.state_url)
-        upgrade(engine)
+        db = open_database(settings.state_url, timeout=settings.state_timeout_seconds)
+        upgrade(db)
 
         from sync.cli.reconcile import _print
 
@@ -110,19 +110,19 @@ def demo(
             out.print("The second reconcile planned 0 actions: everything that can be linked is.")
 
         out.rule("4. lookups from the state database, both ways")
-        store = StateStore(engine)
+        store = StateStore(db)
         for hr_id in ("E1001", "E1006", "E2903", "E2901"):
-            row = store.mapping(hr_id)
+            row = store.map.mapping(hr_id)
             if row is not None:
                 out.print(
                     f"HR id {hr_id} -> Protime person {row.protime_id or '-'}: {row.situation}"
                     f" ({row.evidence or row.reason})"
                 )
-        first = store.mapping("E1006")
+        first = store.map.mapping("E1006")
         if first is not None and first.protime_id is not None:
-            for row in store.mapping_by_protime_id(first.protime_id):
+            for row in store.map.mapping_by_protime_id(first.protime_id):
                 out.print(f"Protime person {first.protime_id} -> HR id {row.hr_id}")
-        engine.dispose()
+        db.dispose()
         _save(sim, settings, folder, port)
     if not converged:
         # The demo doubles as a smoke test (`make demo`): a second run must converge.

@@ -68,11 +68,11 @@ def status(
 
     settings = settings_and_logging()
     with open_store(settings) as store:
-        counts = store.counts_by_situation()
-        attention = group_counts(store.attention())
-        recent = store.runs(limit=5)
-        learned = store.learned_rate()
-        running = store.running()
+        counts = store.map.counts_by_situation()
+        attention = group_counts(store.map.attention())
+        recent = store.runs.runs(limit=5)
+        learned = store.runs.learned_rate()
+        running = store.runs.running()
     if as_json:
         print_json(
             document(
@@ -141,16 +141,16 @@ def show(
     with open_store(settings) as store:
         rekeys: list[Rekey] = []
         if hr_id is not None:
-            row = store.mapping(hr_id)
+            row = store.map.mapping(hr_id)
             rows = [row] if row is not None else []
             what = f"HR id {hr_id!r}"
-            events = _chronological(store.events_for(hr_id=hr_id))
-            rekeys = store.rekeys(hr_id)
+            events = _chronological(store.events.events_for(hr_id=hr_id))
+            rekeys = store.events.rekeys(hr_id)
         else:
             assert protime_id is not None  # checked above; narrows the type
-            rows = store.mapping_by_protime_id(protime_id)
+            rows = store.map.mapping_by_protime_id(protime_id)
             what = f"Protime person {protime_id}"
-            events = _chronological(store.events_for(protime_id=protime_id))
+            events = _chronological(store.events.events_for(protime_id=protime_id))
     if not rows and not rekeys:
         raise UsageError(f"{what} is not known to idsync (not in the state database)")
     if as_json:
@@ -190,7 +190,7 @@ def runs(
         return
     settings = settings_and_logging()
     with open_store(settings) as store:
-        recent = store.runs(limit=limit)
+        recent = store.runs.runs(limit=limit)
     if as_json:
         print_json(document("runs", {"runs": [_run_json(r) for r in recent]}))
         return
@@ -210,12 +210,12 @@ def run_show(
     """One run: its summary and its writes (the latest 1,000 unless --all)."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        found = store.run(run_id) or _run_by_prefix(store, run_id)
-        total = store.count_events(run_id=found.id)
+        found = store.runs.run(run_id) or _run_by_prefix(store, run_id)
+        total = store.events.count_events(run_id=found.id)
         events: Iterable[EventRow] = (
-            store.iter_run_events(found.id)
+            store.events.iter_run_events(found.id)
             if show_all
-            else _chronological(store.events_for(run_id=found.id, limit=_EVENTS))
+            else _chronological(store.events.events_for(run_id=found.id, limit=_EVENTS))
         )
         if as_json:
             print_json(
@@ -250,7 +250,7 @@ def _run_json(run: RunRow) -> dict[str, object]:
 def _run_by_prefix(store: StateStore, prefix: str) -> RunRow:
     """The one recent run whose id starts with ``prefix`` (``runs`` prints ids cut short)."""
     if len(prefix) >= _MIN_PREFIX:
-        matches = [r for r in store.runs(limit=_PREFIX_SEARCH) if r.id.startswith(prefix)]
+        matches = [r for r in store.runs.runs(limit=_PREFIX_SEARCH) if r.id.startswith(prefix)]
         if len(matches) == 1:
             return matches[0]
         if matches:
@@ -274,14 +274,14 @@ def export(
             if fmt == "csv":
                 writer = csv.writer(stream)
                 writer.writerow(MAPPING_FIELDS)
-                for row in store.iter_mappings():
+                for row in store.map.iter_mappings():
                     writer.writerow(csv_cells(mapping_object(row)))
             else:
                 # Streamed: the document's head, then one mapping per line (a million rows
                 # never sit in memory), then the tail. The same object as print_json would give.
                 head = json.dumps(document("export", {}), ensure_ascii=False)[:-1]
                 stream.write(head + ', "mappings": [\n')
-                for index, row in enumerate(store.iter_mappings()):
+                for index, row in enumerate(store.map.iter_mappings()):
                     prefix = ",\n" if index else ""
                     stream.write(prefix + json.dumps(mapping_object(row), ensure_ascii=False))
                 stream.write("\n]}\n")

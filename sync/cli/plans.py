@@ -95,8 +95,8 @@ def plan(
     )
     if result.plan_id is not None and output is not None:
         with open_store(settings) as store:
-            header = store.find_plan(result.plan_id)
-            _write_file(output, header, settings, store.iter_plan_actions(header.id))
+            header = store.plans.find_plan(result.plan_id)
+            _write_file(output, header, settings, store.plans.iter_plan_actions(header.id))
     code = result.exit_code
     if code == 0 and result.would_block:
         code = _BLOCKED
@@ -174,12 +174,12 @@ def plan_show(
         )
     settings = settings_and_logging()
     with open_store(settings) as store:
-        header = store.find_plan(plan_id)
+        header = store.plans.find_plan(plan_id)
         if as_json:
-            write_plan(sys.stdout, header, settings, store.iter_plan_actions(header.id))
+            write_plan(sys.stdout, header, settings, store.plans.iter_plan_actions(header.id))
             return
         _print_header(header, settings)
-        counts = store.plan_action_counts(header.id)
+        counts = store.plans.plan_action_counts(header.id)
         deletes = sum(n for (k, _), n in counts.items() if k == ActionKind.DELETE.value)
         repoints = sum(n for (_, sit), n in counts.items() if sit == Situation.DRIFTED.value)
         total = sum(counts.values())
@@ -190,7 +190,7 @@ def plan_show(
             " deletes then re-points, then the rest."
         )
         rows = None if show_all else (limit or _ROWS_ON_SCREEN)
-        actions = store.iter_plan_actions_for_review(header.id, kind=kind, limit=rows)
+        actions = store.plans.iter_plan_actions_for_review(header.id, kind=kind, limit=rows)
         title = (
             f"Actions: {total:,}"
             if kind is None
@@ -294,7 +294,7 @@ def plans(
     """The latest stored plans, newest first."""
     settings = settings_and_logging()
     with open_store(settings) as store:
-        found = store.plans(limit=limit)
+        found = store.plans.plans(limit=limit)
     if as_json:
         print_json(document("plans", {"plans": [plan_object(p, settings) for p in found]}))
         return
@@ -324,10 +324,10 @@ def _resolve(store: StateStore, reference: str) -> str:
         if not path.is_file():
             raise UsageError(f"{path}: no such plan file")
         header, actions = read_plan(path)
-        if store.plan(header.id) is None:
-            store.save_plan(header, actions)
+        if store.plans.plan(header.id) is None:
+            store.plans.save_plan(header, actions)
         return header.id
-    return store.find_plan(reference).id
+    return store.plans.find_plan(reference).id
 
 
 def apply(

@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from sync.state import StateStore
-
 # A run that ended without doing its work. Both need a person: failed (connectivity, a bug) and
 # blocked (the input gate or a safety threshold tripped). Skipped (lock held by the other replica),
 # interrupted (our own SIGTERM) and running rows say nothing about health and are stepped over.
@@ -64,41 +62,37 @@ class StateBackend:
     """:class:`ServiceState` on the real state database (:mod:`sync.state`)."""
 
     def __init__(self, url: str, *, timeout: float = 60.0) -> None:
-        from sync.state import create_state_engine
+        from sync.state import StateStore, open_database
 
-        self._engine = create_state_engine(url, timeout=timeout)
+        self._db = open_database(url, timeout=timeout)
+        self._store = StateStore(self._db)
 
     def upgrade(self) -> None:
         from sync.state import upgrade
 
-        upgrade(self._engine)
-
-    def _store(self) -> StateStore:
-        from sync.state import StateStore
-
-        return StateStore(self._engine)
+        upgrade(self._db)
 
     def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
         from sync.errors import StateError
         from sync.state import check_schema
 
         try:
-            check_schema(self._engine)
+            check_schema(self._db)
         except StateError as exc:
             return str(exc)
         # Enough rows to see N failures between the skipped rows of a second replica.
-        rows = self._store().runs(limit=failing_runs_unready * 4 + 8)
+        rows = self._store.runs.runs(limit=failing_runs_unready * 4 + 8)
         statuses = [row.status for row in rows]
         return _streak_reason(failing_streak(statuses), failing_runs_unready)
 
     def counts_by_situation(self) -> Mapping[str, int]:
-        return self._store().counts_by_situation()
+        return self._store.map.counts_by_situation()
 
     def last_success_timestamp(self) -> float | None:
-        for row in self._store().runs(limit=200):
+        for row in self._store.runs.runs(limit=200):
             if row.status in COMPLETED and not row.dry_run and row.finished_at is not None:
                 return float(row.finished_at.timestamp())
         return None
 
     def close(self) -> None:
-        self._engine.dispose()
+        self._db.dispose()

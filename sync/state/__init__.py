@@ -1,20 +1,25 @@
-"""The state database: engine factory per dialect, typed models, migrations, the run lock, the store.
+"""The state database: one handle per database, typed models, migrations, the run lock, the store.
 
 Public surface (everything else is private)::
 
-    engine = create_state_engine(settings.state_url)
-    upgrade(engine)                      # `idsync db upgrade`; safe for two processes at once
-    check_schema(engine)                 # SchemaNotCurrentError: "run `idsync db upgrade`"
-    with run_lock(engine, timeout=settings.lock_timeout_seconds):   # LockHeldError
-        store = StateStore(engine)
-        ...
+    db = open_database(settings.state_url, timeout=settings.state_timeout_seconds)
+    upgrade(db)                          # `idsync db upgrade`; safe for two processes at once
+    check_schema(db)                     # SchemaNotCurrentError: "run `idsync db upgrade`"
+    store = StateStore(db)               # or StateStore.open(url, timeout=...): checked, owned
+    with store.lock(timeout=settings.lock_timeout_seconds):   # run_lock(db, ...); LockHeldError
+        store.runs / .map / .events / .plans / .admin / .snapshot / .settled   # the parts
+    db.dispose()
+
+:func:`open_database` is the only place an engine for the state database is made: it picks the
+dialect object (SQLite, PostgreSQL, MySQL/MariaDB, or a generic one) once from the URL, and
+every difference between databases is asked of that object.
 
 Migrating is explicit: commands that need the database call :func:`check_schema` and tell the
 user to run ``idsync db upgrade``; ``idsync serve`` calls :func:`upgrade` at start (safe under two
 replicas, see ``_migrate``).
 """
 
-from sync.state._engine import create_state_engine, describe_error
+from sync.state._database import Database, describe_error, open_database
 from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, LockFence, run_lock
 from sync.state._migrate import (
     alembic_config,
@@ -44,6 +49,7 @@ __all__ = [
     "DEFAULT_LOCK_TTL_SECONDS",
     "KEY_LENGTH",
     "ActionOutcome",
+    "Database",
     "EventAction",
     "EventRow",
     "LockFence",
@@ -58,11 +64,11 @@ __all__ = [
     "Trigger",
     "alembic_config",
     "check_schema",
-    "create_state_engine",
     "current_revision",
     "describe_error",
     "head_revision",
     "migrations_dir",
+    "open_database",
     "run_lock",
     "upgrade",
 ]

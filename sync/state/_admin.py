@@ -15,7 +15,6 @@ from sqlalchemy import (
 
 from sync.domain import Situation
 from sync.errors import UsageError
-from sync.state._engine import write_transaction
 from sync.state._models import KEY_LENGTH
 from sync.state._rows import (
     EventAction,
@@ -181,7 +180,7 @@ class AdminStore(StoreBase):
         A manual link wins over every matching rule. Refused (:class:`UsageError`) for any problem
         :func:`_link_problems` finds (``force`` links a person the map has under another HR id).
         """
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             problems = _link_problems(conn, [(hr_id, protime_id)], force=force)
             if problems:
                 raise UsageError(problems[0][1])
@@ -201,7 +200,7 @@ class AdminStore(StoreBase):
         pairs linked and ``(index, problem)`` for each refused pair; with a problem and without
         ``skip_bad`` nothing is linked. ``check_only`` checks and links nothing.
         """
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             problems = _link_problems(conn, pairs, force=force, require_known=True)
             if check_only or (problems and not skip_bad):
                 return [], problems
@@ -228,7 +227,7 @@ class AdminStore(StoreBase):
         """Exclude an HR id (or an orphaned value) from every run until :meth:`unignore`."""
         _admin_key(hr_id)
         now = _now()
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             exists = conn.execute(select(_M.hr_id).where(_M.hr_id == hr_id)).first() is not None
             values = {
                 "ignored": True,
@@ -281,7 +280,7 @@ class AdminStore(StoreBase):
         unignore is about the HR id alone).
         """
         now = _now()
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             row = conn.execute(select(_M.protime_id, flag).where(_M.hr_id == hr_id)).first()
             if row is None or not row[1]:
                 raise UsageError(refusal)
@@ -311,7 +310,7 @@ class AdminStore(StoreBase):
         Returns how many rows had a failure to clear.
         """
         now = _now()
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             query = select(_M.hr_id, _M.protime_id, _M.failed_fingerprint).where(
                 _M.failed_fingerprint.is_not(None)
             )

@@ -1,8 +1,9 @@
 """Shared pieces of the state store: table handles, row converters, small helpers.
 
-Each concern of the store (runs, the map, events and plans, admin changes) is a mixin in its own
-module; :class:`~sync.state._store.StateStore` puts them together. Nothing here branches on the
-dialect: upserts are "load, diff in Python, insert or update".
+Each concern of the store (runs, the map, events, plans, admin changes, the snapshot, settled
+runs) is a part in its own module, built on :class:`StoreBase`; :class:`~sync.state._store.
+StateStore` holds one of each. Nothing here branches on the dialect: what differs per database
+is asked of the :class:`~sync.state._dialect.Dialect` of the store's database.
 """
 
 from __future__ import annotations
@@ -25,10 +26,9 @@ from sync.state._rows import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
-    from sqlalchemy import (
-        Engine,
-        Row,
-    )
+    from sqlalchemy import Row
+
+    from sync.state._database import Database
 
 
 _CHUNK = 500  # ids per IN (...) list: well under every driver's parameter limit
@@ -198,6 +198,12 @@ def _admin_key(hr_id: str) -> str:
 
 
 class StoreBase:
-    """What every part of the store shares: the engine (one per state database)."""
+    """What every part of the store shares: the state database it works on.
 
-    _engine: Engine
+    Each part opens its own connection and transaction per call, so a part may be shared by
+    threads; writers use :meth:`~sync.state._database.Database.write`.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._engine = db.engine

@@ -16,7 +16,7 @@ from sqlalchemy import (
 )
 
 from sync.domain import Action, ActionKind, Outcome, Precondition
-from sync.state._engine import IdsIn, allocate_ids, ids_params, insert_rows, write_transaction
+from sync.state._dialect import IdsIn
 from sync.state._rows import EventAction, Rekey
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ from sync.state._base import (
     _event_row,
     _now,
 )
-from sync.state._map import apply_outcomes
+from sync.state._outcomes import apply_outcomes
 
 # The columns of a pending event, in the order record_pending builds its rows.
 _PENDING_COLUMNS = (
@@ -95,7 +95,7 @@ class EventStore(StoreBase):
             return []
         now = _now()
         pending = Outcome.PENDING.value
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             known: dict[str, tuple[int | None, str | None]] = {}
             hr_ids = sorted({a.hr_id for a in actions}) if preconditions is None else []
             for chunk in _chunks(hr_ids):
@@ -137,7 +137,7 @@ class EventStore(StoreBase):
                             now,
                         )
                     )
-                allocated = allocate_ids(conn, _E.id, len(rows))
+                allocated = self._db.dialect.allocate_ids(conn, _E.id, len(rows))
                 if allocated is None:
                     keys = [c.key for c in _PENDING_COLUMNS]
                     result = conn.execute(
@@ -146,7 +146,7 @@ class EventStore(StoreBase):
                     )
                     ids.extend(int(i) for i in result.scalars())
                     continue
-                insert_rows(
+                self._db.dialect.insert_rows(
                     conn,
                     _EVENTS,
                     [_E.id, *_PENDING_COLUMNS],
@@ -182,7 +182,7 @@ class EventStore(StoreBase):
         alike: dict[tuple[str, int | None, str | None, int], list[int]] = defaultdict(list)
         for o in outcomes:
             alike[(o.outcome.value, o.http_status, o.error, o.attempts)].append(o.event_id)
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             for (outcome, http_status, error, attempts), event_ids in alike.items():
                 values = {
                     "outcome": outcome,
@@ -192,8 +192,8 @@ class EventStore(StoreBase):
                     "now": now,
                 }
                 for chunk in _chunks(event_ids):
-                    conn.execute(_CLOSE, {**values, **ids_params(conn, chunk, _CHUNK)})
-            apply_outcomes(conn, outcomes, now)
+                    conn.execute(_CLOSE, {**values, **self._db.dialect.ids_params(chunk, _CHUNK)})
+            apply_outcomes(conn, self._db.dialect, outcomes, now)
 
     def events_for(
         self,

@@ -47,16 +47,14 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sync.errors import LockHeldError, StateError
-from sync.state._engine import (
-    advisory_key,
-    describe_error,
-    uses_advisory_locks,
-    write_transaction,
-)
+from sync.state._database import describe_error
 from sync.state._models import RUN_LOCK, RunLockRecord
+from sync.state._postgresql import advisory_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from sync.state._database import Database
 
 DEFAULT_LOCK_TTL_SECONDS = 60.0
 PG_CONFIRM_SECONDS = 1.0
@@ -109,7 +107,7 @@ class LockFence:
 
 @contextmanager
 def run_lock(
-    engine: Engine,
+    db: Database,
     *,
     name: str = "reconcile",
     timeout: float = 0.0,
@@ -122,11 +120,11 @@ def run_lock(
     """
     if not 0 < len(name) <= 64:  # noqa: PLR2004 - the width of run_lock.name
         raise ValueError("lock name must be 1-64 characters")
-    if uses_advisory_locks(engine):
-        with _advisory_lock(engine, name=name, timeout=timeout) as fence:
+    if db.dialect.advisory_locks:
+        with _advisory_lock(db.engine, name=name, timeout=timeout) as fence:
             yield fence
     else:
-        with _table_lock(engine, name=name, timeout=timeout, ttl=ttl) as fence:
+        with _table_lock(db, name=name, timeout=timeout, ttl=ttl) as fence:
             yield fence
 
 
@@ -266,13 +264,13 @@ def _holder_died_here(owner: str) -> bool:
     return False
 
 
-def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | None:
+def _try_take(db: Database, *, name: str, owner: str, ttl: float) -> str | None:
     """Take the lock row; ``None`` on success, else a description of the current holder."""
     now = datetime.now(UTC)
     expires = now + timedelta(seconds=ttl)
     table = RUN_LOCK
     try:
-        with write_transaction(engine) as conn:
+        with db.write() as conn:
             row = conn.execute(
                 select(RunLockRecord.owner, RunLockRecord.expires_at).where(
                     RunLockRecord.name == name
@@ -310,10 +308,10 @@ def _try_take(engine: Engine, *, name: str, owner: str, ttl: float) -> str | Non
 
 class _Heartbeat(threading.Thread):
     def __init__(
-        self, engine: Engine, *, name: str, owner: str, ttl: float, fence: LockFence
+        self, db: Database, *, name: str, owner: str, ttl: float, fence: LockFence
     ) -> None:
         super().__init__(name=f"idsync-lock-{name}", daemon=True)
-        self._engine = engine
+        self._db = db
         self._lock_name = name
         self._owner = owner
         self._ttl = ttl
@@ -329,7 +327,7 @@ class _Heartbeat(threading.Thread):
         while not self._stop_event.wait(self._ttl / 4):
             now = datetime.now(UTC)
             try:
-                with write_transaction(self._engine) as conn:
+                with self._db.write() as conn:
                     renewed = conn.execute(
                         update(table)
                         .where(table.c.name == self._lock_name, table.c.owner == self._owner)
@@ -353,25 +351,23 @@ class _Heartbeat(threading.Thread):
 
 
 @contextmanager
-def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Iterator[LockFence]:
+def _table_lock(db: Database, *, name: str, timeout: float, ttl: float) -> Iterator[LockFence]:
     if ttl <= 0:
         raise ValueError("ttl must be positive")
     owner = _owner_token()
     holder = "unknown"
     try:
         for _ in _poll(timeout):
-            found = _try_take(engine, name=name, owner=owner, ttl=ttl)
+            found = _try_take(db, name=name, owner=owner, ttl=ttl)
             if found is None:
                 break
             holder = found
         else:
             raise LockHeldError(f"another run holds the run lock {name!r} ({holder})")
     except SQLAlchemyError as exc:
-        raise StateError(
-            f"state database unreachable: {describe_error(exc, url=engine.url)}"
-        ) from None
+        raise StateError(f"state database unreachable: {describe_error(exc, url=db.url)}") from None
     fence = LockFence(name=name, valid_for=ttl * _LEASE_SAFE_SHARE)
-    heartbeat = _Heartbeat(engine, name=name, owner=owner, ttl=ttl, fence=fence)
+    heartbeat = _Heartbeat(db, name=name, owner=owner, ttl=ttl, fence=fence)
     heartbeat.start()
     try:
         yield fence
@@ -379,7 +375,7 @@ def _table_lock(engine: Engine, *, name: str, timeout: float, ttl: float) -> Ite
         heartbeat.stop()
         table = RUN_LOCK
         try:
-            with write_transaction(engine) as conn:
+            with db.write() as conn:
                 conn.execute(delete(table).where(table.c.name == name, table.c.owner == owner))
         except SQLAlchemyError as exc:
             # The row expires on its own; the next run takes it over after ``ttl``.

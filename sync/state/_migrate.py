@@ -26,15 +26,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from sync.errors import SchemaNotCurrentError, StateError
-from sync.state._engine import describe_error, migration_transaction
+from sync.state._database import Database, describe_error
 
 if TYPE_CHECKING:
     from alembic.config import Config
-    from sqlalchemy.engine import URL
 
 _PROCESS_LOCK = threading.Lock()
 
@@ -113,11 +112,11 @@ def head_revision() -> str:
     return heads[0]
 
 
-def current_revision(engine: Engine) -> str | None:
+def current_revision(db: Database) -> str | None:
     """The revision the database is at; ``None`` for a database idsync never migrated."""
     # Read alembic_version directly: a MigrationContext logs two INFO lines ("Context impl ...")
     # on every command that merely checks the schema.
-    with engine.connect() as conn:
+    with db.engine.connect() as conn:
         if not inspect(conn).has_table("alembic_version"):
             return None
         versions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
@@ -126,30 +125,13 @@ def current_revision(engine: Engine) -> str | None:
     return versions[0] if versions else None
 
 
-def missing_sqlite_file(url: URL) -> str | None:
-    """The path of a SQLite database file that does not exist (connecting would create it)."""
-    database = url.database or ""
-    if (
-        url.get_backend_name() == "sqlite"
-        and database not in ("", ":memory:")
-        and not database.startswith("file:")
-        and url.query.get("mode") != "memory"
-        and not Path(database).exists()
-        # A missing folder fails to connect on its own ("unreachable"); only a missing file in
-        # an existing folder would be created by connecting.
-        and Path(database).parent.is_dir()
-    ):
-        return database
-    return None
-
-
-def check_schema(engine: Engine) -> None:
+def check_schema(db: Database) -> None:
     """Raise unless the state database is reachable and at :func:`head_revision`.
 
     :class:`~sync.errors.SchemaNotCurrentError` (exit 2) tells the user to run ``idsync db
     upgrade``; :class:`~sync.errors.StateError` says the database cannot be reached.
     """
-    missing = missing_sqlite_file(engine.url)
+    missing = db.dialect.missing_file(db.url)
     if missing is not None:
         # Connecting would create an empty file (`idsync status` in the wrong folder left an
         # ./idsync.db behind): say what is wrong and create nothing.
@@ -158,11 +140,9 @@ def check_schema(engine: Engine) -> None:
             "upgrade` to create it, or point IDSYNC_DATABASE_URL at the existing one"
         )
     try:
-        current = current_revision(engine)
+        current = current_revision(db)
     except SQLAlchemyError as exc:
-        raise StateError(
-            f"state database unreachable: {describe_error(exc, url=engine.url)}"
-        ) from None
+        raise StateError(f"state database unreachable: {describe_error(exc, url=db.url)}") from None
     head = head_revision()
     if current == head:
         return
@@ -183,7 +163,7 @@ def check_schema(engine: Engine) -> None:
     )
 
 
-def upgrade(engine: Engine) -> None:
+def upgrade(db: Database) -> None:
     """Migrate the state database to head; a no-op when it is there already.
 
     Safe when several processes (or threads) call it at the same moment; see the module doc.
@@ -192,10 +172,14 @@ def upgrade(engine: Engine) -> None:
 
     config = alembic_config()
     try:
-        with _PROCESS_LOCK, engine.connect() as conn, migration_transaction(conn) as locked:
+        with (
+            _PROCESS_LOCK,
+            db.engine.connect() as conn,
+            db.dialect.migration_transaction(conn) as locked,
+        ):
             config.attributes["connection"] = locked
             command.upgrade(config, "head")
     except SQLAlchemyError as exc:
         raise StateError(
-            f"migrating the state database failed: {describe_error(exc, url=engine.url)}"
+            f"migrating the state database failed: {describe_error(exc, url=db.url)}"
         ) from None

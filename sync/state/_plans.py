@@ -15,7 +15,6 @@ from sqlalchemy import case, delete, func, insert, select, update
 from sync.domain import Action, ActionKind, Outcome, Precondition, Situation
 from sync.errors import UsageError
 from sync.state._base import _EVENTS, _WRITE_BATCH, StoreBase, _event_row, _json_or_empty, _now
-from sync.state._engine import write_transaction
 from sync.state._models import PLAN_ACTIONS, PLANS
 from sync.state._rows import EventAction, PlanRow
 
@@ -77,7 +76,7 @@ class PlanStore(StoreBase):
 
     def save_plan(self, header: PlanRow, actions: Iterable[tuple[Action, Precondition]]) -> None:
         """Store a plan and its actions (in order) in one transaction; prune old plans."""
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             old = select(_P.id).where(_P.created_at < _now() - PLAN_RETENTION)
             conn.execute(delete(PLAN_ACTIONS).where(_A.plan_id.in_(old)))
             conn.execute(delete(PLANS).where(_P.created_at < _now() - PLAN_RETENTION))
@@ -194,7 +193,7 @@ class PlanStore(StoreBase):
 
     def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None:
         """Remember the run that applied the plan last (a plan may be applied again: no-op)."""
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             conn.execute(
                 update(PLANS).where(_P.id == plan_id).values(applied_at=_now(), applied_by=run_id)
             )

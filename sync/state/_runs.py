@@ -18,7 +18,6 @@ from sqlalchemy import (
 
 from sync.domain import Outcome
 from sync.errors import StateError
-from sync.state._engine import write_transaction
 from sync.state._rows import (
     RunRow,
     RunStatus,
@@ -58,7 +57,7 @@ class RunStore(StoreBase):
     ) -> str:
         """Record a new run as ``running`` (committed at once) and return its id (a UUID)."""
         run_id = str(uuid.uuid4())
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             conn.execute(
                 insert(_RUNS).values(
                     id=run_id,
@@ -85,7 +84,7 @@ class RunStore(StoreBase):
         if final is RunStatus.RUNNING:
             raise ValueError("finish_run needs a final status, not 'running'")
         now = _now()
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             started = conn.execute(
                 select(_R.started_at).where(_R.id == run_id)
             ).scalar_one_or_none()
@@ -131,7 +130,7 @@ class RunStore(StoreBase):
         run still ``running`` belongs to a process that died. Returns how many runs it marked.
         """
         now = _now()
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             query = select(_R.id).where(_R.status == RunStatus.RUNNING.value)
             if except_run_id is not None:
                 query = query.where(_R.id != except_run_id)
@@ -176,7 +175,7 @@ class RunStore(StoreBase):
 
     def set_progress(self, *, run_id: str, progress: Mapping[str, Any]) -> None:
         """Record where a run is (its phase, done, total...), for ``idsync status`` to show."""
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             conn.execute(
                 update(_RUNS).where(_R.id == run_id).values(progress=json.dumps(dict(progress)))
             )

@@ -14,22 +14,16 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 
 from sync.domain import Person
 from sync.state._base import (
-    _E,
-    _R,
-    _RUN_COLUMNS,
     _STREAM_ROWS,
     _WRITE_BATCH,
     StoreBase,
     _chunks,
-    _run_row,
 )
-from sync.state._engine import write_transaction
 from sync.state._models import PROTIME_FEED, PROTIME_PEOPLE
-from sync.state._rows import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterable, Mapping, Sequence
@@ -37,16 +31,15 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Connection
 
-    from sync.state._rows import RunRow
     from sync.strings import StringPool
 
-_FEED = "people"
+FEED = "people"
 _P = PROTIME_PEOPLE.c
 _F = PROTIME_FEED.c
 _FIELDS = ("employee_number", "badge_number", "email", "reference", "out_of_service")
 _STORED = (*_FIELDS, "change_version")  # what a save writes: the person and its version
 # Saving the snapshot or forgetting the link unsettles: only a run that settles sets these.
-_UNSETTLED = {"settled_key": None, "settled_run_id": None, "settled_event_id": None}
+UNSETTLED = {"settled_key": None, "settled_run_id": None, "settled_event_id": None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +58,7 @@ class PeopleFeed:
     delta_refusals: int = 0
 
 
-_NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
+NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
 
 
 def _row(
@@ -106,7 +99,7 @@ class SnapshotStore(StoreBase):
                     _F.settled_key,
                     _F.unconfirmed_writes,
                     _F.delta_refusals,
-                ).where(_F.name == _FEED)
+                ).where(_F.name == FEED)
             ).first()
         if row is None:
             return None
@@ -159,8 +152,8 @@ class SnapshotStore(StoreBase):
         full: Sequence[Person] | None = None,
         upserts: Iterable[Person] = (),
         removed: Collection[int] = (),
-        references: Mapping[int, str | None] = _NO_REFERENCES,
-        versions: Mapping[int, str | None] = _NO_REFERENCES,
+        references: Mapping[int, str | None] = NO_REFERENCES,
+        versions: Mapping[int, str | None] = NO_REFERENCES,
         delta_link: str | None,
         fingerprint: str,
         full_read_at: datetime,
@@ -178,7 +171,7 @@ class SnapshotStore(StoreBase):
         persons the snapshot then holds, in the same rows; ids it does not hold are ignored.
         ``versions``: the ``changeVersion`` of the persons in ``full`` or ``upserts``.
         """
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             if full is not None:
                 _replace_all(conn, full, references, versions)
             upserting = {p.id: p for p in upserts}
@@ -196,60 +189,18 @@ class SnapshotStore(StoreBase):
                 "run_id": run_id,
                 "unconfirmed_writes": unconfirmed_writes,
                 "delta_refusals": delta_refusals,
-                **_UNSETTLED,
+                **UNSETTLED,
             }
-            done = conn.execute(update(PROTIME_FEED).where(_F.name == _FEED).values(values))
+            done = conn.execute(update(PROTIME_FEED).where(_F.name == FEED).values(values))
             if not done.rowcount:
-                conn.execute(insert(PROTIME_FEED).values(name=_FEED, **values))
+                conn.execute(insert(PROTIME_FEED).values(name=FEED, **values))
 
     def forget_people_feed(self) -> None:
         """Drop the delta link: the next run reads in full (the snapshot stays as its baseline)."""
-        with write_transaction(self._engine) as conn:
+        with self._db.write() as conn:
             conn.execute(
-                update(PROTIME_FEED).where(_F.name == _FEED).values(delta_link=None, **_UNSETTLED)
+                update(PROTIME_FEED).where(_F.name == FEED).values(delta_link=None, **UNSETTLED)
             )
-
-    def settle(self, *, run_id: str, key: str) -> None:
-        """Remember that run ``run_id`` settled (its plan was empty) on inputs digested as ``key``,
-        with the last audit event there is now. Called after its snapshot was saved."""
-        with write_transaction(self._engine) as conn:
-            last_event = conn.execute(select(func.max(_E.id))).scalar()
-            conn.execute(
-                update(PROTIME_FEED)
-                .where(_F.name == _FEED)
-                .values(settled_key=key, settled_run_id=run_id, settled_event_id=last_event)
-            )
-
-    def settled_run(self, *, key: str, run_id: str) -> RunRow | None:
-        """The run that settled on inputs ``key``, if nothing happened to the state since.
-
-        Nothing happened: that run is the latest real (not dry) run before ``run_id`` and it
-        succeeded, no audit event came after it (every call and every admin change writes one),
-        and the snapshot was not saved since (saving it clears what :meth:`settle` stored).
-        """
-        with self._engine.connect() as conn:
-            feed = conn.execute(
-                select(_F.settled_key, _F.settled_run_id, _F.settled_event_id).where(
-                    _F.name == _FEED
-                )
-            ).first()
-            if feed is None or feed.settled_key != key or feed.settled_run_id is None:
-                return None
-            latest = conn.execute(
-                select(*_RUN_COLUMNS)
-                .where(_R.dry_run.is_(False), _R.id != run_id)
-                .order_by(_R.started_at.desc())
-                .limit(1)
-            ).first()
-            if (
-                latest is None
-                or latest.id != feed.settled_run_id
-                or latest.status != RunStatus.SUCCEEDED.value
-            ):
-                return None
-            if conn.execute(select(func.max(_E.id))).scalar() != feed.settled_event_id:
-                return None
-        return _run_row(latest)
 
 
 def _replace_all(

@@ -55,7 +55,7 @@ def build_report(
     """Read both sides, classify as a run would (same rules, normalizers, links), and suggest."""
     settings.hr.require()
     started = time.perf_counter()
-    prior = store.load_prior()
+    prior = store.map.load_prior()
     hr, details, people = asyncio.run(_read(settings, transport))
     read = time.perf_counter()
     log.info(

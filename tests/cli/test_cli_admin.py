@@ -80,7 +80,7 @@ def test_admin_commands_change_the_next_plan(
     assert _plan(h, idsync)[1] == {("write", TOO_LONG, people[COUNT + 2].id)}
 
     with h.store() as store:
-        history = [e.action for e in store.events_for(hr_id="X1")]
+        history = [e.action for e in store.events.events_for(hr_id="X1")]
     assert history == ["unlink", "link"]
 
 

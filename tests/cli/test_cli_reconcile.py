@@ -11,7 +11,7 @@ from cli_support import COUNT, everyone
 
 from contracts_support import validate
 from e2e.harness import CLIENT_SECRET, HRRow, row_for, sim_config
-from sync.state import create_state_engine, run_lock
+from sync.state import open_database, run_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -55,7 +55,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert "E000" in result.stdout
     assert h.writes() == 0
     with h.store() as store:
-        assert list(store.iter_mappings()) == []
+        assert list(store.map.iter_mappings()) == []
 
 
 def test_dry_run_json_is_the_plan_as_json(
@@ -169,12 +169,12 @@ def test_a_run_while_another_holds_the_lock_exits_3(
 ) -> None:
     """A reconcile that finds the run lock held reports it (skipped) and exits 3 at once."""
     h = served()
-    engine = create_state_engine(h.state_url)
+    db = open_database(h.state_url)
     try:
-        with run_lock(engine):
+        with run_lock(db):
             result = idsync("reconcile", env=h.env())
     finally:
-        engine.dispose()
+        db.dispose()
     assert result.code == 3
     assert "locked" in result.output
     assert h.writes() == 0

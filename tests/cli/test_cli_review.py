@@ -78,7 +78,7 @@ def test_plan_show_lists_deletes_then_repoints_then_the_rest(
     assert result.code == 0, result.output
     rows = _action_rows(result.stdout)
     with h.store() as store:
-        planned = [a for a, _ in store.iter_plan_actions(plan_id)]
+        planned = [a for a, _ in store.plans.iter_plan_actions(plan_id)]
     assert len(rows) == len(planned)
     assert planned[0].kind is ActionKind.WRITE  # the plan itself: by HR id, E000 first
     deletes = sum(1 for a in planned if a.kind is ActionKind.DELETE)
@@ -106,7 +106,7 @@ def test_plan_show_limit_keeps_the_blocking_actions_and_says_how_to_see_the_rest
     names `--all` and `--limit`; without --limit the default is 50 rows."""
     h, plan_id = blocked
     with h.store() as store:
-        total = sum(1 for _ in store.iter_plan_actions(plan_id))
+        total = sum(1 for _ in store.plans.iter_plan_actions(plan_id))
     result = idsync("plan", "show", plan_id[:8], "--limit", "4", env=h.env(**BLOCKING))
     assert result.code == 0, result.output
     rows = _action_rows(result.stdout)
@@ -167,7 +167,7 @@ def test_a_blocked_reconcile_prints_what_blocked_it_and_the_next_step_on_stdout(
     result = idsync("reconcile", env=h.env(**BLOCKING))
     assert result.code == 3, result.output
     with h.store() as store:
-        (plan,) = store.plans()
+        (plan,) = store.plans.plans()
     short = plan.id[:8]
     assert "blocked by: " in result.stdout
     assert "IDSYNC_SAFETY__MAX_DELETES" in result.stdout
@@ -199,7 +199,7 @@ def _add_events(h: Harness, run_id: str, count: int) -> None:
         for i in range(count)
     ]
     with h.store() as store:
-        store.record_pending(run_id=run_id, actions=actions)
+        store.events.record_pending(run_id=run_id, actions=actions)
 
 
 def test_runs_show_says_what_it_leaves_out_and_all_shows_every_event(
@@ -210,7 +210,7 @@ def test_runs_show_says_what_it_leaves_out_and_all_shows_every_event(
     h = served()
     assert idsync("reconcile", env=h.env()).code == 0
     with h.store() as store:
-        (run,) = store.runs()
+        (run,) = store.runs.runs()
     _add_events(h, run.id, 1200)
     total = COUNT + 1200
     shown = idsync("runs", "show", run.id[:8], env=h.env())
@@ -237,7 +237,7 @@ def test_runs_show_of_a_small_run_says_nothing_is_left_out(
     h = served()
     assert idsync("reconcile", env=h.env()).code == 0
     with h.store() as store:
-        (run,) = store.runs()
+        (run,) = store.runs.runs()
     shown = idsync("runs", "show", run.id[:8], env=h.env())
     assert "showing the latest" not in shown.stdout
     data = validate(json.loads(idsync("runs", "show", run.id, "--json", env=h.env()).stdout))

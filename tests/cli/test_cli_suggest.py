@@ -188,7 +188,7 @@ def test_suggest_ranks_the_right_person_and_link_from_links_the_reviewed_file(
     assert "Protime has no person 999999" in bad.stderr
     assert "nothing was linked" in bad.stderr
     with h.store() as store:
-        assert store.load_prior().manual_links == {}
+        assert store.map.load_prior().manual_links == {}
 
     reviewed = tmp_path / "reviewed.csv"
     _accept_first(report, reviewed)
@@ -196,7 +196,7 @@ def test_suggest_ranks_the_right_person_and_link_from_links_the_reviewed_file(
     assert good.code == 0, good.output
     assert f"linked {NEAR} pair(s)" in good.stdout
     with h.store() as store:
-        assert store.load_prior().manual_links == first
+        assert store.map.load_prior().manual_links == first
     assert idsync("reconcile", env=env).code == 0
     held = h.references()
     assert {hr_id: held.get(hr_id) for hr_id in right} == first

@@ -33,7 +33,7 @@ from sync.domain import Rule
 from sync.protime import Backoff, ProtimeClient
 from sync.reconcile import run
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig
-from sync.state import StateStore, create_state_engine, upgrade
+from sync.state import StateStore, open_database, upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -205,11 +205,11 @@ class Harness:
 
     @contextmanager
     def store(self) -> Iterator[StateStore]:
-        engine = create_state_engine(self.state_url)
+        db = open_database(self.state_url)
         try:
-            yield StateStore(engine)
+            yield StateStore(db)
         finally:
-            engine.dispose()
+            db.dispose()
 
     def references(self) -> dict[str, int]:
         """The HRMID values Protime holds now: value -> person id."""
@@ -260,15 +260,15 @@ def is_put(request: httpx.Request, value: str | None = None) -> bool:
 
 def store_engine(store: StateStore) -> Any:
     """The engine behind a store (tests read the events table directly)."""
-    return store._engine
+    return store.db.engine
 
 
 def migrate(state_url: str) -> None:
-    engine = create_state_engine(state_url)
+    db = open_database(state_url)
     try:
-        upgrade(engine)
+        upgrade(db)
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def wait_until(check: Callable[[], bool], *, timeout: float, what: str) -> None:

@@ -113,7 +113,7 @@ def test_a_storm_of_faults_converges_in_at_most_two_runs(served: Callable[..., H
     assert len(set(h.references().values())) == N  # no person holds two of our values
     assert runs[-1].status is RunStatus.SUCCEEDED, runs[-1].message
     with h.store() as store:
-        situations = store.counts_by_situation()
+        situations = store.map.counts_by_situation()
     assert situations == {"linked": N}  # no failed record, nothing else
     assert h.pending_events() == 0
 
@@ -193,7 +193,7 @@ def test_sigkill_at_random_moments_always_converges_on_the_next_run(
         assert h.references() == expected, where
         assert h.pending_events() == 0, where
         with h.store() as store:
-            rows = store.runs(limit=2)
+            rows = store.runs.runs(limit=2)
         if moment != "finished before the kill":
             assert rows[1].status == "interrupted", f"{where}: {rows[1].status}"
         converged += 1

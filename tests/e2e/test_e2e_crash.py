@@ -81,7 +81,7 @@ def test_a_reconcile_killed_mid_apply_converges_on_the_next_run(
         assert at_kill.get("pending", 0) > 0
         assert 0 < len(h.references()) < CRASH_PEOPLE
         with h.store() as store:
-            (killed,) = store.runs()
+            (killed,) = store.runs.runs()
         assert killed.status == "running"
 
         h.sim.set_faults(latency_ms=0.0)
@@ -89,7 +89,7 @@ def test_a_reconcile_killed_mid_apply_converges_on_the_next_run(
         assert result.status is RunStatus.SUCCEEDED, result.message
         assert h.references() == _expected(h)
         with h.store() as store:
-            killed_after = store.run(killed.id)
+            killed_after = store.runs.run(killed.id)
         assert killed_after is not None
         assert killed_after.status == "interrupted"
         assert h.pending_events() == 0
@@ -169,7 +169,7 @@ def test_ctrl_c_stops_a_cli_reconcile_cleanly(
         assert "stopping after the calls in flight" in stderr
         assert "Traceback" not in stdout + stderr
         with h.store() as store:
-            (stopped,) = store.runs()
+            (stopped,) = store.runs.runs()
         assert stopped.status == "interrupted"
         assert stopped.error is not None
         assert "not attempted" in stopped.error
@@ -197,7 +197,7 @@ def test_a_stop_before_writing_leaves_everything_untouched(
     assert "before writing" in result.message
     assert h.writes() == 0
     with h.store() as store:
-        assert list(store.iter_mappings()) == []
+        assert list(store.map.iter_mappings()) == []
     assert h.pending_events() == 0
 
     assert h.run().status is RunStatus.SUCCEEDED

@@ -62,7 +62,7 @@ def test_a_replaced_delta_on_two_runs_in_a_row_warns_and_names_the_setting(
     # A run whose link works again resets the count.
     assert h.run().protime_read == "incremental"
     with h.store() as store:
-        feed = store.people_feed()
+        feed = store.snapshot.people_feed()
         assert feed is not None
         assert feed.delta_refusals == 0
 
@@ -115,7 +115,7 @@ def test_a_round_refused_with_409_reads_in_full_without_a_delta(
         "protime.delta_conflict"
     ]
     with h.store() as store:
-        feed = store.people_feed()
+        feed = store.snapshot.people_feed()
         assert feed is not None
         assert feed.delta_link is None
     assert h.sim.counters.count("people.list") >= 1
@@ -147,10 +147,10 @@ def test_accepted_writes_are_confirmed_by_a_full_read_next_run(
     assert first.status is RunStatus.SUCCEEDED, first.message
     assert first.actions_by_outcome == {"write:succeeded": COUNT}
     with h.store() as store:
-        feed = store.people_feed()
+        feed = store.snapshot.people_feed()
         assert feed is not None
         assert feed.unconfirmed_writes == COUNT
-        statuses = {e.http_status for e in store.events_for(run_id=first.run_id, limit=100)}
+        statuses = {e.http_status for e in store.events.events_for(run_id=first.run_id, limit=100)}
     assert statuses == {202}
     h.wrap_transport = None
     confirm = h.run()

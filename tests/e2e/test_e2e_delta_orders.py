@@ -58,8 +58,8 @@ def _exact(h: Harness, result: RunResult, rows: list[HRRow]) -> None:
         for p in h.sim.world.people_list()
     }
     with h.store() as store:
-        people = store.load_people()
-        versions = store.people_versions(ids=[p.id for p in people])
+        people = store.snapshot.load_people()
+        versions = store.snapshot.people_versions(ids=[p.id for p in people])
         snapshot = {
             p.id: (p.employee_number, p.badge_number, p.reference, versions[p.id]) for p in people
         }
@@ -178,5 +178,5 @@ def test_changes_made_while_the_first_round_is_paged_leave_the_newest_state(
     assert again.protime_read == "incremental"
     _exact(h, again, _rows(h.sim))
     with h.store() as store:
-        (person,) = [p for p in store.load_people() if p.id == last.id]
+        (person,) = [p for p in store.snapshot.load_people() if p.id == last.id]
     assert person.badge_number == "MID-2"

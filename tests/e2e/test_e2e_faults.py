@@ -107,7 +107,7 @@ def test_writes_that_run_out_of_retries_end_partial_and_the_next_run_converges(
     assert result.exit_code == 4
     assert result.actions_by_outcome.get("write:retriable", 0) > 0
     with h.store() as store:
-        rows = list(store.iter_mappings())
+        rows = list(store.map.iter_mappings())
     assert "failed" not in {r.situation for r in rows}
     assert any(r.last_error and "503" in r.last_error for r in rows)
 
@@ -229,8 +229,8 @@ def test_a_missing_write_scope_fails_the_run_once_not_every_record(
     assert h.sim.counters.count("references.put") <= 2 * 4
     assert result.actions_by_outcome.get("write:skipped", 0) >= COUNT - 4
     with h.store() as store:
-        assert "failed" not in {r.situation for r in store.iter_mappings()}
-        run_row = store.run(result.run_id or "")
+        assert "failed" not in {r.situation for r in store.map.iter_mappings()}
+        run_row = store.runs.run(result.run_id or "")
     assert run_row is not None
     assert run_row.status == "failed"
     assert run_row.error is not None
@@ -284,8 +284,8 @@ def test_auto_rate_learns_from_429s_and_the_next_run_starts_there(
     )
     with h.store() as store:
         # A previous run learned 100/s: far above what this tenant now allows.
-        earlier = store.start_run(trigger="cli", dry_run=False, forced=False)
-        store.finish_run(
+        earlier = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
+        store.runs.finish_run(
             run_id=earlier, status="succeeded", summary=RunSummary(rate_per_second=100)
         )
     first = h.run()
@@ -294,7 +294,7 @@ def test_auto_rate_learns_from_429s_and_the_next_run_starts_there(
     assert first.rate_per_second is not None
     assert first.rate_per_second < 100
     with h.store() as store:
-        assert store.learned_rate() == first.rate_per_second
+        assert store.runs.learned_rate() == first.rate_per_second
     # The bucket no longer refuses: the second run reads one page, never waits for a slot, so
     # it neither raises nor cuts the rate it started from.
     h.sim.set_faults(rate_limit_per_second=None)
@@ -312,4 +312,4 @@ def test_a_fixed_rate_is_not_stored_as_learned(make_harness: Callable[..., Harne
     assert result.status is RunStatus.SUCCEEDED, result.message
     assert result.rate_per_second == 500
     with h.store() as store:
-        assert store.learned_rate() is None
+        assert store.runs.learned_rate() is None

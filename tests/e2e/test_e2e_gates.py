@@ -22,7 +22,7 @@ def _everyone(sim: Simulator) -> list[HRRow]:
 
 def _snapshot(h: Harness) -> tuple[dict[str, int], list[tuple[str, str, int | None]]]:
     with h.store() as store:
-        rows = [(r.hr_id, r.situation, r.protime_id) for r in store.iter_mappings()]
+        rows = [(r.hr_id, r.situation, r.protime_id) for r in store.map.iter_mappings()]
     return h.references(), rows
 
 
@@ -44,7 +44,7 @@ def test_an_emptied_hr_table_blocks_and_force_goes_through(
     assert h.writes() == writes
     assert _snapshot(h) == before
     with h.store() as store:
-        run_row = store.run(blocked.run_id or "")
+        run_row = store.runs.run(blocked.run_id or "")
     assert run_row is not None
     assert run_row.status == "blocked"
     # What the gate saw is kept with the run.
@@ -112,7 +112,7 @@ def test_too_many_planned_deletes_block_before_any_write(
     assert forced.actions_by_outcome == {"delete:succeeded": 5, "write:succeeded": COUNT}
     assert not [v for v in h.references() if v.startswith("GONE-")]
     with h.store() as store:
-        assert not [r for r in store.iter_mappings() if r.situation == "orphaned"]
+        assert not [r for r in store.map.iter_mappings() if r.situation == "orphaned"]
 
 
 def test_an_hr_id_that_leaves_drops_out_of_the_map(make_harness: Callable[..., Harness]) -> None:
@@ -124,9 +124,9 @@ def test_an_hr_id_that_leaves_drops_out_of_the_map(make_harness: Callable[..., H
     h = make_harness(rows=rows)
     h.run()
     with h.store() as store:
-        assert store.mapping("U1") is not None
+        assert store.map.mapping("U1") is not None
     h.set_hr(_everyone(h.sim))
     assert h.run().status is RunStatus.SUCCEEDED
     with h.store() as store:
-        assert store.mapping("U1") is None
-        assert len(list(store.iter_mappings())) == COUNT
+        assert store.map.mapping("U1") is None
+        assert len(list(store.map.iter_mappings())) == COUNT

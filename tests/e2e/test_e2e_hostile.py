@@ -57,7 +57,7 @@ def test_the_run_deadline_stops_a_hung_run_records_it_and_frees_the_lock(
     assert result.api_requests.get("people:200", 0) >= 1
     assert result.counts_by_situation.get("unlinked") == COUNT
     with h.store() as store:
-        row = store.runs(limit=1)[0]
+        row = store.runs.runs(limit=1)[0]
     assert row.status == "interrupted"
     assert row.hr_count == COUNT
     assert row.protime_count == COUNT + 5
@@ -97,7 +97,7 @@ def test_a_run_failing_at_the_protime_read_keeps_what_it_read(
     assert result.protime_count == 10
     assert result.api_requests.get("people:200") == 2
     with h.store() as store:
-        row = store.runs(limit=1)[0]
+        row = store.runs.runs(limit=1)[0]
     assert (row.hr_count, row.protime_count) == (COUNT, 10)
     assert row.api_calls.get("people:200") == 2
 
@@ -119,7 +119,7 @@ def test_a_run_failing_at_the_write_back_keeps_every_figure(
     assert result.actions_by_outcome.get("write:succeeded") == COUNT
     assert result.api_requests.get("put_reference:201") == COUNT
     with h.store() as store:
-        row = store.runs(limit=1)[0]
+        row = store.runs.runs(limit=1)[0]
     assert row.api_calls.get("put_reference:201") == COUNT
     assert row.actions_by_outcome.get("write", {}).get("succeeded") == COUNT
 
@@ -141,7 +141,7 @@ def test_a_write_answered_with_html_is_failed_and_verified_by_the_next_read(
     assert result.status is RunStatus.PARTIAL
     assert result.actions_by_outcome.get("write:failed") == COUNT
     with h.store() as store:
-        mapping = store.mapping("E000")
+        mapping = store.map.mapping("E000")
     assert mapping is not None
     assert "write answer" in (mapping.last_error or "")
     # Protime did take the writes (only the answers were wrong): the next read sees them linked.
@@ -158,7 +158,7 @@ def test_a_run_blocked_by_a_threshold_keeps_its_situations_and_calls(
     assert result.status is RunStatus.BLOCKED, result.message
     assert result.counts_by_situation.get("unlinked") == COUNT
     with h.store() as store:
-        row = store.runs(limit=1)[0]
+        row = store.runs.runs(limit=1)[0]
     assert row.status == "blocked"
     assert (row.hr_count, row.protime_count) == (COUNT, COUNT)
     assert row.counts_by_situation.get("unlinked") == COUNT

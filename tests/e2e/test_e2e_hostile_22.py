@@ -114,7 +114,7 @@ def test_endless_pages_on_a_first_read_stop_at_max_people_and_block(
     assert "IDSYNC_PROTIME__MAX_PEOPLE" in result.message
     assert len(_EndlessPeople.gets) == 11  # 1,100 people read: past 1,000, and no further
     with h.store() as store:
-        assert store.runs(limit=1)[0].status == "blocked"
+        assert store.runs.runs(limit=1)[0].status == "blocked"
 
 
 def test_endless_pages_after_a_good_run_stop_at_the_growth_ratio_and_block(

@@ -18,6 +18,7 @@ from sync.reconcile import RunStatus
 from sync.reconcile import _run as run_module
 from sync.reconcile._decide import Inputs, decide
 from sync.state import StateStore
+from sync.state._snapshot import SnapshotStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -57,7 +58,7 @@ def _requests(h: Harness) -> int:
 
 def _feed_link(h: Harness) -> str | None:
     with h.store() as store:
-        feed = store.people_feed()
+        feed = store.snapshot.people_feed()
         return feed.delta_link if feed is not None else None
 
 
@@ -83,7 +84,7 @@ def test_a_run_with_no_change_reads_only_the_delta(make_harness: Callable[..., H
     assert again.actions_by_outcome == {}
     assert again.counts_by_situation["linked"] == COUNT
     with h.store() as store:
-        assert store.runs(limit=1)[0].protime_read == "incremental"
+        assert store.runs.runs(limit=1)[0].protime_read == "incremental"
 
 
 def test_both_reads_of_a_run_share_their_strings(
@@ -120,19 +121,19 @@ def test_only_a_full_read_verifies_the_map(make_harness: Callable[..., Harness])
     # the reason a reference gives); from then on nothing changes.
     assert h.run().protime_read == "incremental"
     with h.store() as store:
-        classified_by = store.runs(limit=1)[0].id
-        before = store.mapping("E0001")
+        classified_by = store.runs.runs(limit=1)[0].id
+        before = store.map.mapping("E0001")
     assert before is not None
     assert before.last_run_id == classified_by
     assert h.run().protime_read == "incremental"
     with h.store() as store:
-        after = store.mapping("E0001")
+        after = store.map.mapping("E0001")
     assert after == before
     full = h.run(full=True)
     assert full.protime_read == "full"
     with h.store() as store:
-        verified = store.mapping("E0001")
-        last_run = store.runs(limit=1)[0].id
+        verified = store.map.mapping("E0001")
+        last_run = store.runs.runs(limit=1)[0].id
     assert verified is not None
     assert before.last_verified_at is not None
     assert verified.last_verified_at is not None
@@ -208,7 +209,7 @@ def test_a_missing_token_reads_in_full(make_harness: Callable[..., Harness]) -> 
     h = _harness(make_harness)
     _linked(h)
     with h.store() as store:
-        store.forget_people_feed()
+        store.snapshot.forget_people_feed()
     result = h.run()
     assert (result.protime_read, result.protime_read_reason) == ("full", "no delta token")
     assert _feed_link(h) is not None
@@ -257,12 +258,10 @@ def test_a_changed_reference_name_reads_in_full(make_harness: Callable[..., Harn
     assert "settings that shape the snapshot changed" in (result.protime_read_reason or "")
 
 
-class _CrashOnSave(StateStore):
-    """A store whose snapshot save fails once, as a process killed between apply and save."""
+class _CrashOnSave(SnapshotStore):
+    """A snapshot part whose save fails once, as a process killed between apply and save."""
 
-    def __init__(self, engine: Any) -> None:
-        super().__init__(engine)
-        self.crashed = False
+    crashed = False
 
     def save_people(self, **kwargs: Any) -> None:
         if not self.crashed:
@@ -288,7 +287,8 @@ def test_a_crash_between_apply_and_the_snapshot_save_converges(
     h.set_hr(rows)
     link = _feed_link(h)
     with h.store() as plain:
-        crashing = _CrashOnSave(store_engine(plain))
+        crashing = StateStore(plain.db)
+        crashing.snapshot = _CrashOnSave(plain.db)
         crashed = h.run(state=crashing)
     assert crashed.status is RunStatus.FAILED
     assert "killed before the snapshot was saved" in crashed.message
@@ -382,7 +382,7 @@ def test_the_snapshot_holds_what_protime_holds_after_a_run(
     result = h.run()
     assert result.status is RunStatus.SUCCEEDED, result.message
     with h.store() as store:
-        stored = store.load_people()
+        stored = store.snapshot.load_people()
     fresh = h.run(full=True, dry_run=True)
     assert fresh.actions_by_outcome == {}
     refs = world.references()

@@ -112,13 +112,13 @@ def test_a_stop_while_reading_cuts_the_read_off_and_keeps_nothing(
     assert pages <= at_signal + PAGES_AFTER_THE_SIGNAL, (at_signal, pages)
     assert pages < PEOPLE // PAGE_SIZE // 2, pages  # far from the full read
     with h.store() as store:
-        (stopped,) = store.runs()
+        (stopped,) = store.runs.runs()
         assert stopped.status == "interrupted"
         assert stopped.error is not None
         assert "stopped while reading" in stopped.error
-        assert store.people_feed() is None  # neither the partial read nor its link is kept
-        assert store.load_people() == []
-        assert list(store.iter_mappings()) == []
+        assert store.snapshot.people_feed() is None  # neither the partial read nor its link is kept
+        assert store.snapshot.load_people() == []
+        assert list(store.map.iter_mappings()) == []
     assert h.writes() == 0
     assert h.pending_events() == 0
 
@@ -149,7 +149,7 @@ def test_the_services_stop_event_cuts_a_later_read_off_and_keeps_the_last_snapsh
     )
     assert h.run().status is RunStatus.SUCCEEDED
     with h.store() as store:
-        before = store.people_feed()
+        before = store.snapshot.people_feed()
     assert before is not None
 
     h.wrap_transport = hook(stop_on_the_third_page)
@@ -159,8 +159,8 @@ def test_the_services_stop_event_cuts_a_later_read_off_and_keeps_the_last_snapsh
     assert "stopped while reading" in result.message
     assert len(pages) <= 3 + PAGES_AFTER_THE_SIGNAL, len(pages)
     with h.store() as store:
-        assert store.people_feed() == before  # the partial read replaced nothing
-        assert len(store.load_people()) == PEOPLE
+        assert store.snapshot.people_feed() == before  # the partial read replaced nothing
+        assert len(store.snapshot.load_people()) == PEOPLE
 
     h.wrap_transport = None
     again = h.run()

@@ -22,8 +22,8 @@ from sqlalchemy import create_engine, text
 from e2e.harness import Harness, HRRow, row_for, sim_config
 from sync.reconcile import run
 from sync.reconcile._result import RunStatus
-from sync.state import StateStore, create_state_engine
-from sync.state._engine import advisory_key
+from sync.state import StateStore, open_database
+from sync.state._postgresql import advisory_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -129,10 +129,10 @@ def test_a_run_whose_lock_session_is_cut_stops_writing_and_a_second_run_converge
         protime={"concurrency": 2},
     )
     requests: list[Any] = []
-    engine = create_state_engine(pg_schema_url)
-    with engine.connect() as conn:
+    db = open_database(pg_schema_url)
+    with db.engine.connect() as conn:
         key = advisory_key(conn, "reconcile")
-    first_store = _LockTimes(engine)
+    first_store = _LockTimes(db)
     results: dict[str, Any] = {}
 
     def first() -> None:
@@ -171,10 +171,10 @@ def test_a_run_whose_lock_session_is_cut_stops_writing_and_a_second_run_converge
     assert len(h.references()) < COUNT  # really cut short
     assert _lock_backends(postgres_url, key) == []  # never re-taken through a new session
 
-    second_store = _LockTimes(engine)
+    second_store = _LockTimes(db)
     h.wrap_transport = lambda inner: _Log(inner, "second", requests)
     second = run(settings=h.settings, protime=h.client(), state=second_store)
-    engine.dispose()
+    db.dispose()
     assert second.status is RunStatus.SUCCEEDED, second.message
     assert second_store.taken_at is not None
     late = [t for t, tag, method in requests if tag == "first" and method == "PUT"]

@@ -81,7 +81,7 @@ def test_a_100000_employee_run_logs_progress_while_reading_and_writing(
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) <= REQUIRED_GAP_SECONDS
     with h.store() as store:
-        row = store.run(result.run_id or "")
+        row = store.runs.run(result.run_id or "")
     assert row is not None
     assert row.progress["phase"] == "writing"
     assert row.progress["done"] == CHANGED
@@ -118,7 +118,7 @@ def test_status_shows_a_running_run_with_its_progress(
 
         def writing_recorded() -> bool:
             with h.store() as store:
-                running = store.running()
+                running = store.runs.running()
             return bool(running) and running[0].progress.get("phase") == "writing"
 
         wait_until(writing_recorded, timeout=60, what="the run's progress in its row")

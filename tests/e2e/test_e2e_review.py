@@ -143,7 +143,9 @@ def test_apply_skips_stale_actions_and_strict_applies_nothing(
     }
     assert h.references()["GONE00"] == elsewhere.id  # never deleted from a person not reviewed
     with h.store() as store:
-        (event,) = [e for e in store.events_for(run_id=result.run_id) if e.outcome == "stale"]
+        (event,) = [
+            e for e in store.events.events_for(run_id=result.run_id) if e.outcome == "stale"
+        ]
     assert event.value == "GONE00"
 
 
@@ -209,7 +211,7 @@ def test_a_value_changed_in_protime_since_idsync_wrote_it_says_so(
     (record,) = [c for c in dry.plan.classifications if c.hr_id == "E000"]
     assert record.reason.startswith("changed in Protime since idsync wrote it on ")
     with h.store() as store:
-        row = store.mapping("E000")
+        row = store.map.mapping("E000")
     assert row is not None
     assert (row.hr_wants, row.last_written_value) == ("E000", "E000")
     assert row.last_written_at is not None

@@ -18,7 +18,8 @@ from sync.cli._contracts import record_object
 from sync.cli.reconcile import _as_dict
 from sync.domain import Situation
 from sync.reconcile import RunStatus
-from sync.state import StateStore
+from sync.state._settled import SettledStore
+from sync.state._snapshot import SnapshotStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,7 +87,7 @@ def test_a_run_with_nothing_changed_reports_the_settled_run_without_planning(
     def no_snapshot(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("a settled run loads no snapshot")
 
-    monkeypatch.setattr(StateStore, "load_people", no_snapshot)
+    monkeypatch.setattr(SnapshotStore, "load_people", no_snapshot)
     h.sim.counters.reset()
     settled = h.run()
     assert settled.status is RunStatus.SUCCEEDED, settled.message
@@ -115,7 +116,7 @@ def test_a_run_with_nothing_changed_reports_the_settled_run_without_planning(
     after = h.run()
     assert after.settled_since == settled.run_id
     with h.store() as store:
-        assert store.runs(limit=1)[0].counts_by_situation == quiet.counts_by_situation
+        assert store.runs.runs(limit=1)[0].counts_by_situation == quiet.counts_by_situation
 
 
 def test_a_new_hire_in_hr_plans_again(make_harness: Callable[..., Harness]) -> None:
@@ -159,15 +160,15 @@ def test_anything_in_between_plans_again(
     quiet, _ = _settled_pair(h)
     if between == "admin ignore":
         with h.store() as store:
-            store.ignore(hr_id="U2")
+            store.admin.ignore(hr_id="U2")
     elif between == "clear failed":
         with h.store() as store:
-            store.clear_failed()  # nothing to clear: no event, nothing happened
+            store.admin.clear_failed()  # nothing to clear: no event, nothing happened
     elif between == "a --only run":
         assert h.run(only=("E0001",)).status is RunStatus.SUCCEEDED
     elif between == "an interrupted run":
         with h.store() as store:
-            store.start_run(trigger="cli", dry_run=False, forced=False)  # a process that died
+            store.runs.start_run(trigger="cli", dry_run=False, forced=False)  # a process that died
     else:
         h.safety = {"max_deletes": 3}
     result = h.run()
@@ -216,7 +217,7 @@ def test_a_crash_before_settling_leaves_an_ordinary_run_next(
         raise RuntimeError("killed before settling")
 
     with monkeypatch.context() as patch:
-        patch.setattr(StateStore, "settle", killed)
+        patch.setattr(SettledStore, "settle", killed)
         crashed = h.run()
     assert crashed.status is RunStatus.FAILED
     after = h.run()

@@ -104,7 +104,7 @@ def _converges(h: Harness) -> None:
     assert h.references() == _expected(h)
     assert h.pending_events() == 0
     with h.store() as store:
-        statuses = [r.status for r in store.runs(limit=10)]
+        statuses = [r.status for r in store.runs.runs(limit=10)]
     assert "running" not in statuses
 
 

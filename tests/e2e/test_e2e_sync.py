@@ -50,11 +50,11 @@ def _assert_initial_sync_and_rerun(h: Harness) -> None:
 
     with h.store() as store:
         for hr_id, person in expected.items():
-            row = store.mapping(hr_id)
+            row = store.map.mapping(hr_id)
             assert row is not None
             assert (row.protime_id, row.situation) == (person, "linked")
             assert row.last_written_value == hr_id
-            assert [r.hr_id for r in store.mapping_by_protime_id(person)] == [hr_id]
+            assert [r.hr_id for r in store.map.mapping_by_protime_id(person)] == [hr_id]
     assert h.pending_events() == 0
 
 
@@ -115,8 +115,8 @@ def test_every_situation_in_one_mixed_world(
     h = make_harness(rows=_mixed_world, state_url=state_url, wrap_transport=hook(remove_f1_person))
     p = h.sim.world.people_list()
     with h.store() as store:
-        store.link(hr_id="D2", protime_id=p[12].id)
-        store.ignore(hr_id="I1")
+        store.admin.link(hr_id="D2", protime_id=p[12].id)
+        store.admin.ignore(hr_id="I1")
 
     result = h.run()
 
@@ -144,8 +144,8 @@ def test_every_situation_in_one_mixed_world(
     assert h.references() == expected
 
     with h.store() as store:
-        situations = {r.hr_id: r.situation for r in store.iter_mappings()}
-        failed = store.mapping("F1")
+        situations = {r.hr_id: r.situation for r in store.map.iter_mappings()}
+        failed = store.map.mapping("F1")
         assert failed is not None
         assert failed.last_error is not None
         assert "404" in failed.last_error
@@ -200,7 +200,7 @@ def test_a_permanent_failure_is_retried_when_its_inputs_change(
     assert first.status is RunStatus.PARTIAL
     assert first.actions_by_outcome == {"write:succeeded": 1, "write:failed": 1}
     with h.store() as store:
-        row = store.mapping(long_id)
+        row = store.map.mapping(long_id)
         assert row is not None
         assert row.situation == "failed"
         assert row.failed_fingerprint is not None
@@ -217,7 +217,7 @@ def test_a_permanent_failure_is_retried_when_its_inputs_change(
     assert third.actions_by_outcome == {"write:failed": 1}
     assert h.sim.counters.count("references.put") == puts + 1
     with h.store() as store:
-        row = store.mapping(long_id)
+        row = store.map.mapping(long_id)
         assert row is not None
         assert row.failed_fingerprint is not None
         assert str(people[2].id) in row.failed_fingerprint

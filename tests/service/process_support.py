@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service_support import wait_for
 
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig
-from sync.state import RunRow, StateStore, create_state_engine
+from sync.state import RunRow, StateStore, open_database
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_ID = "idsync"
@@ -182,27 +182,27 @@ class Serve:
 
 
 def runs(state_url: str) -> list[RunRow]:
-    engine = create_state_engine(state_url)
+    db = open_database(state_url)
     try:
-        return StateStore(engine).runs(limit=1000)
+        return StateStore(db).runs.runs(limit=1000)
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def situations(state_url: str) -> dict[str, int]:
-    engine = create_state_engine(state_url)
+    db = open_database(state_url)
     try:
-        return StateStore(engine).counts_by_situation()
+        return StateStore(db).map.counts_by_situation()
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def linked_ids(state_url: str) -> set[str]:
-    engine = create_state_engine(state_url)
+    db = open_database(state_url)
     try:
-        return {m.hr_id for m in StateStore(engine).iter_mappings() if m.situation == "linked"}
+        return {m.hr_id for m in StateStore(db).map.iter_mappings() if m.situation == "linked"}
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 def finished(rows: list[RunRow]) -> list[RunRow]:

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from sync.service import HealthServer, Metrics, StateBackend, failing_streak
-from sync.state import RunSummary, StateStore, create_state_engine, upgrade
+from sync.state import RunSummary, StateStore, open_database, upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -158,16 +158,16 @@ def test_failing_streak_steps_over_neutral_runs() -> None:
 
 
 def _record(engine_url: str, statuses: list[str]) -> None:
-    store = StateStore(create_state_engine(engine_url))
+    store = StateStore(open_database(engine_url))
     for status in statuses:  # oldest first
-        run_id = store.start_run(trigger="schedule", dry_run=False, forced=False)
-        store.finish_run(run_id=run_id, status=status, summary=RunSummary(error="boom"))
+        run_id = store.runs.start_run(trigger="schedule", dry_run=False, forced=False)
+        store.runs.finish_run(run_id=run_id, status=status, summary=RunSummary(error="boom"))
 
 
 @pytest.fixture
 def state_url(tmp_path: Path) -> str:
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade(create_state_engine(url))
+    upgrade(open_database(url))
     return url
 
 

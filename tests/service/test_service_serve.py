@@ -20,7 +20,7 @@ from sync.errors import ConfigError, StateError
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Service, serve
 from sync.service._serve import _stop_on_signals
-from sync.state import check_schema, create_state_engine
+from sync.state import check_schema, open_database
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -336,7 +336,7 @@ def test_serve_migrates_runs_and_returns_0_on_sigterm(
     events = [
         json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")
     ]
-    check_schema(create_state_engine(url))  # migrated at start: at head
+    check_schema(open_database(url))  # migrated at start: at head
     names = [e["event"] for e in events]
     for expected in (
         "service.start",

@@ -10,30 +10,28 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from sync.state import StateStore, create_state_engine, upgrade
+from sync.state import Database, StateStore, open_database, upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from sqlalchemy import Engine
-
 
 @pytest.fixture
-def engine(state_url: str) -> Iterator[Engine]:
-    """An engine from the factory on the empty database (not migrated)."""
-    made = create_state_engine(state_url)
+def db(state_url: str) -> Iterator[Database]:
+    """The empty database (not migrated), opened the one way the code opens it."""
+    made = open_database(state_url)
     yield made
     made.dispose()
 
 
 @pytest.fixture
-def migrated(engine: Engine) -> Engine:
-    """The engine, with the database upgraded to head."""
-    upgrade(engine)
-    return engine
+def migrated(db: Database) -> Database:
+    """The database, upgraded to head."""
+    upgrade(db)
+    return db
 
 
 @pytest.fixture
-def store(migrated: Engine) -> StateStore:
+def store(migrated: Database) -> StateStore:
     """A store on a migrated, empty database."""
     return StateStore(migrated)

@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import insert, select, text, update
 
 from sync.errors import LockHeldError
+from sync.state import Database, open_database, run_lock, upgrade
 from sync.state import _lock as lock_module
-from sync.state import create_state_engine, run_lock, upgrade
-from sync.state._engine import advisory_key
 from sync.state._models import RUN_LOCK
+from sync.state._postgresql import advisory_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,7 +31,7 @@ def _poll_until(predicate, *, seconds: float = 10.0) -> bool:
     return predicate()
 
 
-def test_second_holder_is_refused_while_the_first_holds(migrated: Engine) -> None:
+def test_second_holder_is_refused_while_the_first_holds(migrated: Database) -> None:
     """While one block holds the lock a second attempt raises LockHeldError; after it, it succeeds."""
     with (
         run_lock(migrated, name="t1"),
@@ -43,13 +43,13 @@ def test_second_holder_is_refused_while_the_first_holds(migrated: Engine) -> Non
         pass
 
 
-def test_lock_names_are_independent(migrated: Engine) -> None:
+def test_lock_names_are_independent(migrated: Database) -> None:
     """Holding one name does not block another name."""
     with run_lock(migrated, name="a"), run_lock(migrated, name="b"):
         pass
 
 
-def test_lock_is_released_when_the_block_raises(migrated: Engine) -> None:
+def test_lock_is_released_when_the_block_raises(migrated: Database) -> None:
     """An exception inside the block releases the lock for the next holder."""
     with pytest.raises(RuntimeError), run_lock(migrated, name="boom"):
         raise RuntimeError
@@ -57,7 +57,7 @@ def test_lock_is_released_when_the_block_raises(migrated: Engine) -> None:
         pass
 
 
-def test_two_threads_never_hold_it_together(migrated: Engine) -> None:
+def test_two_threads_never_hold_it_together(migrated: Database) -> None:
     """Eight threads racing for the lock with waiting: never two inside at once, all get in."""
     inside = 0
     most = 0
@@ -89,7 +89,7 @@ def test_two_threads_never_hold_it_together(migrated: Engine) -> None:
 
 
 def test_timeout_zero_fails_at_once_and_a_waiter_gets_the_lock_when_freed(
-    migrated: Engine, monkeypatch: pytest.MonkeyPatch
+    migrated: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a timeout a waiter keeps trying and gets the lock once the holder releases it."""
     held, release, released = threading.Event(), threading.Event(), threading.Event()
@@ -125,7 +125,7 @@ def test_timeout_zero_fails_at_once_and_a_waiter_gets_the_lock_when_freed(
     thread.join()
 
 
-def test_timeout_runs_out_while_held(migrated: Engine) -> None:
+def test_timeout_runs_out_while_held(migrated: Database) -> None:
     """A waiter whose timeout passes while the lock stays held gets LockHeldError."""
     with (
         run_lock(migrated, name="held"),
@@ -136,16 +136,16 @@ def test_timeout_runs_out_while_held(migrated: Engine) -> None:
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path) -> Iterator[Engine]:
-    engine = create_state_engine(f"sqlite:///{tmp_path / 'lock.db'}")
-    upgrade(engine)
-    yield engine
-    engine.dispose()
+def sqlite_db(tmp_path) -> Iterator[Database]:
+    db = open_database(f"sqlite:///{tmp_path / 'lock.db'}")
+    upgrade(db)
+    yield db
+    db.dispose()
 
 
-def _put_row(engine: Engine, *, owner: str, expires_at: datetime) -> None:
+def _put_row(db: Database, *, owner: str, expires_at: datetime) -> None:
     now = datetime.now(UTC)
-    with engine.begin() as conn:
+    with db.engine.begin() as conn:
         conn.execute(
             insert(RUN_LOCK).values(
                 name="reconcile",
@@ -157,71 +157,69 @@ def _put_row(engine: Engine, *, owner: str, expires_at: datetime) -> None:
         )
 
 
-def test_sqlite_expired_lock_of_a_crashed_holder_is_taken_over(sqlite_engine: Engine) -> None:
+def test_sqlite_expired_lock_of_a_crashed_holder_is_taken_over(sqlite_db: Database) -> None:
     """A run_lock row whose expiry passed (its holder died) is taken over by the next run."""
-    _put_row(
-        sqlite_engine, owner="ghost:1:dead", expires_at=datetime.now(UTC) - timedelta(seconds=1)
-    )
-    with run_lock(sqlite_engine):
-        with sqlite_engine.connect() as conn:
+    _put_row(sqlite_db, owner="ghost:1:dead", expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    with run_lock(sqlite_db):
+        with sqlite_db.engine.connect() as conn:
             owner = conn.execute(select(RUN_LOCK.c.owner)).scalar_one()
         assert owner != "ghost:1:dead"
-    with sqlite_engine.connect() as conn:
+    with sqlite_db.engine.connect() as conn:
         assert conn.execute(select(RUN_LOCK.c.owner)).first() is None
 
 
-def test_sqlite_live_lock_row_is_respected_and_named(sqlite_engine: Engine) -> None:
+def test_sqlite_live_lock_row_is_respected_and_named(sqlite_db: Database) -> None:
     """A row that has not expired blocks the run, and the error names its owner."""
     _put_row(
-        sqlite_engine, owner="otherhost:42:abcd", expires_at=datetime.now(UTC) + timedelta(hours=1)
+        sqlite_db, owner="otherhost:42:abcd", expires_at=datetime.now(UTC) + timedelta(hours=1)
     )
-    with pytest.raises(LockHeldError, match="otherhost:42:abcd"), run_lock(sqlite_engine):
+    with pytest.raises(LockHeldError, match="otherhost:42:abcd"), run_lock(sqlite_db):
         pass
 
 
-def test_sqlite_heartbeat_keeps_extending_the_expiry(sqlite_engine: Engine) -> None:
+def test_sqlite_heartbeat_keeps_extending_the_expiry(sqlite_db: Database) -> None:
     """While held, the heartbeat moves expires_at forward, so a long run keeps its lock."""
-    with run_lock(sqlite_engine, ttl=0.4):
-        with sqlite_engine.connect() as conn:
+    with run_lock(sqlite_db, ttl=0.4):
+        with sqlite_db.engine.connect() as conn:
             first = conn.execute(select(RUN_LOCK.c.expires_at)).scalar_one()
 
         def moved() -> bool:
-            with sqlite_engine.connect() as conn:
+            with sqlite_db.engine.connect() as conn:
                 return conn.execute(select(RUN_LOCK.c.expires_at)).scalar_one() > first
 
         assert _poll_until(moved)
 
 
 def test_sqlite_lock_lost_to_a_takeover_is_logged(
-    sqlite_engine: Engine, caplog: pytest.LogCaptureFixture
+    sqlite_db: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """If another process took the row over, the holder's heartbeat notices and logs an error."""
-    with run_lock(sqlite_engine, ttl=0.4):
-        with sqlite_engine.begin() as conn:
+    with run_lock(sqlite_db, ttl=0.4):
+        with sqlite_db.engine.begin() as conn:
             conn.execute(update(RUN_LOCK).values(owner="thief:1:x"))
         assert _poll_until(lambda: "taken over by another process" in caplog.text)
-    with sqlite_engine.connect() as conn:  # the thief's row is not ours to delete
+    with sqlite_db.engine.connect() as conn:  # the thief's row is not ours to delete
         assert conn.execute(select(RUN_LOCK.c.owner)).scalar_one() == "thief:1:x"
 
 
-def test_sqlite_fence_is_lost_at_once_when_the_lease_is_taken_over(sqlite_engine: Engine) -> None:
+def test_sqlite_fence_is_lost_at_once_when_the_lease_is_taken_over(sqlite_db: Database) -> None:
     """The fence the block gets reports the lock lost, with the reason, once another owns the row."""
-    with run_lock(sqlite_engine, ttl=0.4) as fence:
+    with run_lock(sqlite_db, ttl=0.4) as fence:
         assert fence.lost is None
-        with sqlite_engine.begin() as conn:
+        with sqlite_db.engine.begin() as conn:
             conn.execute(update(RUN_LOCK).values(owner="thief:1:x"))
         assert _poll_until(lambda: fence.lost is not None)
         assert "taken over by another process" in (fence.lost or "")
 
 
 def test_sqlite_fence_runs_out_when_the_lease_cannot_be_renewed(
-    sqlite_engine: Engine, tmp_path: Path
+    sqlite_db: Database, tmp_path: Path
 ) -> None:
     """With the heartbeat unable to write (database locked), the fence is lost before the lease expires."""
-    database = sqlite_engine.url.database
+    database = sqlite_db.url.database
     assert database is not None
     blocker = sqlite3.connect(database, timeout=0)
-    with run_lock(sqlite_engine, ttl=0.4) as fence:
+    with run_lock(sqlite_db, ttl=0.4) as fence:
         try:
             blocker.execute("BEGIN IMMEDIATE")  # nobody else may write: the renewal waits
             assert _poll_until(lambda: fence.lost is not None)
@@ -229,20 +227,20 @@ def test_sqlite_fence_runs_out_when_the_lease_cannot_be_renewed(
         finally:
             blocker.rollback()
             blocker.close()
-        with sqlite_engine.connect() as conn:  # and it had not expired yet when the fence fell
+        with sqlite_db.engine.connect() as conn:  # and it had not expired yet when the fence fell
             assert conn.execute(select(RUN_LOCK.c.owner)).scalar_one() is not None
 
 
 @pytest.mark.postgres
 def test_postgresql_fence_is_lost_when_the_lock_session_is_terminated(pg_schema_url: str) -> None:
     """Terminating the backend that holds the advisory lock loses the fence within seconds."""
-    engine = create_state_engine(pg_schema_url)
+    db = open_database(pg_schema_url)
     try:
-        with engine.connect() as conn:
+        with db.engine.connect() as conn:
             unsigned = advisory_key(conn, "fence") & 0xFFFF_FFFF_FFFF_FFFF
-        with run_lock(engine, name="fence") as fence:
+        with run_lock(db, name="fence") as fence:
             assert fence.lost is None
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 terminated = conn.execute(
                     text(
                         "SELECT pg_terminate_backend(pid) FROM pg_locks"
@@ -254,24 +252,24 @@ def test_postgresql_fence_is_lost_when_the_lock_session_is_terminated(pg_schema_
             assert len(terminated) == 1
             assert _poll_until(lambda: fence.lost is not None, seconds=30)
             assert "PostgreSQL session" in (fence.lost or "")
-        with run_lock(engine, name="fence"):  # free again, and released without error
+        with run_lock(db, name="fence"):  # free again, and released without error
             pass
     finally:
-        engine.dispose()
+        db.dispose()
 
 
 _HOLDER = """
 import sys
-from sync.state import create_state_engine, run_lock
-engine = create_state_engine(sys.argv[1])
-with run_lock(engine, name="cross"):
+from sync.state import open_database, run_lock
+db = open_database(sys.argv[1])
+with run_lock(db, name="cross"):
     print("held", flush=True)
     sys.stdin.readline()
 print("released", flush=True)
 """
 
 
-def test_a_lock_held_by_another_process_blocks_this_one(migrated: Engine, state_url: str) -> None:
+def test_a_lock_held_by_another_process_blocks_this_one(migrated: Database, state_url: str) -> None:
     """A lock held by a separate process refuses this process until that process lets go."""
     child = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, state_url],

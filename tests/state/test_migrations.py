@@ -11,16 +11,17 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
+from sqlalchemy import inspect, text
 
 from sync.errors import SchemaNotCurrentError, StateError
 from sync.state import (
+    Database,
     alembic_config,
     check_schema,
-    create_state_engine,
     current_revision,
     head_revision,
     migrations_dir,
+    open_database,
     upgrade,
 )
 from sync.state._migrate import _revisions
@@ -30,31 +31,31 @@ REPO = Path(__file__).resolve().parents[2]
 TABLES = {"mappings", "runs", "events", "run_lock", "alembic_version"}
 
 
-def test_upgrade_leaves_no_difference_to_the_models(migrated: Engine) -> None:
+def test_upgrade_leaves_no_difference_to_the_models(migrated: Database) -> None:
     """After upgrade head, autogenerate finds nothing: the migrations match the models exactly."""
-    with migrated.connect() as conn:
+    with migrated.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
     config = alembic_config()
-    with migrated.connect() as conn:
+    with migrated.engine.connect() as conn:
         config.attributes["connection"] = conn
         command.check(config)  # what `alembic check` runs; raises on any difference
 
 
-def test_check_schema_says_to_upgrade_until_upgraded(engine: Engine) -> None:
+def test_check_schema_says_to_upgrade_until_upgraded(db: Database) -> None:
     """An empty database fails check_schema naming `idsync db upgrade`; after upgrade it passes."""
-    assert current_revision(engine) is None
+    assert current_revision(db) is None
     with pytest.raises(SchemaNotCurrentError, match="idsync db upgrade"):
-        check_schema(engine)
-    upgrade(engine)
-    assert current_revision(engine) == head_revision()
-    check_schema(engine)
-    assert set(inspect(engine).get_table_names()) >= TABLES
+        check_schema(db)
+    upgrade(db)
+    assert current_revision(db) == head_revision()
+    check_schema(db)
+    assert set(inspect(db.engine).get_table_names()) >= TABLES
 
 
-def test_upgrade_twice_is_a_no_op(migrated: Engine) -> None:
+def test_upgrade_twice_is_a_no_op(migrated: Database) -> None:
     """A second upgrade on a database at head changes nothing and does not fail."""
-    with migrated.begin() as conn:
+    with migrated.engine.begin() as conn:
         conn.execute(
             text(
                 "INSERT INTO run_lock (name, owner, acquired_at, heartbeat_at, expires_at)"
@@ -62,14 +63,14 @@ def test_upgrade_twice_is_a_no_op(migrated: Engine) -> None:
             )
         )
     upgrade(migrated)
-    with migrated.connect() as conn:
+    with migrated.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM run_lock")).scalar_one() == 1
     assert current_revision(migrated) == head_revision()
 
 
-def test_unknown_revision_is_reported_as_newer(migrated: Engine) -> None:
+def test_unknown_revision_is_reported_as_newer(migrated: Database) -> None:
     """A database stamped by a newer idsync is refused with a message saying so."""
-    with migrated.begin() as conn:
+    with migrated.engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = 'zz99'"))
     with pytest.raises(SchemaNotCurrentError, match="newer version"):
         check_schema(migrated)
@@ -77,37 +78,37 @@ def test_unknown_revision_is_reported_as_newer(migrated: Engine) -> None:
 
 def test_two_threads_upgrading_at_once_both_succeed(state_url: str) -> None:
     """Two threads with their own engines upgrade one empty database at the same moment safely."""
-    engines = [create_state_engine(state_url) for _ in range(2)]
+    dbs = [open_database(state_url) for _ in range(2)]
     barrier = threading.Barrier(2)
     errors: list[BaseException] = []
 
-    def work(engine: Engine) -> None:
+    def work(db: Database) -> None:
         barrier.wait()
         try:
-            upgrade(engine)
+            upgrade(db)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(e,)) for e in engines]
+    threads = [threading.Thread(target=work, args=(d,)) for d in dbs]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    assert current_revision(engines[0]) == head_revision()
-    for e in engines:
-        e.dispose()
+    assert current_revision(dbs[0]) == head_revision()
+    for d in dbs:
+        d.dispose()
 
 
 _CHILD = """
 import os, sys, time
 from pathlib import Path
-from sync.state import create_state_engine, upgrade
+from sync.state import open_database, upgrade
 go = Path(sys.argv[2])
 deadline = time.monotonic() + 30
 while not go.exists() and time.monotonic() < deadline:
     time.sleep(0.005)
-upgrade(create_state_engine(sys.argv[1]))
+upgrade(open_database(sys.argv[1]))
 print("ok")
 """
 
@@ -129,9 +130,9 @@ def test_two_processes_upgrading_at_once_both_succeed(state_url: str, tmp_path: 
     for child, (out, err) in zip(children, results, strict=True):
         assert child.returncode == 0, err
         assert out.strip() == "ok"
-    engine = create_state_engine(state_url)
-    assert current_revision(engine) == head_revision()
-    engine.dispose()
+    db = open_database(state_url)
+    assert current_revision(db) == head_revision()
+    db.dispose()
 
 
 def test_alembic_command_line_needs_a_url_and_checks_clean(tmp_path: Path) -> None:
@@ -190,12 +191,12 @@ def test_source_tree_migrations_are_found_from_any_directory(tmp_path: Path) -> 
 
 def test_unreachable_database_is_a_state_error_without_password() -> None:
     """check_schema on an unreachable server raises StateError and never shows the password."""
-    engine = create_state_engine("postgresql+psycopg://idsync:s3cr3t-pass@127.0.0.1:1/nothing")
+    db = open_database("postgresql+psycopg://idsync:s3cr3t-pass@127.0.0.1:1/nothing")
     with pytest.raises(StateError) as info:
-        check_schema(engine)
+        check_schema(db)
     assert "unreachable" in str(info.value)
     assert "s3cr3t-pass" not in str(info.value)
-    engine.dispose()
+    db.dispose()
 
 
 def test_head_read_from_the_scripts_is_alembics_head() -> None:
@@ -208,12 +209,12 @@ def test_head_read_from_the_scripts_is_alembics_head() -> None:
 def test_checking_the_schema_does_not_import_alembic(tmp_path: Path) -> None:
     """The CLI imported and an up-to-date database checked, a process has loaded no alembic module."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
-    upgrade(create_state_engine(url))
+    upgrade(open_database(url))
     code = (
         "import sys\n"
         "import sync.cli._main\n"
-        "from sync.state import check_schema, create_state_engine\n"
-        f"check_schema(create_state_engine({url!r}))\n"
+        "from sync.state import check_schema, open_database\n"
+        f"check_schema(open_database({url!r}))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
     )
     done = subprocess.run(

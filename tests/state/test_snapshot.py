@@ -39,13 +39,13 @@ def _save(store: StateStore, **kwargs: Any) -> None:
         "now": T0,
         "run_id": None,
     }
-    store.save_people(**{**defaults, **kwargs})
+    store.snapshot.save_people(**{**defaults, **kwargs})
 
 
 def _statements(store: StateStore) -> list[str]:
     seen: list[str] = []
     event.listen(
-        store._engine,
+        store.db.engine,
         "before_cursor_execute",
         lambda _c, _cur, statement, *_a: seen.append(statement.split()[0].upper()),
     )
@@ -54,11 +54,11 @@ def _statements(store: StateStore) -> list[str]:
 
 def test_a_full_snapshot_round_trips_with_its_feed_row(store: StateStore) -> None:
     """What a full read saves loads back equal and in id order, with the link stored beside it."""
-    assert store.people_feed() is None
+    assert store.snapshot.people_feed() is None
     people = _people(2 * _WRITE_BATCH + 3)
     _save(store, full=list(reversed(people)))
-    assert store.load_people() == people
-    feed = store.people_feed()
+    assert store.snapshot.load_people() == people
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert (feed.delta_link, feed.full_read_at) == ("/people?delta&deltaToken=t1", T0)
 
@@ -73,8 +73,8 @@ def test_a_second_full_save_writes_only_what_differs(store: StateStore) -> None:
     assert statements.count("UPDATE") == 1  # the feed row only
     changed = [*people[1:49], Person(id=1049, reference="moved"), Person(id=5000)]
     _save(store, full=changed, delta_link="/t3")
-    assert store.load_people() == sorted(changed, key=lambda p: p.id)
-    feed = store.people_feed()
+    assert store.snapshot.load_people() == sorted(changed, key=lambda p: p.id)
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert feed.delta_link == "/t3"
 
@@ -91,10 +91,10 @@ def test_an_incremental_save_upserts_and_removes_only_those(store: StateStore) -
         delta_link="/t2",
         now=later,
     )
-    loaded = {p.id: p for p in store.load_people()}
+    loaded = {p.id: p for p in store.snapshot.load_people()}
     assert set(loaded) == {p.id for p in people} - {1003, 1004} | {9999}
     assert loaded[1002] == Person(id=1002, reference="E-new")
-    feed = store.people_feed()
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert (feed.delta_link, feed.full_read_at, feed.updated_at) == ("/t2", T0, later)
 
@@ -102,11 +102,11 @@ def test_an_incremental_save_upserts_and_removes_only_those(store: StateStore) -
 def test_forgetting_the_feed_keeps_the_snapshot(store: StateStore) -> None:
     """Without a link the next run reads in full; the snapshot stays until it is replaced."""
     _save(store, full=_people(3))
-    store.forget_people_feed()
-    feed = store.people_feed()
+    store.snapshot.forget_people_feed()
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert feed.delta_link is None
-    assert len(store.load_people()) == 3
+    assert len(store.snapshot.load_people()) == 3
 
 
 def test_a_full_save_takes_the_references_in_the_same_rows(store: StateStore) -> None:
@@ -119,7 +119,7 @@ def test_a_full_save_takes_the_references_in_the_same_rows(store: StateStore) ->
     # The stored rows streamed, the people inserted once, the feed row (no update, then insert).
     assert [s for s in statements if s != "BEGIN"] == ["SELECT", "INSERT", "UPDATE", "INSERT"]
     expected = [replace(p, reference=references.get(p.id, p.reference)) for p in people]
-    assert store.load_people() == expected
+    assert store.snapshot.load_people() == expected
     statements.clear()
     _save(store, full=people, references=references, delta_link="/t2")
     assert [s for s in statements if s in {"INSERT", "DELETE"}] == []
@@ -140,7 +140,7 @@ def test_an_incremental_save_sets_references_over_the_delta_and_the_snapshot(
         references={1001: "W1", 1002: "W2", 1003: "W3", 1004: None, 7777: "W7"},
         delta_link="/t2",
     )
-    loaded = {p.id: p for p in store.load_people()}
+    loaded = {p.id: p for p in store.snapshot.load_people()}
     assert set(loaded) == {p.id for p in people} - {1003}
     assert loaded[1001] == Person(id=1001, badge_number="new", reference="W1")
     assert loaded[1002] == replace(people[2], reference="W2")
@@ -156,7 +156,7 @@ def test_change_versions_are_kept_and_a_version_change_alone_rewrites_the_row(
     people = _people(5)
     versions = {p.id: f"{p.id:020X}" for p in people}
     _save(store, full=people, versions=versions)
-    assert store.people_versions(ids=[1000, 1004, 99]) == {
+    assert store.snapshot.people_versions(ids=[1000, 1004, 99]) == {
         1000: versions[1000],
         1004: versions[1004],
     }
@@ -164,16 +164,16 @@ def test_change_versions_are_kept_and_a_version_change_alone_rewrites_the_row(
     _save(store, full=people, versions={**versions, 1002: "FFFF"})
     assert seen.count("UPDATE") == 2  # the one person's row, and the feed row
     _save(store, upserts=[replace(people[0], badge_number="NEW")], versions={1000: "FFFFF"})
-    assert store.people_versions(ids=[1000, 1002]) == {1000: "FFFFF", 1002: "FFFF"}
+    assert store.snapshot.people_versions(ids=[1000, 1002]) == {1000: "FFFFF", 1002: "FFFF"}
 
 
 def test_the_feed_row_keeps_unconfirmed_writes_and_refusals(store: StateStore) -> None:
     """The feed row stores the writes to confirm and the refusals in a row; a plain save resets them."""
     _save(store, full=_people(2), unconfirmed_writes=3, delta_refusals=2)
-    feed = store.people_feed()
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert (feed.unconfirmed_writes, feed.delta_refusals) == (3, 2)
     _save(store, full=_people(2))
-    feed = store.people_feed()
+    feed = store.snapshot.people_feed()
     assert feed is not None
     assert (feed.unconfirmed_writes, feed.delta_refusals) == (0, 0)

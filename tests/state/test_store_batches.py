@@ -10,19 +10,19 @@ import pytest
 from sqlalchemy import String, cast, select
 
 from sync.domain import Action, ActionKind, Classification, Outcome, Precondition, Rule, Situation
-from sync.state import ActionOutcome, StateStore, _events, _map
+from sync.state import ActionOutcome, StateStore, _events, _map, _outcomes
 from sync.state._base import _WRITE_BATCH
-from sync.state._engine import update_rows, write_transaction
+from sync.state._dialect import Dialect
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
+    from sync.state import Database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 COUNT = 2 * _WRITE_BATCH + 7  # three batches, the last one short
 
 
 def _run(store: StateStore) -> str:
-    return store.start_run(trigger="cli", dry_run=False, forced=False)
+    return store.runs.start_run(trigger="cli", dry_run=False, forced=False)
 
 
 def test_many_pending_events_keep_one_id_per_action_in_action_order(store: StateStore) -> None:
@@ -39,9 +39,9 @@ def test_many_pending_events_keep_one_id_per_action_in_action_order(store: State
         )
         for i in reversed(range(COUNT))  # not sorted by id: order must come from the actions
     ]
-    ids = store.record_pending(run_id=run_id, actions=actions)
+    ids = store.events.record_pending(run_id=run_id, actions=actions)
     assert len(ids) == len(set(ids)) == COUNT
-    events = {e.id: e.hr_id for e in store.events_for(run_id=run_id, limit=COUNT + 1)}
+    events = {e.id: e.hr_id for e in store.events.events_for(run_id=run_id, limit=COUNT + 1)}
     assert [events[i] for i in ids] == [a.hr_id for a in actions]
 
 
@@ -57,13 +57,13 @@ def test_many_new_and_changed_classifications_are_all_stored(store: StateStore) 
         )
         for i in range(COUNT)
     ]
-    store.save_classifications(run_id=_run(store), classifications=first, now=T0)
+    store.map.save_classifications(run_id=_run(store), classifications=first, now=T0)
     changed = [
         Classification(hr_id=c.hr_id, situation=Situation.UNMATCHED, reason="gone from Protime")
         for c in first
     ]
-    store.save_classifications(run_id=_run(store), classifications=changed, now=T0)
-    rows = list(store.iter_mappings())
+    store.map.save_classifications(run_id=_run(store), classifications=changed, now=T0)
+    rows = list(store.map.iter_mappings())
     assert len(rows) == COUNT
     assert {(r.situation, r.protime_id, r.reason) for r in rows} == {
         ("unmatched", None, "gone from Protime")
@@ -87,16 +87,16 @@ def test_pending_ids_and_the_databases_own_ids_never_collide(store: StateStore) 
             )
             for i in range(count)
         ]
-        return store.record_pending(run_id=run_id, actions=actions)
+        return store.events.record_pending(run_id=run_id, actions=actions)
 
     first = pending("A", 3)
-    store.ignore(hr_id="X1")  # an admin event, its id from the database's own autoincrement
+    store.admin.ignore(hr_id="X1")  # an admin event, its id from the database's own autoincrement
     second = pending("B", 2)
-    admin = [e.id for e in store.events_for(hr_id="X1")]
+    admin = [e.id for e in store.events.events_for(hr_id="X1")]
     assert len(admin) == 1
     assert len({*first, *admin, *second}) == 6
     assert max(first) < admin[0] < min(second)
-    events = {e.id: e.hr_id for e in store.events_for(limit=10)}
+    events = {e.id: e.hr_id for e in store.events.events_for(limit=10)}
     assert [events[i] for i in first + second] == ["A0", "A1", "A2", "B0", "B1"]
 
 
@@ -104,7 +104,7 @@ def _batch_of_every_kind(store: StateStore, p: str) -> None:
     """One run whose single outcome batch holds every kind of outcome, its HR ids prefixed."""
     run_id = _run(store)
     unlinked = Situation.UNLINKED
-    store.save_classifications(
+    store.map.save_classifications(
         run_id=run_id,
         classifications=[
             *(
@@ -147,7 +147,7 @@ def _batch_of_every_kind(store: StateStore, p: str) -> None:
     ]
     expected = [Precondition(expect_value=None, expect_holder=None) for _ in actions]
     expected[2] = Precondition(expect_value=f"{p}OLD", expect_holder=None)
-    ids = store.record_pending(run_id=run_id, actions=actions, preconditions=expected)
+    ids = store.events.record_pending(run_id=run_id, actions=actions, preconditions=expected)
     outcomes = [
         ActionOutcome(event_id=i, action=a, outcome=Outcome.SUCCEEDED, http_status=201)
         for i, a in zip(ids, actions, strict=True)
@@ -155,13 +155,13 @@ def _batch_of_every_kind(store: StateStore, p: str) -> None:
     outcomes[-1] = ActionOutcome(
         event_id=ids[-1], action=actions[-1], outcome=Outcome.FAILED, http_status=400, error="no"
     )
-    store.record_outcomes(outcomes)
+    store.events.record_outcomes(outcomes)
 
 
 def _comparable(store: StateStore, p: str) -> dict[str, tuple[object, ...]]:
     """The rows of prefix ``p``, unprefixed, times reduced to whether they are set."""
     found: dict[str, tuple[object, ...]] = {}
-    for row in store.iter_mappings():
+    for row in store.map.iter_mappings():
         if not row.hr_id.startswith(p):
             continue
         values = []
@@ -181,15 +181,15 @@ def test_outcomes_applied_in_bulk_equal_outcomes_applied_row_by_row(
 ) -> None:
     """The set-based path for succeeded writes leaves every row exactly as the row-by-row path."""
     _batch_of_every_kind(store, "A")
-    monkeypatch.setattr(_map, "_bulk_writes", lambda _conn, _relevant: [])
+    monkeypatch.setattr(_outcomes, "_bulk_writes", lambda _conn, _dialect, _relevant: [])
     _batch_of_every_kind(store, "B")
     bulk, by_row = _comparable(store, "A"), _comparable(store, "B")
     assert set(bulk) == {"E1", "E2", "E3", "E4", "E5", "E6", "O1"}
     assert bulk == by_row
-    e3 = store.mapping("AE3")
+    e3 = store.map.mapping("AE3")
     assert e3 is not None
     assert (e3.situation, e3.previous_hr_id, e3.reason) == ("linked", "AOLD", "written: matched")
-    o1 = store.mapping("AO1")
+    o1 = store.map.mapping("AO1")
     assert o1 is not None
     assert o1.situation == "orphaned"
 
@@ -198,21 +198,21 @@ def test_the_bulk_path_takes_the_plain_writes_only(store: StateStore) -> None:
     """Only succeeded writes on an existing row, alone in their batch and matching their pending
     event, are applied in SQL; the rest go row by row."""
     taken: list[str] = []
-    real = _map._bulk_writes
+    real = _outcomes._bulk_writes
 
-    def spy(conn: object, relevant: object) -> list[ActionOutcome]:
-        chosen = real(conn, relevant)  # type: ignore[arg-type]
+    def spy(conn: object, dialect: object, relevant: object) -> list[ActionOutcome]:
+        chosen = real(conn, dialect, relevant)  # type: ignore[arg-type]
         taken.extend(o.action.hr_id for o in chosen)
         return chosen
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(_map, "_bulk_writes", spy)
+        mp.setattr(_outcomes, "_bulk_writes", spy)
         _batch_of_every_kind(store, "A")
     assert sorted(taken) == ["AE1", "AE2", "AE3", "AO1"]
 
 
 def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
-    store: StateStore, migrated: Engine, monkeypatch: pytest.MonkeyPatch
+    store: StateStore, migrated: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Pending events loaded as plain rows (COPY, executemany of tuples) are stored exactly as
     the portable INSERT ... RETURNING path stores them, created_at to the microsecond."""
@@ -252,10 +252,12 @@ def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
         Precondition(expect_value="X", expect_holder=None),
         Precondition(expect_value="OLD", expect_holder=7),
     ]
-    bulk = store.record_pending(run_id=run_id, actions=actions("A"), preconditions=expected)
-    monkeypatch.setattr(_events, "allocate_ids", lambda _conn, _column, _count: None)
-    returned = store.record_pending(run_id=run_id, actions=actions("B"), preconditions=expected)
-    events = {e.id: e for e in store.events_for(run_id=run_id, limit=10)}
+    bulk = store.events.record_pending(run_id=run_id, actions=actions("A"), preconditions=expected)
+    monkeypatch.setattr(store.db.dialect, "allocate_ids", lambda _conn, _column, _count: None)
+    returned = store.events.record_pending(
+        run_id=run_id, actions=actions("B"), preconditions=expected
+    )
+    events = {e.id: e for e in store.events.events_for(run_id=run_id, limit=10)}
 
     def comparable(ids: list[int], p: str) -> list[dict[str, object]]:
         rows = []
@@ -272,7 +274,7 @@ def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
     assert events[bulk[0]].created_at == datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
     # Stored alike too, not only read back alike: SQLite keeps timestamps as text, and text
     # written by the driver's own datetime adapter would sort apart from SQLAlchemy's.
-    with migrated.connect() as conn:
+    with migrated.engine.connect() as conn:
         stored = dict(
             conn.execute(
                 select(_events._E.id, cast(_events._E.created_at, String)).where(
@@ -286,14 +288,12 @@ def test_pending_events_in_bulk_equal_pending_events_inserted_with_returning(
 
 
 @pytest.mark.parametrize("path", ["dialect", "generic"])
-def test_update_rows_sets_values_and_constants_on_every_path(
-    migrated: Engine, path: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_update_rows_sets_values_and_constants_on_every_path(migrated: Database, path: str) -> None:
     """update_rows writes each row's own values and the shared constants, the same on the
     dialect's bulk path and on SQLAlchemy's executemany."""
     store = StateStore(migrated)
     run_id = _run(store)
-    store.save_classifications(
+    store.map.save_classifications(
         run_id=run_id,
         classifications=[
             Classification(hr_id=f"E{i}", situation=Situation.UNMATCHED, reason="none")
@@ -304,11 +304,10 @@ def test_update_rows_sets_values_and_constants_on_every_path(
     later = datetime(2026, 2, 3, 4, 5, 6, 789012, tzinfo=UTC)
     second = _run(store)
     m = _map._M
-    with write_transaction(migrated) as conn:
-        if path == "generic":
-            # Any other database: what neither the PostgreSQL nor the SQLite branch takes.
-            monkeypatch.setattr(conn.dialect, "name", "other")
-        update_rows(
+    # "generic": what any other database gets, on this one.
+    dialect = migrated.dialect if path == "dialect" else Dialect()
+    with migrated.write() as conn:
+        dialect.update_rows(
             conn,
             _map._MAPPINGS,
             m.hr_id,
@@ -316,7 +315,7 @@ def test_update_rows_sets_values_and_constants_on_every_path(
             [("E0", 10, "linked", "it's\ttab"), ("E2", None, "disputed", "")],
             constants={"last_changed_at": later, "last_run_id": second},
         )
-    rows = {r.hr_id: r for r in (store.mapping(f"E{i}") for i in range(3)) if r is not None}
+    rows = {r.hr_id: r for r in (store.map.mapping(f"E{i}") for i in range(3)) if r is not None}
     assert (rows["E0"].protime_id, rows["E0"].situation, rows["E0"].reason) == (
         10,
         "linked",

@@ -46,11 +46,11 @@ def _apply(
     outcome: Outcome = Outcome.SUCCEEDED,
 ) -> str:
     """A run of ``trigger`` that classified, then called ``actions`` with ``outcome``."""
-    run_id = store.start_run(trigger=trigger, dry_run=False, forced=False)
-    store.save_classifications(run_id=run_id, classifications=classifications, now=T0)
-    ids = store.record_pending(run_id=run_id, actions=actions)
+    run_id = store.runs.start_run(trigger=trigger, dry_run=False, forced=False)
+    store.map.save_classifications(run_id=run_id, classifications=classifications, now=T0)
+    ids = store.events.record_pending(run_id=run_id, actions=actions)
     status = 204 if outcome is Outcome.SUCCEEDED else 503
-    store.record_outcomes(
+    store.events.record_outcomes(
         [ActionOutcome(i, a, outcome, status) for i, a in zip(ids, actions, strict=True)]
     )
     return run_id
@@ -64,7 +64,7 @@ def test_a_rolled_back_reference_leaves_its_record_unlinked_with_the_rollback_as
     run_id = _apply(
         store, "rollback", [_linked("H1", 11), _linked("E1", 12)], [_undo_delete("H1", 11)]
     )
-    row = store.mapping("H1")
+    row = store.map.mapping("H1")
     assert row is not None
     assert (row.situation, row.protime_id, row.protime_value, row.rule, row.evidence) == (
         "unlinked",
@@ -77,16 +77,16 @@ def test_a_rolled_back_reference_leaves_its_record_unlinked_with_the_rollback_as
         f"rolled back by run {run_id[:8]}: rollback of run {UNDONE[:8]}: delete HRMID H1 from"
         " person 11 (it was on no one before)"
     )
-    assert store.linked_pairs() == {"E1": 12}
-    assert store.counts_by_situation() == {"linked": 1, "unlinked": 1}
-    assert [c.hr_id for c in store.unlinked_records()] == ["H1"]
+    assert store.map.linked_pairs() == {"E1": 12}
+    assert store.map.counts_by_situation() == {"linked": 1, "unlinked": 1}
+    assert [c.hr_id for c in store.map.unlinked_records()] == ["H1"]
 
 
 def test_a_delete_by_another_run_names_that_run(store: StateStore) -> None:
     """A linked record whose own value a run of another trigger deleted is unlinked too, its
     reason naming the run."""
     run_id = _apply(store, "apply", [_linked("H1", 11)], [_undo_delete("H1", 11)])
-    row = store.mapping("H1")
+    row = store.map.mapping("H1")
     assert row is not None
     assert row.situation == "unlinked"
     assert row.reason is not None
@@ -99,7 +99,7 @@ def test_a_manual_link_keeps_its_rule_when_its_reference_is_rolled_back(
     """An admin's link whose reference a rollback deleted reads unlinked but keeps the admin's
     rule and evidence: the next run writes the reference again."""
     _apply(store, "rollback", [_linked("M1", 21, Rule.MANUAL)], [_undo_delete("M1", 21)])
-    row = store.mapping("M1")
+    row = store.map.mapping("M1")
     assert row is not None
     assert (row.situation, row.rule, row.evidence) == (
         "unlinked",
@@ -115,7 +115,7 @@ def test_a_delete_that_did_not_happen_leaves_the_record_linked_to_its_person(
     """A rollback delete that did not succeed leaves the reference in Protime, so the record
     keeps its person and value (a permanent failure reads failed, as for any call)."""
     _apply(store, "rollback", [_linked("H1", 11)], [_undo_delete("H1", 11)], outcome)
-    row = store.mapping("H1")
+    row = store.map.mapping("H1")
     assert row is not None
     assert (row.protime_id, row.protime_value) == (11, "H1")
     assert row.situation == ("linked" if outcome is Outcome.RETRIABLE else "failed")
@@ -127,7 +127,7 @@ def test_deleting_another_value_from_a_linked_person_keeps_the_link(store: State
     stale = Action(ActionKind.DELETE, "E1", 99, "E1", Situation.LINKED, "copy on person 99")
     other = Action(ActionKind.DELETE, "E2", 12, "OLD", Situation.DRIFTED, "make room")
     _apply(store, "rollback", [_linked("E1", 11), _linked("E2", 12)], [stale, other])
-    assert store.linked_pairs() == {"E1": 11, "E2": 12}
+    assert store.map.linked_pairs() == {"E1": 11, "E2": 12}
 
 
 def test_a_rollback_writing_a_value_back_links_it_to_its_old_person(store: StateStore) -> None:
@@ -142,4 +142,4 @@ def test_a_rollback_writing_a_value_back_links_it_to_its_old_person(store: State
         f"rollback of run {UNDONE[:8]}: put HRMID R1 back on person 31",
     )
     _apply(store, "rollback", [_linked("R1", 32)], [back])
-    assert store.linked_pairs() == {"R1": 31}
+    assert store.map.linked_pairs() == {"R1": 31}

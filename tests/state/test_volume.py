@@ -6,12 +6,12 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, event
+from sqlalchemy import event
 
 from sync.domain import Classification, Rule, Situation
 
 if TYPE_CHECKING:
-    from sync.state import StateStore
+    from sync.state import Database, StateStore
 
 ROWS = 100_000
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -36,12 +36,12 @@ def _classifications(changed_every: int = 0) -> list[Classification]:
 
 
 def test_100k_unchanged_rows_are_verified_without_rewriting_them(
-    store: StateStore, migrated: Engine
+    store: StateStore, migrated: Database
 ) -> None:
     """A second save of 100,000 identical classifications only bumps last_verified_at, in few statements."""
-    first = store.start_run(trigger="cli", dry_run=False, forced=False)
+    first = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
     started = time.perf_counter()
-    store.save_classifications(run_id=first, classifications=_classifications(), now=T0)
+    store.map.save_classifications(run_id=first, classifications=_classifications(), now=T0)
     insert_seconds = time.perf_counter() - started
 
     statements: list[str] = []
@@ -49,28 +49,28 @@ def test_100k_unchanged_rows_are_verified_without_rewriting_them(
     def count(_conn, _cursor, statement, _params, _context, _executemany) -> None:
         statements.append(statement.split(None, 1)[0].upper())
 
-    event.listen(migrated, "before_cursor_execute", count)
-    second = store.start_run(trigger="cli", dry_run=False, forced=False)
+    event.listen(migrated.engine, "before_cursor_execute", count)
+    second = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
     later = T0 + timedelta(hours=1)
     data = _classifications()
     started = time.perf_counter()
-    store.save_classifications(run_id=second, classifications=data, now=later)
+    store.map.save_classifications(run_id=second, classifications=data, now=later)
     unchanged_seconds = time.perf_counter() - started
-    event.remove(migrated, "before_cursor_execute", count)
+    event.remove(migrated.engine, "before_cursor_execute", count)
 
     # No INSERT, and exactly one UPDATE (the bulk last_verified_at) besides the run bookkeeping.
     body = [s for s in statements if s not in {"BEGIN", "COMMIT"}]
     assert body.count("INSERT") == 1  # start_run's
     assert body.count("UPDATE") == 1
-    rows = list(store.iter_mappings())
+    rows = list(store.map.iter_mappings())
     assert len(rows) == ROWS
     assert all(r.last_verified_at == later and r.last_changed_at == T0 for r in rows)
 
     changed = _classifications(changed_every=100)
     started = time.perf_counter()
-    store.save_classifications(run_id=second, classifications=changed, now=later)
+    store.map.save_classifications(run_id=second, classifications=changed, now=later)
     one_percent_seconds = time.perf_counter() - started
-    assert store.mapping("E000100").reason == "changed"  # type: ignore[union-attr]
+    assert store.map.mapping("E000100").reason == "changed"  # type: ignore[union-attr]
 
     dialect = migrated.dialect.name
     print(  # noqa: T201 - the figure the brief asks for; read it with `pytest -s`
