@@ -103,28 +103,11 @@ class BoundedBody(httpx.AsyncBaseTransport):
         self._deadline = deadline
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        limit = self._limit
         try:
             async with asyncio.timeout(self._deadline):
                 response = await self._inner.handle_async_request(request)
                 try:
-                    declared = response.headers.get("Content-Length", "")
-                    if declared.isdecimal() and int(declared) > limit:
-                        raise TooLargeError(response.status_code, limit)
-                    if response.is_stream_consumed:
-                        # An in-process transport (simulator, tests) hands the body over read
-                        # and decoded already; the cap still applies.
-                        decoder = _BoundedDecoder("", response.status_code, limit)
-                        decoder.feed(response.content)
-                    else:
-                        decoder = _BoundedDecoder(
-                            response.headers.get("Content-Encoding", ""),
-                            response.status_code,
-                            limit,
-                        )
-                        async for raw in response.aiter_raw():
-                            decoder.feed(raw)
-                    decoder.finish()
+                    body = await self._read(response)
                 finally:
                     await response.aclose()
         except TimeoutError:
@@ -132,17 +115,35 @@ class BoundedBody(httpx.AsyncBaseTransport):
                 f"no complete answer within the request deadline of {self._deadline:g} s "
                 "(IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS)"
             ) from None
+        if body is None:
+            return response
         headers = [
             (name, value)
             for name, value in response.headers.multi_items()
             if name.lower() not in _WIRE_HEADERS
         ]
         return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=decoder.body(),
-            extensions=response.extensions,
+            response.status_code, headers=headers, content=body, extensions=response.extensions
         )
+
+    async def _read(self, response: httpx.Response) -> bytes | None:
+        """The body, decoded and within the cap; None when ``response`` holds it read already."""
+        limit = self._limit
+        status = response.status_code
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdecimal() and int(declared) > limit:
+            raise TooLargeError(status, limit)
+        if response.is_stream_consumed:
+            # An in-process transport (simulator, tests) hands the body over read and decoded
+            # already: the cap still applies, and the answer goes on as it is.
+            if len(response.content) > limit:
+                raise TooLargeError(status, limit)
+            return None
+        decoder = _BoundedDecoder(response.headers.get("Content-Encoding", ""), status, limit)
+        async for raw in response.aiter_raw():
+            decoder.feed(raw)
+        decoder.finish()
+        return decoder.body()
 
     async def aclose(self) -> None:
         await self._inner.aclose()
