@@ -31,9 +31,9 @@ log = get_logger(__name__)
 # Outcomes are flushed to the state database in batches this large, or this often, whichever
 # comes first: per-outcome commits would cap a 10,000-write initial sync at the disk's fsync rate.
 # A crash loses at most the unflushed batch: its events stay `pending` and the next run, which
-# re-reads Protime, converges them. 1,000 rather than 200: a batch costs a transaction and a few
-# statements whatever its size (1,250 of them recorded 250,000 outcomes); the 0.5 s bound below
-# still comes first below 2,000 writes a second, so only faster runs batch more.
+# re-reads Protime, converges them. Large batches: a batch costs a transaction and a few
+# statements whatever its size, and the time bound below still comes first for all but the
+# fastest runs, so only those batch more (figures: docs/benchmarks.md).
 FLUSH_EVERY = 1000
 _FLUSH_SECONDS = 0.5
 _ACCEPTED = 202  # how a write Protime accepted without confirming it is recorded
@@ -79,7 +79,7 @@ async def apply_actions(
         applier.tally = tally
     applier.total = len(actions)
     # Per phase, how many actions; each phase's queue walks the plan again instead of holding a
-    # (event id, action) pair per action (some 16 MB at 250,000 for the whole apply step).
+    # (event id, action) pair per action for the whole apply step.
     sizes = Counter(a.phase for a in actions)
     try:
         for phase in sorted(sizes):

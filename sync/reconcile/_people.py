@@ -19,26 +19,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from array import array
-from bisect import bisect_left
-from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
-from itertools import pairwise
 from typing import TYPE_CHECKING, NoReturn
 
-from sync.domain import ActionKind, Rule
+from sync.domain import Rule
 from sync.errors import InputGateError, ProtimeError
 from sync.logging import get_logger
 from sync.reconcile._gates import protime_read_limit, read_limit_error
 from sync.reconcile._versions import Versions, fold_changes, newest
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Iterable, Iterator, Sequence
+    from collections.abc import Awaitable, Mapping
 
     from sync.config import Settings
-    from sync.domain import Action, Person, PriorState
+    from sync.domain import Person, PriorState
     from sync.protime import Change
     from sync.reconcile._ports import ProtimeAPI, RunState
     from sync.state import PeopleFeed
@@ -191,7 +187,8 @@ async def _read(
     defer: bool,
     limit: tuple[int, str],
 ) -> ProtimeRead:
-    """The read itself: incremental when ``reason`` is None and a link is stored, else in full."""
+    """The read itself: incremental when ``reason`` is None and a link is stored, else in full
+    (also when Protime refuses the stored link: the read starts over)."""
     fingerprint = read_fingerprint(settings)
     refusals = 0
     if reason is None and feed is not None and feed.delta_link is not None:
@@ -209,30 +206,59 @@ async def _read(
         except ProtimeError as exc:
             if exc.status not in _RESTART:
                 raise
-            log.warning("protime.delta_refused", status=exc.status, error=str(exc))
-            reason = (
-                "the delta token expired (410)"
-                if exc.status == 410  # noqa: PLR2004 - HTTP 410 Gone
-                else f"the delta link was refused ({exc.status})"
-            )
-            refusals = feed.delta_refusals + 1
-            if refusals >= _REFUSALS_TO_WARN:
-                log.warning(
-                    "protime.delta_replaced",
-                    runs_in_a_row=refusals,
-                    advice=(
-                        "the stored delta link was refused on consecutive runs: another "
-                        "consumer may be replacing this tenant's people delta (Protime keeps "
-                        "one per collection); if another integration holds it, set "
-                        "IDSYNC_PROTIME__DELTA=off to read in full every run"
-                    ),
-                )
+            reason, refusals = _refused(exc, feed)
             people.clear()
     start = keep_link and settings.protime.delta_on
     log.info("protime.read", read=FULL, reason=reason, starts_delta=start)
+    delta_link, versions = await _full(client, people, start=start, strings=strings, limit=limit)
+    return ProtimeRead(
+        kind=FULL,
+        reason=reason,
+        fingerprint=fingerprint,
+        full_read_at=now,
+        delta_link=delta_link,
+        versions=versions,
+        refusals=refusals,
+    )
+
+
+def _refused(exc: ProtimeError, feed: PeopleFeed) -> tuple[str, int]:
+    """Why a refused delta link makes this read a full one, and how many runs in a row it was
+    refused (warned about from the second: another consumer may be replacing the delta)."""
+    log.warning("protime.delta_refused", status=exc.status, error=str(exc))
+    reason = (
+        "the delta token expired (410)"
+        if exc.status == 410  # noqa: PLR2004 - HTTP 410 Gone
+        else f"the delta link was refused ({exc.status})"
+    )
+    refusals = feed.delta_refusals + 1
+    if refusals >= _REFUSALS_TO_WARN:
+        log.warning(
+            "protime.delta_replaced",
+            runs_in_a_row=refusals,
+            advice=(
+                "the stored delta link was refused on consecutive runs: another "
+                "consumer may be replacing this tenant's people delta (Protime keeps "
+                "one per collection); if another integration holds it, set "
+                "IDSYNC_PROTIME__DELTA=off to read in full every run"
+            ),
+        )
+    return reason, refusals
+
+
+async def _full(
+    client: ProtimeAPI,
+    people: list[Person],
+    *,
+    start: bool,
+    strings: StringPool | None,
+    limit: tuple[int, str],
+) -> tuple[str | None, Versions]:
+    """A full read, starting a delta round when ``start``; a round refused with 409 after every
+    retry reads again without one."""
     versions = Versions()
     try:
-        delta_link = await _read_all(
+        link = await _read_all(
             client, people, versions, start_delta=start, strings=strings, limit=limit
         )
     except ProtimeError as exc:
@@ -251,18 +277,10 @@ async def _read(
         )
         people.clear()
         versions = Versions()
-        delta_link = await _read_all(
+        link = await _read_all(
             client, people, versions, start_delta=False, strings=strings, limit=limit
         )
-    return ProtimeRead(
-        kind=FULL,
-        reason=reason,
-        fingerprint=fingerprint,
-        full_read_at=now,
-        delta_link=delta_link,
-        versions=versions,
-        refusals=refusals,
-    )
+    return link, versions
 
 
 async def _stopped(store: RunState, *, keep_link: bool) -> None:
@@ -432,163 +450,3 @@ def _merge(
 
 def _id(p: Person) -> int:
     return p.id
-
-
-def after_writes(people: Iterable[Person], succeeded: Sequence[Action]) -> Mapping[int, str | None]:
-    """The references our succeeded calls changed: person id -> value now held (None: cleared).
-
-    A value lives on at most one person: a write of V onto P takes V from whoever held it and
-    replaces what P held; a delete of V clears it wherever it is. Calls are taken in the order
-    they completed (phases keep a delete before the write that needs its person free). Pure.
-
-    Only the changes are returned, as ids and values in id order (no person objects, no dict):
-    saving applies them to the persons the snapshot has and ignores the others (the next full
-    read adds those).
-    """
-    if not succeeded:
-        return References([], [])
-    # Who holds a value matters only while a later call may move it again: values held as read,
-    # and values more than one call moves (tracked). A first sync writes each value once onto a
-    # person who holds none, so it tracks nothing: sorted lists instead of a set or a dict per
-    # call keep the end of a run that wrote 250,000 values some 20 MB lower.
-    ordered = sorted(a.value for a in succeeded)
-    again = {v for v, w in pairwise(ordered) if v == w}
-    holder = {
-        p.reference: p.id
-        for p in people
-        if p.reference is not None and _contains(ordered, p.reference)
-    }
-    del ordered
-    first = sorted((pid, value) for value, pid in holder.items())  # holders as read, by id
-    tracked = again | holder.keys()
-    held = _replay(succeeded, holder, tracked)
-    writes = sorted((a for a in succeeded if a.kind is ActionKind.WRITE), key=_target)
-    return _final(writes, first, held, tracked)
-
-
-def _replay(
-    succeeded: Sequence[Action], holder: dict[str, int], tracked: set[str]
-) -> dict[int, str]:
-    """Where each tracked value is after the calls: person id -> the tracked value it holds."""
-    held = {pid: value for value, pid in holder.items()}
-    for a in succeeded:
-        if a.kind is ActionKind.WRITE:
-            mine = held.pop(a.protime_id, None)  # a write replaces what the person held
-            if mine is not None:
-                del holder[mine]
-            if a.value in tracked:
-                old = holder.get(a.value)  # ... and takes the value from whoever held it
-                if old is not None:
-                    del held[old]
-                holder[a.value] = a.protime_id
-                held[a.protime_id] = a.value
-        else:
-            old = holder.pop(a.value, None)
-            if old is not None:
-                del held[old]
-    return held
-
-
-def _final(
-    writes: list[Action],
-    first: list[tuple[int, str]],
-    held: dict[int, str],
-    tracked: set[str],
-) -> References:
-    """A written person holds what its last write gave it, unless a later call took that tracked
-    value away; a holder as read that was not written lost its value or kept it."""
-    ids = array("q")
-    values: list[str | None] = []
-    k = 0
-    for n, a in enumerate(writes):
-        pid = a.protime_id
-        if n + 1 < len(writes) and writes[n + 1].protime_id == pid:
-            continue  # an earlier write onto the same person (the sort is stable)
-        while k < len(first) and first[k][0] <= pid:
-            other, value = first[k]
-            k += 1
-            if other < pid and held.get(other) != value:
-                ids.append(other)
-                values.append(None)
-        ids.append(pid)
-        values.append(held.get(pid) if a.value in tracked else a.value)
-    for other, value in first[k:]:
-        if held.get(other) != value:
-            ids.append(other)
-            values.append(None)
-    return References(ids, values)
-
-
-def _target(a: Action) -> int:
-    return a.protime_id
-
-
-def _contains(ordered: list[str], value: str) -> bool:
-    at = bisect_left(ordered, value)
-    return at < len(ordered) and ordered[at] == value
-
-
-class References(Mapping[int, "str | None"]):
-    """Person id -> reference, held as two lists in id order (a fraction of a dict's memory)."""
-
-    __slots__ = ("_ids", "_values")
-
-    def __init__(self, ids: Iterable[int], values: list[str | None]) -> None:
-        self._ids = ids if isinstance(ids, array) else array("q", ids)
-        self._values = values
-
-    def __getitem__(self, pid: int) -> str | None:
-        at = bisect_left(self._ids, pid)
-        if at == len(self._ids) or self._ids[at] != pid:
-            raise KeyError(pid)
-        return self._values[at]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._ids)
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
-async def save_snapshot(
-    *,
-    store: RunState,
-    read: ProtimeRead,
-    people: list[Person],
-    succeeded: Sequence[Action],
-    run_id: str,
-    unconfirmed: int = 0,
-) -> None:
-    """Store the snapshot as Protime now is (the read plus our succeeded calls) with the new link.
-
-    Called only after every outcome of the run is recorded: then the link may advance.
-    ``unconfirmed``: writes Protime accepted without confirming them; the next run reads in full.
-    """
-    written = after_writes(people, succeeded)
-    full = read.kind == FULL
-    # A full read replaces the whole snapshot; an incremental one stores the delta on top. Our
-    # references go into the same rows (each row is written once).
-    await asyncio.to_thread(
-        partial(
-            store.save_people,
-            full=people if full else None,
-            upserts=() if full else read.changed.values(),
-            references=written,
-            removed=() if full else read.removed,
-            versions=read.versions,
-            delta_link=read.delta_link,
-            fingerprint=read.fingerprint,
-            full_read_at=read.full_read_at,
-            now=datetime.now(UTC),
-            run_id=run_id,
-            unconfirmed_writes=unconfirmed,
-            delta_refusals=read.refusals,
-        )
-    )
-    log.info(
-        "protime.snapshot_saved",
-        read=read.kind,
-        changed=len(read.changed) + len(written),
-        removed=len(read.removed),
-        unconfirmed_writes=unconfirmed,
-    )

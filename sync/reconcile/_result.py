@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TYPE_CHECKING
+
+from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from sync.domain import Classification, Plan
 
 
-class RunStatus(StrEnum):
-    SUCCEEDED = "succeeded"  # every planned action succeeded (or nothing to do)
-    PARTIAL = "partial"  # done, but some records failed (CLI exit 4)
-    FAILED = "failed"  # unexpected error or connectivity (exit 1)
-    BLOCKED = "blocked"  # input gate or safety threshold (exit 3)
-    SKIPPED = "skipped"  # the run lock was held by another run (exit 3)
-    INTERRUPTED = "interrupted"  # SIGTERM/SIGINT cut it short at a safe point
-
-
-EXIT_CODES = {
-    RunStatus.SUCCEEDED: 0,
-    RunStatus.PARTIAL: 4,
-    RunStatus.FAILED: 1,
-    RunStatus.BLOCKED: 3,
-    RunStatus.SKIPPED: 3,
-    RunStatus.INTERRUPTED: 1,
-}
+# The CLI's exit code of each status a run ends with (``RunStatus.exit_code``).
+EXIT_CODES = {status: status.exit_code for status in RunStatus if status.finished}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,4 +54,4 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        return 2 if self.config_error else EXIT_CODES[self.status]
+        return 2 if self.config_error else self.status.exit_code

@@ -30,16 +30,9 @@ from sync.reconcile._preconditions import settings_digest
 if TYPE_CHECKING:
     from sync.config import Settings
     from sync.domain import HRSnapshot, PriorState
-    from sync.reconcile._run import Job
 
-# Employees digested per joined string: bounds the text made at once (about 6 MB).
+# Employees digested per joined string: bounds the text made at once.
 _DIGEST_BATCH = 100_000
-
-
-def plain(job: Job) -> bool:
-    """A run that may settle, or take a settled run's plan: none of the flags that ask for a
-    plan of its own."""
-    return not (job.dry_run or job.only or job.force or job.retry_failed)
 
 
 def settled_key(

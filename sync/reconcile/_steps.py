@@ -1,9 +1,9 @@
-"""The steps a run shares with ``apply`` and ``rollback``: read the inputs, apply, advance the
-snapshot, finish the writes (write-back, status).
+"""The I/O steps of a run, shared by every kind of run: read the inputs, apply actions, advance
+the snapshot (or keep a read that wrote nothing), finish the writes (write-back, status), settle.
 
-Split from ``_run.py`` by concern: ``_run.py`` holds a run's frame (lock, run row, ports, the
-pipeline top to bottom); these are the steps the reconcile pipeline and ``_review``'s apply
-pipeline both call in that frame.
+``_run.py`` holds a run's frame and its flow (read -> decide -> execute); ``_execute.py`` carries
+out each kind of decision with these steps. Each step takes the run's :class:`Ledger` explicitly
+and writes into it only what it measured.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, TypeVar
 
 from sync.logging import get_logger
 from sync.reconcile._apply import Tally, apply_actions
-from sync.reconcile._decide import Inputs
 from sync.reconcile._fence import lock_lost
-from sync.reconcile._people import load_deferred, read_fingerprint, read_protime, save_snapshot
-from sync.reconcile._result import RunResult, RunStatus
+from sync.reconcile._job import Inputs
+from sync.reconcile._people import load_deferred, read_fingerprint, read_protime
 from sync.reconcile._settled import settled_key
+from sync.reconcile._snapshot import save_snapshot
+from sync.status import RunStatus
 from sync.strings import StringPool
 
 if TYPE_CHECKING:
@@ -27,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from sync.domain import Action, Precondition
+    from sync.reconcile._job import Job, Ledger, Ports
     from sync.reconcile._ports import HRSource, ProtimeAPI, RunState
-    from sync.reconcile._run import Job, Ports
 
 log = get_logger(__name__)
 
@@ -48,27 +49,27 @@ class StoppedReading(Exception):  # noqa: N818 - it names the outcome, not an er
 
 
 async def read_inputs(
-    job: Job, ports: Ports, client: ProtimeAPI, *, settle_as: str | None = None
+    job: Job, ports: Ports, ledger: Ledger, client: ProtimeAPI, *, settle_as: str | None = None
 ) -> Inputs:
-    """Read HR, Protime and the prior state, overlapped; what was read is kept in
-    ``job.reached`` as it comes, for a run that fails half-way to report.
+    """Read HR, Protime and the prior state, overlapped; what was read goes into the ``ledger``
+    as it comes, for a run that fails half-way to report.
 
     ``settle_as``: the id of a run that may take a settled run's plan (``_settled.py``). When the
     delta changed nothing and the inputs are the settled run's, the snapshot is not loaded and
     ``Inputs.settled`` names that run.
     """
-    job.reached.client = client
+    ledger.client = client
     # The HR read and the state read run on worker threads while the event loop pages through
     # Protime: at 100,000 people the three reads overlap instead of adding up.
     # Progress counts the people read, out of the last good run's count once it is known.
-    people = job.reached.people = []
+    people = ledger.people = []
     # Both reads make their objects from one pool: the employee number a matched person holds is
-    # the employee's string object, not a second copy (45 MB at 250,000 people; sync.strings).
+    # the employee's string object, not a second copy (sync.strings).
     strings = StringPool()
-    _phase(job, "reading", poll=people.__len__)
+    ledger.phase("reading", poll=people.__len__)
     hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read, strings=strings))
     prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
-    tracker = job.reached.progress
+    tracker = ledger.progress
     if tracker is not None:
         prior_read.add_done_callback(
             lambda t: (
@@ -80,7 +81,7 @@ async def read_inputs(
     try:
         try:
             # Cancelled at once when the run is asked to stop: the page in flight is dropped.
-            read = job.reached.read = await _unless_stopped(
+            read = ledger.read = await _unless_stopped(
                 job,
                 read_protime(
                     settings=job.settings,
@@ -105,7 +106,7 @@ async def read_inputs(
             # run waits for them (they are bounded, local reads) so that nothing is left using
             # the HR or state connections when the run closes them.
             hr, prior = await asyncio.gather(hr_read, prior_read)
-            job.reached.hr = hr
+            ledger.hr = hr
         _stop_if_asked(job)
         log.info("run.hr_read", employees=len(hr.employees), invalid=len(hr.invalid))
         settled, key = None, None
@@ -129,7 +130,7 @@ async def read_inputs(
 
 def _stop_if_asked(job: Job) -> None:
     if job.stopping:
-        why = lock_lost(job.stop) or "shutdown requested"
+        why = job.stop_reason
         log.warning("run.stopped_reading", reason=why)
         raise StoppedReading(
             f"stopped while reading, before writing ({why}): nothing planned or written;"
@@ -171,14 +172,15 @@ async def apply_step(
     *,
     job: Job,
     ports: Ports,
+    ledger: Ledger,
     client: ProtimeAPI,
     run_id: str,
     actions: Sequence[Action],
     preconditions: Iterable[Precondition],
 ) -> Tally:
     """The one apply step of every run that writes: record pending, call, record outcomes."""
-    _phase(job, "writing", total=len(actions))
-    tracker = job.reached.progress
+    ledger.phase("writing", total=len(actions))
+    tracker = ledger.progress
     return await apply_actions(
         client=client,
         store=ports.state,
@@ -188,16 +190,16 @@ async def apply_step(
         concurrency=job.settings.protime.concurrency,
         stop=job.stop,
         progress=_each(tracker.update if tracker is not None else None, job.progress),
-        tally=job.reached.tally,
+        tally=ledger.tally,
     )
 
 
 async def advance_snapshot(
-    job: Job, ports: Ports, run_id: str, inputs: Inputs, tally: Tally
+    job: Job, ports: Ports, ledger: Ledger, *, run_id: str, inputs: Inputs, tally: Tally
 ) -> None:
     """After the apply step, every outcome recorded: the snapshot of Protime takes the read and
     our succeeded calls, and the delta link advances (one transaction; never on a dry run)."""
-    read = job.reached.read
+    read = ledger.read
     if read is None or job.dry_run:
         return
     await save_snapshot(
@@ -210,26 +212,28 @@ async def advance_snapshot(
     )
 
 
-async def keep_read(job: Job, ports: Ports, run_id: str, inputs: Inputs, *, doubted: bool) -> None:
+async def keep_read(
+    job: Job, ports: Ports, ledger: Ledger, *, run_id: str, inputs: Inputs, doubted: bool
+) -> None:
     """A real run that writes nothing (blocked, or stopped before writing) keeps what it read:
     a read that started a delta round replaced the stored link, so dropping it would throw the
     round away. A read the input gate doubts (``doubted``) is not kept: the link is forgotten
     and the next run reads in full."""
-    if job.dry_run or job.reached.read is None:
+    if job.dry_run or ledger.read is None:
         return
     if doubted:
         await asyncio.to_thread(ports.state.forget_people_feed)
         log.info("protime.read_not_kept", reason="the input gate blocked the run")
         return
-    await advance_snapshot(job, ports, run_id, inputs, Tally())
+    await advance_snapshot(job, ports, ledger, run_id=run_id, inputs=inputs, tally=Tally())
 
 
 async def finish_writes(
-    job: Job, ports: Ports, tally: Tally, *, total: int
+    job: Job, ports: Ports, ledger: Ledger, tally: Tally, *, total: int
 ) -> tuple[RunStatus, str]:
     """After the apply step: write-back, then the run's status and message."""
     if ports.hr.writeback_enabled:
-        _phase(job, "write_back")
+        ledger.phase("write_back")
         await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
     status = _status(tally=tally, stop=job.stop, total=total)
     message = tally.fatal or ""
@@ -262,42 +266,6 @@ async def _inputs_key(job: Job, inputs: Inputs) -> str:
         )
     )
     return key
-
-
-async def settled_step(
-    job: Job, ports: Ports, run_id: str, inputs: Inputs, client: ProtimeAPI
-) -> RunResult:
-    """Nothing changed since a run that settled (``_settled.py``): report its figures and the
-    map's unlinked records, advance the delta link, write back, and settle in turn."""
-    store, settled = ports.state, inputs.settled
-    assert settled is not None
-    # A run that fails from here still reports the settled figures.
-    job.reached.settled = settled
-    counts = job.reached.counts = dict(settled.counts_by_situation)
-    _phase(job, "saving")  # the map's records are read, the delta link saved
-    records = await asyncio.to_thread(store.unlinked_records)
-    tally = Tally()
-    await advance_snapshot(job, ports, run_id, inputs, tally)
-    status, message = await finish_writes(job, ports, tally, total=0)
-    if status is RunStatus.SUCCEEDED:
-        await settle(job, ports, run_id, inputs)
-    return job.result(
-        run_id,
-        status,
-        message=message,
-        counts=counts,
-        client=client,
-        inputs=inputs,
-        settled=settled,
-        records=tuple(records),
-    )
-
-
-def _phase(
-    job: Job, name: str, *, total: int | None = None, poll: Callable[[], int] | None = None
-) -> None:
-    if job.reached.progress is not None:
-        job.reached.progress.phase(name, total=total, poll=poll)
 
 
 def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int], None]:

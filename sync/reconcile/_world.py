@@ -80,8 +80,8 @@ _PERSON_FIELDS = {
 }
 
 
-# The person ids of one key: a bare id for the common single holder (a list of one is 72 bytes
-# more per key, 7 MB per 100,000), a list, ascending, from the second on. Read with _all().
+# The person ids of one key: a bare id for the common single holder (a list of one costs a
+# list object more per key), a list, ascending, from the second on. Read with _all().
 _Ids = int | list[int]
 
 
@@ -207,7 +207,7 @@ class _World:
         self.invalid_reasons, self.invalid_owner = _invalid(hr)
         self.employees = {e.hr_id: e for e in hr.employees if e.hr_id not in self.invalid_reasons}
         # Without ignored ids every valid employee is in scope: the keys of ``employees`` are the
-        # set (a set of its own was 8 MB at 250,000 employees, alive at the planning peak).
+        # set (a set of its own would be alive at the planning peak).
         self.in_scope: AbstractSet[str] = (
             {i for i in self.employees if i not in self.ignored}
             if self.ignored

@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sync import __version__
 from sync.domain import ActionKind, Outcome, Situation
 from sync.reconcile._progress import PHASES
-from sync.reconcile._result import RunStatus
+from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -124,7 +124,8 @@ class Metrics:
         self.clear_progress()
         # Every known series exists from the start at 0, so rate() and alerts see the first change.
         for status in RunStatus:
-            self.runs.labels(status=status.value)
+            if status.finished:
+                self.runs.labels(status=status.value)
         for kind in ActionKind:
             for outcome in Outcome:
                 if outcome is not Outcome.PENDING:

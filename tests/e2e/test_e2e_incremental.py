@@ -16,7 +16,7 @@ from sqlalchemy import text
 from e2e.harness import HRRow, row_for, sim_config, store_engine
 from sync.reconcile import RunStatus
 from sync.reconcile import _run as run_module
-from sync.reconcile._decide import Inputs, decide
+from sync.reconcile._decide import decide
 from sync.state import StateStore
 from sync.state._snapshot import SnapshotStore
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from e2e.harness import Harness
     from sync.domain import Person
+    from sync.reconcile._job import Inputs
     from sync.simulator import Simulator
 
 INCREMENTAL = {"full_read_every": "24h"}
@@ -95,9 +96,9 @@ def test_both_reads_of_a_run_share_their_strings(
     h = _harness(make_harness)
     seen: list[Inputs] = []
 
-    def recording(job: Any, inputs: Inputs, store: Any) -> Any:
+    def recording(job: Any, inputs: Inputs, classified: Any, written: Any) -> Any:
         seen.append(inputs)
-        return decide(job, inputs, store)
+        return decide(job, inputs, classified, written)
 
     monkeypatch.setattr(run_module, "decide", recording)
     _linked(h)  # a full read (it writes the references, which the planner saw unset)

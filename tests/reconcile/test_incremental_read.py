@@ -8,7 +8,8 @@ import pytest
 
 from sync.config import ProtimeSettings, ScheduleSettings, Settings, parse_duration
 from sync.domain import Action, ActionKind, Person, Situation
-from sync.reconcile._people import References, after_writes, full_read_reason, read_fingerprint
+from sync.reconcile._people import full_read_reason, read_fingerprint
+from sync.reconcile._snapshot import References, after_writes
 from sync.state import PeopleFeed
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
