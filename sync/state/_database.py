@@ -37,7 +37,8 @@ _DIALECTS: dict[str, type[Dialect]] = {
 
 def dialect_for(url: URL) -> Dialect:
     """The dialect object for ``url``'s backend (:class:`Dialect` itself for any other)."""
-    return _DIALECTS.get(url.get_backend_name(), Dialect)()
+    kind = _DIALECTS.get(url.get_backend_name(), Dialect)
+    return kind(driver=url.get_driver_name())
 
 
 class Database:

@@ -46,6 +46,10 @@ class Dialect:
     # Whether the run lock is a server advisory lock rather than a lease row.
     advisory_locks: ClassVar[bool] = False
 
+    def __init__(self, *, driver: str) -> None:
+        # The DBAPI driver of the URL (``psycopg``, ``pymysql``...): some tuning is per driver.
+        self.driver = driver
+
     def engine(self, url: URL, *, timeout: float) -> Engine:
         """A new engine on ``url``; ``timeout`` bounds each statement where the driver can."""
         del timeout  # no bound this dialect knows how to set
@@ -143,7 +147,7 @@ class MySQL(Dialect):
     name = "mysql"
 
     def engine(self, url: URL, *, timeout: float) -> Engine:
-        if url.get_driver_name() != "pymysql":
+        if self.driver != "pymysql":
             return super().engine(url, timeout=timeout)
         return create_engine(
             url,

@@ -51,7 +51,7 @@ class PostgreSQL(Dialect):
 
     def engine(self, url: URL, *, timeout: float) -> Engine:
         connect_args: dict[str, Any] = {}
-        psycopg = url.get_driver_name() == "psycopg"
+        psycopg = self.driver == "psycopg"
         if psycopg:
             connect_args = {
                 "application_name": "idsync",
@@ -94,7 +94,7 @@ class PostgreSQL(Dialect):
         columns: Sequence[Column[Any]],
         rows: Iterable[Sequence[Any]],
     ) -> None:
-        if conn.dialect.driver != "psycopg":
+        if self.driver != "psycopg":
             super().insert_rows(conn, table, columns, rows)
             return
         # COPY ... FROM STDIN: SQLAlchemy compiling a dict per row costs about 30 µs a row.

@@ -305,7 +305,7 @@ def test_update_rows_sets_values_and_constants_on_every_path(migrated: Database,
     second = _run(store)
     m = _map._M
     # "generic": what any other database gets, on this one.
-    dialect = migrated.dialect if path == "dialect" else Dialect()
+    dialect = migrated.dialect if path == "dialect" else Dialect(driver=migrated.dialect.driver)
     with migrated.write() as conn:
         dialect.update_rows(
             conn,
