@@ -1,10 +1,10 @@
 """The async client of the Protime Connector API, as its documentation describes it (docs/protime-client.md).
 
 One :class:`ProtimeClient` per run: the endpoints (people, the people delta, the reference) on
-one ``httpx.AsyncClient``, built from httpx's own seams. The token is its ``httpx.Auth``
-(:mod:`sync.protime._auth`); the lanes, the rate, the counting and the bounds are transports
-stacked under it (:mod:`sync.protime._transports`); every call goes through one retry loop
-(:mod:`sync.protime._retry`) whose single judge is :func:`is_retriable`.
+one ``httpx.AsyncClient`` built from httpx's own seams (:mod:`sync.protime._session`). The token
+is its ``httpx.Auth`` (:mod:`sync.protime._auth`); the lanes, the rate, the counting and the
+bounds are transports stacked under it (:mod:`sync.protime._transports`); every call goes through
+one retry loop (:mod:`sync.protime._retry`) whose single judge is :func:`is_retriable`.
 """
 
 from __future__ import annotations
