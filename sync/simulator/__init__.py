@@ -12,60 +12,18 @@ See docs/simulator.md for every behaviour and option.
 
 from __future__ import annotations
 
-from sync.simulator._api import DroppedConnectionError
-from sync.simulator._config import (
-    API_PREFIX,
-    DEFAULT_CLIENTS,
-    DELTA_ORDERS,
-    IDSYNC_SCOPES,
-    PEOPLE_READ,
-    REFERENCES_READ,
-    REFERENCES_WRITE,
-    ClientSpec,
-    Faults,
-    SimulatorConfig,
-)
-from sync.simulator._people import (
-    PeopleDocumentError,
-    SimPerson,
-    change_version_text,
-    generate_people,
-)
-from sync.simulator._server import run_server, serve_in_thread
-from sync.simulator._simulator import Simulator
-from sync.simulator._types import LoggedRequest, Token
-from sync.simulator._world import (
-    Change,
-    PutOutcome,
-    RequestCounters,
-    World,
-    parse_people_document,
-)
+import importlib
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "API_PREFIX",
-    "DEFAULT_CLIENTS",
-    "DELTA_ORDERS",
-    "IDSYNC_SCOPES",
-    "PEOPLE_READ",
-    "REFERENCES_READ",
-    "REFERENCES_WRITE",
-    "Change",
-    "ClientSpec",
-    "DroppedConnectionError",
-    "Faults",
-    "LoggedRequest",
-    "PeopleDocumentError",
-    "PutOutcome",
-    "RequestCounters",
-    "SimPerson",
-    "Simulator",
-    "SimulatorConfig",
-    "Token",
-    "World",
-    "change_version_text",
-    "generate_people",
-    "parse_people_document",
-    "run_server",
-    "serve_in_thread",
-]
+if TYPE_CHECKING:
+    from sync.simulator._exports import *  # noqa: F403 - the public names, for type checkers
+
+
+def __getattr__(name: str) -> object:
+    # The public names load on first use, not with the package: every `idsync` start reads the
+    # fault settings' declaration in sync.simulator._config for the options of `idsync simulator`,
+    # and must not pay for (nor, in the production image, lack) httpx, starlette and uvicorn.
+    exports = importlib.import_module("sync.simulator._exports")
+    if name in exports.__all__:
+        return getattr(exports, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
