@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import inspect
 import shlex
 import sys
 from pathlib import Path  # noqa: TC003 - typer reads the annotations at runtime
-from typing import TYPE_CHECKING, Annotated, Literal, cast
+from typing import TYPE_CHECKING, Annotated, Any, Literal, cast, get_origin
 
 import typer
 
+from sync.simulator._config import FaultOption, fault_settings
+
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sync.simulator._config import DeltaOrder
 
 _BEHAVIOUR = "Behaviour (the API assumptions in docs/simulator.md)"
@@ -17,8 +22,39 @@ _FAULTS = "Faults and rate limit"
 _DATA = "Data"
 
 
+def _with_fault_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Give ``command`` one option per fault setting in place of its ``**faults``.
+
+    The settings are declared once, as the fields of ``sync.simulator.Faults``; typer reads the
+    options from the signature, so the generated ones go there, each under its field's name.
+    """
+    signature = inspect.signature(command, eval_str=True)
+    kept = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    generated = [
+        inspect.Parameter(
+            setting.name,
+            inspect.Parameter.KEYWORD_ONLY,
+            default=setting.default,
+            annotation=_annotation(setting.type, setting.option),
+        )
+        for setting in fault_settings()
+    ]
+    command.__signature__ = signature.replace(parameters=[*kept, *generated])  # type: ignore[attr-defined]
+    return command
+
+
+def _annotation(kind: Any, option: FaultOption) -> Any:
+    """``Annotated[type, typer.Option(...)]`` of one fault setting, as typer reads it."""
+    # A choice stays a plain str option, as it was: the simulator's check names the values.
+    shown = str if get_origin(kind) is Literal else kind
+    decls = [option.flag] if option.flag else []
+    info = typer.Option(*decls, help=option.help, rich_help_panel=_FAULTS)
+    return Annotated[shown, info]
+
+
 def register(app: typer.Typer) -> None:
     @app.command("simulator")
+    @_with_fault_options
     def simulator(
         *,
         host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
@@ -127,72 +163,8 @@ def register(app: typer.Typer) -> None:
                 rich_help_panel=_BEHAVIOUR,
             ),
         ] = "chronological",
-        rate_limit: Annotated[
-            float | None,
-            typer.Option(
-                help="Requests per second per client (token bucket); unset = no limit.",
-                rich_help_panel=_FAULTS,
-            ),
-        ] = None,
-        rate_limit_burst: Annotated[
-            int, typer.Option(help="Token bucket size.", rich_help_panel=_FAULTS)
-        ] = 10,
-        retry_after: Annotated[
-            str,
-            typer.Option(
-                help="Retry-After on 429/503: 'whole' seconds, 'fractional' or 'none'.",
-                rich_help_panel=_FAULTS,
-            ),
-        ] = "whole",
-        retry_after_seconds: Annotated[
-            float, typer.Option(help="Retry-After of injected 429/503.", rich_help_panel=_FAULTS)
-        ] = 1.0,
-        fault_429: Annotated[
-            float, typer.Option(help="Share of API requests answered 429.", rich_help_panel=_FAULTS)
-        ] = 0.0,
-        fault_500: Annotated[
-            float, typer.Option(help="Share of API requests answered 500.", rich_help_panel=_FAULTS)
-        ] = 0.0,
-        fault_503: Annotated[
-            float, typer.Option(help="Share of API requests answered 503.", rich_help_panel=_FAULTS)
-        ] = 0.0,
-        fault_409_get: Annotated[
-            float,
-            typer.Option(
-                help="Share of GETs on people and the delta answered 409 Conflict.",
-                rich_help_panel=_FAULTS,
-            ),
-        ] = 0.0,
-        fault_drop: Annotated[
-            float,
-            typer.Option(
-                help="Share of API requests whose connection is dropped mid-answer.",
-                rich_help_panel=_FAULTS,
-            ),
-        ] = 0.0,
-        latency_ms: Annotated[
-            float, typer.Option(help="Added latency per API request, ms.", rich_help_panel=_FAULTS)
-        ] = 0.0,
-        latency_jitter_ms: Annotated[
-            float, typer.Option(help="Extra random latency 0..N ms.", rich_help_panel=_FAULTS)
-        ] = 0.0,
-        empty_page_rate: Annotated[
-            float,
-            typer.Option(
-                help="Share of list pages answered empty with a nextLink.", rich_help_panel=_FAULTS
-            ),
-        ] = 0.0,
-        faults_on_token: Annotated[
-            bool,
-            typer.Option(help="Apply faults to the token endpoint too.", rich_help_panel=_FAULTS),
-        ] = False,
-        fault_seed: Annotated[
-            int | None,
-            typer.Option(
-                help="Seed of fault decisions (default: --seed).", rich_help_panel=_FAULTS
-            ),
-        ] = None,
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+        **faults: Any,  # the fault settings' options, made by _with_fault_options
     ) -> None:
         """Serve a Protime Connector API simulator until SIGINT/SIGTERM.
 
@@ -229,20 +201,7 @@ def register(app: typer.Typer) -> None:
                 max_body_bytes=max_body_bytes,
                 delta_token_ttl_seconds=delta_token_ttl,
                 delta_order=cast("DeltaOrder", delta_order),
-                rate_limit_per_second=rate_limit,
-                rate_limit_burst=rate_limit_burst,
-                retry_after_style=cast("Literal['whole', 'fractional', 'none']", retry_after),
-                retry_after_seconds=retry_after_seconds,
-                fault_rate_429=fault_429,
-                fault_rate_500=fault_500,
-                fault_rate_503=fault_503,
-                fault_rate_409_get=fault_409_get,
-                fault_drop_rate=fault_drop,
-                latency_ms=latency_ms,
-                latency_jitter_ms=latency_jitter_ms,
-                empty_page_rate=empty_page_rate,
-                faults_on_token=faults_on_token,
-                fault_seed=fault_seed,
+                **faults,
             )
             sim = Simulator(config)
         except (ValueError, OSError) as exc:
