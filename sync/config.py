@@ -34,14 +34,14 @@ from pydantic_settings import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from sync.domain import Normalizer, Rule
-from sync.errors import ConfigError
-from sync.protime import _contract
-from sync.protime._contract import (
+from sync import contract as _contract
+from sync.contract import (
     DEFAULT_REFERENCE_NAME,
     MAX_VALUE_LENGTH,
     REFERENCE_NAME_PATTERN,
 )
+from sync.domain import Normalizer, Rule
+from sync.errors import ConfigError
 
 ENV_PREFIX = "IDSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from sync.protime._contract import FORBIDDEN_CHARACTERS, MAX_VALUE_LENGTH, REFERENCE_NAME_PATTERN
+from sync.contract import FORBIDDEN_CHARACTERS, MAX_VALUE_LENGTH, REFERENCE_NAME_PATTERN
 
 DEFAULT_MAX_LENGTH = MAX_VALUE_LENGTH
 _NAME = re.compile(REFERENCE_NAME_PATTERN)

@@ -48,9 +48,9 @@ from sqlalchemy.pool import NullPool
 from sqlalchemy.types import NullType
 
 from sync.config import driver_hint
+from sync.contract import MAX_VALUE_LENGTH
 from sync.errors import ConfigError, HRConfigError, HRSourceError
 from sync.hr._validate import ColumnTypeRefused, SnapshotBuilder, decode_text
-from sync.protime._contract import MAX_VALUE_LENGTH
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

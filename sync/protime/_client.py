@@ -18,13 +18,13 @@ from urllib.parse import quote
 import httpx
 
 from sync import __version__
-from sync.errors import ConfigError, ReferenceValueError
-from sync.protime._contract import (
+from sync.contract import (
     BADGE_NUMBER_REFERENCE,
     EMPLOYEE_NUMBER_REFERENCE,
     PEOPLE_PATH,
     REFERENCES_PATH,
 )
+from sync.errors import ConfigError, ReferenceValueError
 from sync.protime._errors import show
 from sync.protime._paging import Origin, SeenPeople, pages
 from sync.protime._parse import (

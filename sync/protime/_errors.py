@@ -6,12 +6,12 @@ import re
 from collections import deque
 from typing import TYPE_CHECKING
 
-from sync.errors import ProtimeAuthError, ProtimeConnectError, ProtimeError
-from sync.protime._contract import (
+from sync.contract import (
     PEOPLE_READ_SCOPE,
     REFERENCES_READ_SCOPE,
     REFERENCES_WRITE_SCOPE,
 )
+from sync.errors import ProtimeAuthError, ProtimeConnectError, ProtimeError
 from sync.protime._parse import parse_error_body
 from sync.protime._retry import is_retriable, is_retriable_status, parse_retry_after
 from sync.protime._stats import Call, RequestKind

@@ -13,9 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sync.contract import BADGE_NUMBER_REFERENCE, EMPLOYEE_NUMBER_REFERENCE
 from sync.domain import NamedPerson, Person
 from sync.errors import ProtimeError
-from sync.protime._contract import BADGE_NUMBER_REFERENCE, EMPLOYEE_NUMBER_REFERENCE
 
 if TYPE_CHECKING:
     from sync.strings import StringPool

@@ -72,7 +72,7 @@ async def apply_actions(
     if not actions:
         return tally or Tally()
     event_ids = await asyncio.to_thread(
-        store.record_pending, run_id=run_id, actions=actions, preconditions=preconditions
+        store.events.record_pending, run_id=run_id, actions=actions, preconditions=preconditions
     )
     applier = _Applier(client=client, recorder=_Recorder(store), stop=stop, progress=progress)
     if tally is not None:
@@ -236,7 +236,7 @@ class _Recorder:
             batch, self._buffer = self._buffer, []
             self._last_flush = time.monotonic()
             if batch:
-                await asyncio.to_thread(self._store.record_outcomes, batch)
+                await asyncio.to_thread(self._store.events.record_outcomes, batch)
 
     async def close(self) -> None:
         await self._flush()

@@ -49,6 +49,7 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import TYPE_CHECKING
 
+from sync.contract import DEFAULT_REFERENCE_NAME
 from sync.domain import (
     Classification,
     HREmployee,
@@ -65,7 +66,6 @@ from sync.reconcile._normalize import describe, normalizer
 from sync.reconcile._world import (
     _HR_KEYS,
     _PERSON_FIELDS,
-    DEFAULT_REFERENCE_NAME,
     _all,
     _Ids,
     _ids,

@@ -86,7 +86,7 @@ class Executor:
         ledger.settled = decision.since
         counts = ledger.counts = dict(decision.since.counts_by_situation)
         ledger.phase("saving")  # the map's records are read, the delta link saved
-        records = await asyncio.to_thread(ports.state.unlinked_records)
+        records = await asyncio.to_thread(ports.state.map.unlinked_records)
         tally = Tally()
         await advance_snapshot(job, ports, ledger, run_id=self.run_id, inputs=inputs, tally=tally)
         status, message = await finish_writes(job, ports, ledger, tally, total=0)
@@ -182,7 +182,7 @@ class Executor:
         # stale and go; admins' links and ignores stay. --only runs leave the map be.
         ledger.phase("saving", total=len(the_plan.classifications))
         own_rows = await asyncio.to_thread(
-            ports.state.save_classifications,
+            ports.state.map.save_classifications,
             run_id=run_id,
             classifications=the_plan.classifications,
             now=datetime.now(UTC),
@@ -206,7 +206,7 @@ class Executor:
         store, plan_id = ports.state, job.plan_id
         assert plan_id is not None  # only an apply or a rollback decides so
         await asyncio.to_thread(
-            store.save_classifications,
+            store.map.save_classifications,
             run_id=run_id,
             classifications=decision.classifications,
             now=datetime.now(UTC),
@@ -216,7 +216,9 @@ class Executor:
         tally = await self._write(
             [a for a, _ in decision.to_apply], [pre for _, pre in decision.to_apply], inputs
         )
-        await asyncio.to_thread(partial(store.mark_plan_applied, plan_id=plan_id, run_id=run_id))
+        await asyncio.to_thread(
+            partial(store.plans.mark_plan_applied, plan_id=plan_id, run_id=run_id)
+        )
         status, message = await finish_writes(
             job, ports, ledger, tally, total=len(decision.to_apply)
         )
@@ -287,7 +289,7 @@ def store_plan(
         counts=summarize(the_plan),
         would_block=would_block,
     )
-    store.save_plan(
+    store.plans.save_plan(
         header, zip(the_plan.actions, iter_preconditions(the_plan, inputs.hr), strict=True)
     )
     log.info("run.plan_stored", plan_id=header.id, actions=header.action_count)
@@ -326,10 +328,10 @@ def record_stale(store: RunState, run_id: str, stale: Sequence[tuple[Stored, str
     if not stale:
         return
     actions = [a for (a, _), _ in stale]
-    ids = store.record_pending(
+    ids = store.events.record_pending(
         run_id=run_id, actions=actions, preconditions=[pre for (_, pre), _ in stale]
     )
-    store.record_outcomes(
+    store.events.record_outcomes(
         [
             ActionOutcome(event_id=i, action=a, outcome=Outcome.STALE, error=why, attempts=0)
             for i, ((a, _), why) in zip(ids, stale, strict=True)

@@ -145,7 +145,9 @@ async def read_protime(
     now = datetime.now(UTC)
     # The prior is the caller's task, shared with the rest of the run: shielded, so that a
     # stop cancelling this read does not cancel it.
-    feed, last = await asyncio.gather(asyncio.to_thread(store.people_feed), asyncio.shield(prior))
+    feed, last = await asyncio.gather(
+        asyncio.to_thread(store.snapshot.people_feed), asyncio.shield(prior)
+    )
     # Endless pages of new people must not be read for ever (issue 22): a read that grows past
     # what the input gate would take stops there and blocks the run like the gate.
     limit = protime_read_limit(
@@ -287,7 +289,7 @@ async def _stopped(store: RunState, *, keep_link: bool) -> None:
     """A read stopped at its limit keeps nothing: a real run forgets the stored link (a new round
     it started replaced it), so the next run reads in full, as after the input gate."""
     if keep_link:
-        await asyncio.to_thread(store.forget_people_feed)
+        await asyncio.to_thread(store.snapshot.forget_people_feed)
         log.info("protime.read_not_kept", reason="the read was stopped at its limit")
 
 
@@ -344,7 +346,7 @@ async def _incremental(
     loading = (
         None
         if defer
-        else asyncio.create_task(asyncio.to_thread(store.load_people, strings=strings))
+        else asyncio.create_task(asyncio.to_thread(store.snapshot.load_people, strings=strings))
     )
     best: dict[int, Change] = {}
     items = 0
@@ -359,7 +361,7 @@ async def _incremental(
                 # More changes than people the gate would take: endless pages, stopped here.
                 _past_limit(items, limit, what="delta")
         held = (
-            await asyncio.to_thread(partial(store.people_versions, ids=sorted(best)))
+            await asyncio.to_thread(partial(store.snapshot.people_versions, ids=sorted(best)))
             if best
             else {}
         )
@@ -394,7 +396,7 @@ async def _incremental(
         read.deferred = True
         return read
     if snapshot is None:
-        snapshot = await asyncio.to_thread(store.load_people, strings=strings)
+        snapshot = await asyncio.to_thread(store.snapshot.load_people, strings=strings)
     people.extend(snapshot)
     del snapshot
     if folded.changed or folded.removed:
@@ -415,7 +417,7 @@ async def load_deferred(
     """Load the snapshot a deferred read left out (the delta changed nothing: it is the read)."""
     assert read.deferred
     assert not people
-    people.extend(await asyncio.to_thread(store.load_people, strings=strings))
+    people.extend(await asyncio.to_thread(store.snapshot.load_people, strings=strings))
     read.deferred = False
 
 

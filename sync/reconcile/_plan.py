@@ -36,8 +36,9 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from sync.contract import DEFAULT_REFERENCE_NAME
 from sync.domain import Action, ActionKind, Classification, Plan, Rule, Situation, ValueOwner
-from sync.reconcile._world import DEFAULT_REFERENCE_NAME, quiet_gc
+from sync.reconcile._world import quiet_gc
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Mapping, Sequence

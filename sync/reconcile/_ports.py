@@ -104,17 +104,8 @@ class ProtimeAPI(Protocol):
         """Remove ``value``; True when it existed."""
 
 
-class RunState(Protocol):
-    """The state database as a run uses it (:class:`sync.state.StateStore` is the real one)."""
-
-    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[LockFence | None]:
-        """The run lock; raises :class:`~sync.errors.LockHeldError` when another run holds it.
-
-        Yields its fence (:attr:`~sync.state.LockFence.lost` is checked before every write), or
-        None for a lock that cannot be lost."""
-
-    def close(self) -> None:
-        """Release what the store opened itself."""
+class Runs(Protocol):
+    """The run table, as a run uses it."""
 
     def mark_interrupted_runs(self, *, except_run_id: str | None = None) -> int: ...
 
@@ -130,10 +121,13 @@ class RunState(Protocol):
 
     def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
     def set_progress(self, *, run_id: str, progress: Mapping[str, Any]) -> None: ...
+    def learned_rate(self) -> float | None: ...
+
+
+class Map(Protocol):
+    """The two-way map: the prior state a plan starts from, and the classifications a run saves."""
 
     def load_prior(self) -> PriorState: ...
-
-    def learned_rate(self) -> float | None: ...
 
     def save_classifications(
         self,
@@ -145,6 +139,18 @@ class RunState(Protocol):
         verified: bool = True,
     ) -> bool: ...
 
+    def linked_pairs(self) -> dict[str, int]: ...
+
+    def written(
+        self, hr_ids: Sequence[str]
+    ) -> dict[str, tuple[int | None, str, datetime | None]]: ...
+
+    def unlinked_records(self) -> list[Classification]: ...
+
+
+class Events(Protocol):
+    """The audit events: each write recorded ``pending`` before its call, its outcome after."""
+
     def record_pending(
         self,
         *,
@@ -155,11 +161,9 @@ class RunState(Protocol):
 
     def record_outcomes(self, outcomes: Sequence[ActionOutcome]) -> None: ...
 
-    def linked_pairs(self) -> dict[str, int]: ...
 
-    def written(
-        self, hr_ids: Sequence[str]
-    ) -> dict[str, tuple[int | None, str, datetime | None]]: ...
+class Plans(Protocol):
+    """Stored plans, with every action's precondition."""
 
     def save_plan(
         self, header: PlanRow, actions: Iterable[tuple[Action, Precondition]]
@@ -171,13 +175,11 @@ class RunState(Protocol):
 
     def mark_plan_applied(self, *, plan_id: str, run_id: str) -> None: ...
 
+
+class Snapshot(Protocol):
+    """The snapshot of Protime and the people delta's link."""
+
     def people_feed(self) -> PeopleFeed | None: ...
-
-    def settle(self, *, run_id: str, key: str) -> None: ...
-
-    def settled_run(self, *, key: str, run_id: str) -> RunRow | None: ...
-
-    def unlinked_records(self) -> list[Classification]: ...
 
     def load_people(self, *, strings: StringPool | None = None) -> list[Person]: ...
 
@@ -201,6 +203,41 @@ class RunState(Protocol):
         unconfirmed_writes: int = 0,
         delta_refusals: int = 0,
     ) -> None: ...
+
+
+class Settled(Protocol):
+    """Settled runs: the digest of a run whose plan was empty (``_settled.py``)."""
+
+    def settle(self, *, run_id: str, key: str) -> None: ...
+
+    def settled_run(self, *, key: str, run_id: str) -> RunRow | None: ...
+
+
+class RunState(Protocol):
+    """The state database as a run uses it, part by part (:class:`sync.state.StateStore` is
+    the real one)."""
+
+    @property
+    def runs(self) -> Runs: ...
+    @property
+    def map(self) -> Map: ...
+    @property
+    def events(self) -> Events: ...
+    @property
+    def plans(self) -> Plans: ...
+    @property
+    def snapshot(self) -> Snapshot: ...
+    @property
+    def settled(self) -> Settled: ...
+
+    def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[LockFence | None]:
+        """The run lock; raises :class:`~sync.errors.LockHeldError` when another run holds it.
+
+        Yields its fence (:attr:`~sync.state.LockFence.lost` is checked before every write), or
+        None for a lock that cannot be lost."""
+
+    def close(self) -> None:
+        """Release what the store opened itself."""
 
 
 class SettingsHRSource:

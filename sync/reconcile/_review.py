@@ -99,11 +99,11 @@ def rollback(
 ) -> tuple[PlanRow, list[tuple[Action, Precondition]]]:
     """Build the plan that undoes the Protime changes of run ``run_id`` (a full id); ``keep``
     stores it (``--dry-run`` only shows it)."""
-    calls = list(store.iter_run_calls(run_id))
+    calls = list(store.plans.iter_run_calls(run_id))
     planned = rollback_actions(calls, run_id=run_id, reference_name=settings.protime.reference_name)
     header = new_plan_row(
         settings, kind="rollback", actions=[a for a, _ in planned], rollback_of=run_id
     )
     if keep:
-        store.save_plan(header, planned)
+        store.plans.save_plan(header, planned)
     return header, planned

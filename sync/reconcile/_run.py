@@ -131,14 +131,14 @@ def execute(
             run_id = _start_run(job, ports.state)
             skipped = Ended(RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
             result = report(job, run_id, Ledger(), skipped)
-            ports.state.finish_run(
+            ports.state.runs.finish_run(
                 run_id=run_id, status=result.status, summary=summary(result, adaptive=False)
             )
             return result
 
 
 def _start_run(job: Job, store: RunState) -> str:
-    return store.start_run(
+    return store.runs.start_run(
         trigger=job.trigger,
         dry_run=job.dry_run,
         forced=job.force,
@@ -194,14 +194,14 @@ def _rare_collections() -> Iterator[None]:
 
 def _locked_run(job: Job, ports: Ports) -> RunResult:
     store = ports.state
-    interrupted = store.mark_interrupted_runs()
+    interrupted = store.runs.mark_interrupted_runs()
     if interrupted:
         log.warning("run.found_interrupted", runs=interrupted)
     run_id = _start_run(job, store)
     bind_context(run_id=run_id)
     adaptive = job.settings.protime.adaptive_rate
     if adaptive:
-        ports.protime.resume_rate(store.learned_rate())
+        ports.protime.resume_rate(store.runs.learned_rate())
     log.info(
         "run.start",
         trigger=job.trigger,
@@ -218,7 +218,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         # A second Ctrl-C (the first only sets `stop`): close the run now rather than leave it
         # `running` until the next run finds it.
         result = report(job, run_id, ledger, Ended(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)"))
-        store.finish_run(
+        store.runs.finish_run(
             run_id=run_id, status=result.status, summary=summary(result, adaptive=adaptive)
         )
         unbind_context("run_id")
@@ -230,7 +230,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         ledger.progress.stop()
     result = report(job, run_id, ledger, ended)
     record_or_raise(
-        lambda: store.finish_run(
+        lambda: store.runs.finish_run(
             run_id=run_id, status=result.status, summary=summary(result, adaptive=adaptive)
         )
     )
@@ -301,7 +301,7 @@ async def _bounded(job: Job, ports: Ports, ledger: Ledger, run_id: str) -> Ended
 async def _flow(job: Job, ports: Ports, ledger: Ledger, run_id: str) -> Ended:
     """Read, decide, execute: the same four lines for every kind of run."""
     if job.plan_id is not None:
-        header = await asyncio.to_thread(ports.state.plan, job.plan_id)
+        header = await asyncio.to_thread(ports.state.plans.plan, job.plan_id)
         refused = refusal(job.settings, header, job.plan_id)
         if refused is not None:
             return Ended(RunStatus.BLOCKED, message=refused, plan_id=job.plan_id)
@@ -326,11 +326,11 @@ def _decide(job: Job, store: RunState, ledger: Ledger, inputs: Inputs) -> Decisi
     if inputs.settled is not None:
         return Settled(since=inputs.settled)
     if job.plan_id is not None:
-        return decide_stored(job, inputs, list(store.iter_plan_actions(job.plan_id)))
+        return decide_stored(job, inputs, list(store.plans.iter_plan_actions(job.plan_id)))
     cpu = time.process_time()
     classified = classify_inputs(job, inputs)
     drifted = drifted_ids(classified)
-    decision = decide(job, inputs, classified, store.written(drifted) if drifted else {})
+    decision = decide(job, inputs, classified, store.map.written(drifted) if drifted else {})
     the_plan = None if isinstance(decision, Settled | ApplyStored) else decision.plan
     assert the_plan is not None  # a reconcile's (or a plan's) decision carries its plan
     # Known before it is carried out: a run that fails from here still reports its plan.
@@ -369,7 +369,7 @@ def _tracker(job: Job, store: RunState, run_id: str) -> RunProgress:
 
     def save(snapshot: ProgressSnapshot) -> None:
         try:
-            store.set_progress(run_id=run_id, progress=snapshot.as_dict())
+            store.runs.set_progress(run_id=run_id, progress=snapshot.as_dict())
         except Exception as exc:  # a busy or lost state database must not stop the run
             log.warning("run.progress_not_saved", run_id=run_id, error=type(exc).__name__)
 

@@ -163,7 +163,7 @@ async def save_snapshot(
     # references go into the same rows (each row is written once).
     await asyncio.to_thread(
         partial(
-            store.save_people,
+            store.snapshot.save_people,
             full=people if full else None,
             upserts=() if full else read.changed.values(),
             references=written,

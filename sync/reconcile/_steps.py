@@ -68,7 +68,7 @@ async def read_inputs(
     strings = StringPool()
     ledger.phase("reading", poll=people.__len__)
     hr_read = asyncio.create_task(asyncio.to_thread(ports.hr.read, strings=strings))
-    prior_read = asyncio.create_task(asyncio.to_thread(ports.state.load_prior))
+    prior_read = asyncio.create_task(asyncio.to_thread(ports.state.map.load_prior))
     tracker = ledger.progress
     if tracker is not None:
         prior_read.add_done_callback(
@@ -114,7 +114,7 @@ async def read_inputs(
             assert settle_as is not None  # only such a run defers
             key = await _inputs_key(job, Inputs(hr=hr, people=people, prior=prior))
             settled = await asyncio.to_thread(
-                partial(ports.state.settled_run, key=key, run_id=settle_as)
+                partial(ports.state.settled.settled_run, key=key, run_id=settle_as)
             )
             if settled is None:
                 await load_deferred(store=ports.state, read=read, people=people, strings=strings)
@@ -222,7 +222,7 @@ async def keep_read(
     if job.dry_run or ledger.read is None:
         return
     if doubted:
-        await asyncio.to_thread(ports.state.forget_people_feed)
+        await asyncio.to_thread(ports.state.snapshot.forget_people_feed)
         log.info("protime.read_not_kept", reason="the input gate blocked the run")
         return
     await advance_snapshot(job, ports, ledger, run_id=run_id, inputs=inputs, tally=Tally())
@@ -251,7 +251,7 @@ async def settle(job: Job, ports: Ports, run_id: str, inputs: Inputs) -> None:
     """Store that this run settled: its plan was empty, nothing blocked it, it succeeded
     (``_settled.py``). Called last, after its snapshot and write-back."""
     key = inputs.settled_key or await _inputs_key(job, inputs)
-    await asyncio.to_thread(partial(ports.state.settle, run_id=run_id, key=key))
+    await asyncio.to_thread(partial(ports.state.settled.settle, run_id=run_id, key=key))
 
 
 async def _inputs_key(job: Job, inputs: Inputs) -> str:
@@ -291,6 +291,6 @@ def _write_back(*, hr: HRSource, store: RunState) -> None:
     """Make the HR column say what the map links now: the linked pairs are its whole state, so
     a record this run (or an admin, or a rollback) unlinked is cleared, and only rows that
     differ are written (``sync/hr/_writeback.py``)."""
-    pairs = store.linked_pairs()
+    pairs = store.map.linked_pairs()
     changed = hr.write_back(pairs)
     log.info("run.write_back", rows_changed=changed, linked=len(pairs))

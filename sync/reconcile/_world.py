@@ -28,9 +28,6 @@ if TYPE_CHECKING:
     from collections.abc import Set as AbstractSet
 
 
-DEFAULT_REFERENCE_NAME = "HRMID"
-
-
 @contextmanager
 def quiet_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector while the core builds 100,000s of small objects.

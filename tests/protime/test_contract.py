@@ -1,4 +1,4 @@
-"""The API contract is declared once (sync/protime/_contract.py), and the simulator keeps to it."""
+"""The API contract is declared once (sync/contract.py), and the simulator keeps to it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from sync import contract
 from sync.config import ProtimeSettings
 from sync.hr import _source as hr_source
-from sync.protime import _contract as contract
 from sync.simulator import ClientSpec, Simulator, SimulatorConfig
 from sync.simulator import _config as sim_config
 from sync.simulator._world import World
