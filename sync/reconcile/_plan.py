@@ -316,35 +316,29 @@ class _Planner:
             value = c.protime_value
             assert value is not None
             actions.append(
-                Action(
-                    kind=ActionKind.DELETE,
-                    hr_id=hr_id,
-                    protime_id=person,
+                _delete_first(
+                    c,
+                    person=person,
                     value=value,
-                    situation=c.situation,
                     reason=(
                         f"delete {name} {value} from person {person} to make room for {hr_id}:"
                         f" {c.reason}"
                     ),
-                    phase=0,
                 )
             )
         if write.breaker:
             holder = c.held_by
             assert holder is not None
             actions.append(
-                Action(
-                    kind=ActionKind.DELETE,
-                    hr_id=hr_id,
-                    protime_id=holder,
+                _delete_first(
+                    c,
+                    person=holder,
                     value=hr_id,
-                    situation=c.situation,
                     reason=(
                         f"delete {name} {hr_id} from person {holder} for a moment: values swap"
                         f" between persons, so one must give way; it is written on person"
                         f" {person} in phase {phase}"
                     ),
-                    phase=0,
                 )
             )
         if c.held_by is not None and not write.breaker:
@@ -364,6 +358,19 @@ class _Planner:
             )
         )
         return actions
+
+
+def _delete_first(c: Classification, *, person: int, value: str, reason: str) -> Action:
+    """A delete that clears the way for ``c``'s write: it runs in phase 0, before every write."""
+    return Action(
+        kind=ActionKind.DELETE,
+        hr_id=c.hr_id,
+        protime_id=person,
+        value=value,
+        situation=c.situation,
+        reason=reason,
+        phase=0,
+    )
 
 
 def summarize(plan: Plan) -> dict[str, int]:
