@@ -56,7 +56,7 @@ def _after_outcome(
     previous: str | None = None,
     deleted_by: str | None = None,
 ) -> dict[str, Any] | None:
-    """The mapping row after one outcome (see :meth:`EventStore.record_outcomes <sync.state._events.EventStore.record_outcomes>`); None: delete.
+    """The mapping row after one outcome (see :meth:`~sync.state._events.EventStore.record_outcomes`); None: delete.
 
     ``previous`` is what the person held before a write, as its pending event recorded it.
     ``deleted_by`` says which run a delete was part of (``rolled back by run 1a2b3c4d``): the

@@ -165,7 +165,7 @@ class RunRow:
 
 @dataclass(frozen=True, slots=True)
 class RunSummary:
-    """What a finished run reports; see :meth:`RunStore.finish_run <sync.state._runs.RunStore.finish_run>`.
+    """What a finished run reports; see :meth:`~sync.state._runs.RunStore.finish_run`.
 
     * ``hr_count`` / ``protime_count`` — the snapshot sizes (valid in-scope HR employees; Protime
       people read). The input gate compares the next run's snapshots against the last good run's.
@@ -192,9 +192,9 @@ class RunSummary:
 
 @dataclass(frozen=True, slots=True)
 class ActionOutcome:
-    """How one planned action ended, for :meth:`EventStore.record_outcomes <sync.state._events.EventStore.record_outcomes>`.
+    """How one planned action ended, for :meth:`~sync.state._events.EventStore.record_outcomes`.
 
-    ``event_id`` is what :meth:`EventStore.record_pending <sync.state._events.EventStore.record_pending>` returned for ``action``. ``error`` is a
+    ``event_id`` is what :meth:`~sync.state._events.EventStore.record_pending` returned for ``action``. ``error`` is a
     short text without secrets; ``attempts`` the number of HTTP attempts the call took.
     """
 
@@ -208,7 +208,7 @@ class ActionOutcome:
 
 @dataclass(frozen=True, slots=True)
 class PlanRow:
-    """A stored plan's header; its actions are read with :meth:`PlanStore.iter_plan_actions <sync.state._plans.PlanStore.iter_plan_actions>`.
+    """A stored plan's header; its actions are read with :meth:`~sync.state._plans.PlanStore.iter_plan_actions`.
 
     ``kind`` is ``reconcile`` (from ``idsync plan`` or a blocked reconcile) or ``rollback``
     (``rollback_of`` names the run it undoes). ``would_block`` lists what a reconcile would have

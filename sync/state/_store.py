@@ -43,7 +43,6 @@ from sync.state._lock import LockFence, run_lock
 from sync.state._map import MapStore
 from sync.state._migrate import check_schema
 from sync.state._plans import PlanStore
-from sync.state._reconcile_compat import ReconcileCompat
 from sync.state._runs import RunStore
 from sync.state._settled import SettledStore
 from sync.state._snapshot import SnapshotStore
@@ -52,7 +51,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
 
-class StateStore(ReconcileCompat):
+class StateStore:
     """The state database's parts, on one :class:`~sync.state.Database`.
 
     Built on a database the caller owns (``StateStore(db)``), or with :meth:`open` on a URL, in
