@@ -16,7 +16,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from sync import __version__
 from sync.domain import ActionKind, Outcome, Situation
 from sync.reconcile._progress import PHASES
-from sync.status import RunStatus
+from sync.status import Health, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 
 # Runs last from seconds (a small tenant, nothing to do) to an hour (a first sync of a large one).
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0, 7200.0)
-# A run that completed its work: every record was tried (some may have failed, see writes_total).
-COMPLETED = frozenset({RunStatus.SUCCEEDED, RunStatus.PARTIAL})
 _SITUATIONS = frozenset(s.value for s in Situation)
 
 
@@ -151,7 +149,9 @@ class Metrics:
             self.retries.inc(result.retries)
         if result.status is not RunStatus.SKIPPED:
             self.rate.set(result.rate_per_second or 0.0)
-        if result.status in COMPLETED and not result.dry_run:
+        # A run that completed its work: every record was tried (some may have failed, see
+        # writes_total).
+        if result.status.health is Health.COMPLETED and not result.dry_run:
             self.last_success.set(self._clock())
 
     def observe_progress(self, snapshot: ProgressSnapshot) -> None:

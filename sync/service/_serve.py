@@ -19,6 +19,7 @@ from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
 from sync.service._scheduler import Scheduler, build_trigger, timezone_of
 from sync.service._state import ServiceState, StateBackend
+from sync.status import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -248,7 +249,7 @@ class Service:
         try:
             result = self._run_fn(
                 settings=self.settings,
-                trigger="schedule",
+                trigger=Trigger.SCHEDULE,
                 stop=self.stop_event,
                 on_progress=self.metrics.observe_progress,
             )

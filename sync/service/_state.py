@@ -8,15 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from sync.status import Health, RunStatus
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
-
-# A run that ended without doing its work. Both need a person: failed (connectivity, a bug) and
-# blocked (the input gate or a safety threshold tripped). Skipped (lock held by the other replica),
-# interrupted (our own SIGTERM) and running rows say nothing about health and are stepped over.
-FAILING = frozenset({"failed", "blocked"})
-COMPLETED = frozenset({"succeeded", "partial"})
-NEUTRAL = frozenset({"skipped", "interrupted", "running"})
 
 
 class ServiceState(Protocol):
@@ -42,11 +37,21 @@ def failing_streak(statuses: Iterable[str]) -> int:
     """How many runs failed in a row, newest first, stepping over neutral ones (skipped...)."""
     streak = 0
     for status in statuses:
-        if status in FAILING:
+        health = _health(status)
+        if health is Health.FAILING:
             streak += 1
-        elif status in COMPLETED:
+        elif health is Health.COMPLETED:
             break
     return streak
+
+
+def _health(status: str) -> Health:
+    """What a run row's status says of health (sync.status); a status this version does not
+    know says nothing."""
+    try:
+        return RunStatus(status).health
+    except ValueError:
+        return Health.NEUTRAL
 
 
 def _streak_reason(streak: int, threshold: int) -> str | None:
@@ -90,7 +95,11 @@ class StateBackend:
 
     def last_success_timestamp(self) -> float | None:
         for row in self._store.runs.runs(limit=200):
-            if row.status in COMPLETED and not row.dry_run and row.finished_at is not None:
+            if (
+                _health(row.status) is Health.COMPLETED
+                and not row.dry_run
+                and row.finished_at is not None
+            ):
                 return float(row.finished_at.timestamp())
         return None
 

@@ -38,12 +38,11 @@ from sync.state._rows import (
     PlanRow,
     Rekey,
     RunRow,
-    RunStatus,
     RunSummary,
-    Trigger,
 )
 from sync.state._snapshot import PeopleFeed
 from sync.state._store import StateStore
+from sync.status import RunStatus, Trigger
 
 __all__ = [
     "DEFAULT_LOCK_TTL_SECONDS",

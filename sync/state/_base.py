@@ -20,8 +20,8 @@ from sync.state._rows import (
     EventRow,
     MappingRow,
     RunRow,
-    RunStatus,
 )
+from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence

@@ -34,7 +34,7 @@ from sync.state._base import (
     _new_mapping,
 )
 from sync.state._dialect import IdsIn
-from sync.state._rows import Trigger
+from sync.status import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -1,4 +1,7 @@
-"""Plain values the state layer hands out and takes in. No ORM object ever leaves ``sync.state``."""
+"""Plain values the state layer hands out and takes in. No ORM object ever leaves ``sync.state``.
+
+The run vocabulary (:class:`RunStatus`, :class:`Trigger`) is declared in :mod:`sync.status` and
+re-exported here, as the values the run table stores."""
 
 from __future__ import annotations
 
@@ -11,26 +14,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from sync.domain import Action, Outcome
-
-
-class RunStatus(StrEnum):
-    """How a run ended (``RUNNING`` while it holds the lock)."""
-
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"  # every planned action succeeded (or nothing to do)
-    PARTIAL = "partial"  # done, some records failed (CLI exit 4)
-    FAILED = "failed"  # stopped by an error
-    BLOCKED = "blocked"  # input gate or safety threshold, nothing written
-    INTERRUPTED = "interrupted"  # SIGTERM, or the process died (see mark_interrupted_runs)
-    SKIPPED = "skipped"  # the run lock was held by another run
-
-
-class Trigger(StrEnum):
-    CLI = "cli"
-    SCHEDULE = "schedule"
-    PLAN = "plan"  # `idsync plan`: reads and stores a plan, writes nothing
-    APPLY = "apply"  # `idsync apply`: performs a stored plan's still-valid actions
-    ROLLBACK = "rollback"  # `idsync rollback --yes`: builds and applies the undo of a run
 
 
 class EventAction(StrEnum):

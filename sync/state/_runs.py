@@ -18,15 +18,15 @@ from sqlalchemy import (
 
 from sync.domain import Outcome
 from sync.errors import StateError
-from sync.state._rows import (
-    RunRow,
-    RunStatus,
-    RunSummary,
-    Trigger,
-)
+from sync.status import RunStatus, Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from sync.state._rows import (
+        RunRow,
+        RunSummary,
+    )
 
 from sync.state._base import (
     _E,

@@ -15,8 +15,8 @@ from sqlalchemy import func, select, update
 
 from sync.state._base import _E, _R, _RUN_COLUMNS, StoreBase, _run_row
 from sync.state._models import PROTIME_FEED
-from sync.state._rows import RunStatus
 from sync.state._snapshot import FEED
+from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from sync.state._rows import RunRow
