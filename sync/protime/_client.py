@@ -151,7 +151,7 @@ class ProtimeClient:
     # ------------------------------------------------------------------------------- lifetime
 
     async def __aenter__(self) -> Self:
-        if self._rate_memory is not None and self._settings.rate_limit_per_second == "auto":
+        if self._rate_memory is not None and self._settings.adaptive_rate:
             self.resume_rate(self._rate_memory.recall())
         return self
 
@@ -162,7 +162,7 @@ class ProtimeClient:
         tb: TracebackType | None,
     ) -> None:
         try:
-            if self._rate_memory is not None and self._settings.rate_limit_per_second == "auto":
+            if self._rate_memory is not None and self._settings.adaptive_rate:
                 self._rate_memory.remember(self.rate_per_second)
         finally:
             await self.aclose()
@@ -176,9 +176,14 @@ class ProtimeClient:
         limiter = self._session.limiter
         return limiter.rate if limiter is not None else None
 
+    def keep_rate_in(self, memory: RateMemory) -> None:
+        """With ``auto``, recall the rate from ``memory`` when the client opens and remember it
+        there when it closes (as ``rate_memory=`` does); before the client opens."""
+        self._rate_memory = memory
+
     def resume_rate(self, rate: float | None) -> None:
         """Start an ``auto`` rate at ``rate`` (the last run's); before the first request."""
-        if rate is not None and rate > 0 and self._settings.rate_limit_per_second == "auto":
+        if rate is not None and rate > 0 and self._settings.adaptive_rate:
             self._session.resume_rate(rate)
 
     # ----------------------------------------------------------------------------- endpoints

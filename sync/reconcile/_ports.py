@@ -35,7 +35,7 @@ if TYPE_CHECKING:
         Precondition,
         PriorState,
     )
-    from sync.protime import ChangesPage, ClientStats, PeoplePage
+    from sync.protime import ChangesPage, ClientStats, PeoplePage, RateMemory
     from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunRow, RunSummary
     from sync.strings import StringPool
 
@@ -75,8 +75,9 @@ class ProtimeAPI(Protocol):
     def rate_per_second(self) -> float | None:
         """The client-side request rate now (``auto``: as learned so far); None: no limit."""
 
-    def resume_rate(self, rate: float | None) -> None:
-        """Start an ``auto`` rate from what the last run learned (no-op for a fixed rate)."""
+    def keep_rate_in(self, memory: RateMemory) -> None:
+        """With ``auto``, start from the rate ``memory`` recalls when the client opens, and
+        leave the rate it ended at there when it closes (a fixed rate: neither)."""
 
     async def read_people(self) -> list[Person]:
         """Every person with the references idsync reads."""
@@ -121,7 +122,7 @@ class Runs(Protocol):
 
     def finish_run(self, *, run_id: str, status: str, summary: RunSummary) -> None: ...
     def set_progress(self, *, run_id: str, progress: Mapping[str, Any]) -> None: ...
-    def learned_rate(self) -> float | None: ...
+    def rate_memory(self, run_id: str) -> RateMemory: ...
 
 
 class Map(Protocol):

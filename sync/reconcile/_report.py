@@ -88,7 +88,7 @@ def report(job: Job, run_id: str | None, ledger: Ledger, ended: Ended) -> RunRes
     )
 
 
-def summary(result: RunResult, *, adaptive: bool) -> RunSummary:
+def summary(result: RunResult) -> RunSummary:
     """What the run row keeps of a result."""
     by_kind: dict[str, dict[str, int]] = {}
     for key, n in result.actions_by_outcome.items():
@@ -102,8 +102,6 @@ def summary(result: RunResult, *, adaptive: bool) -> RunSummary:
         api_calls=result.api_requests,
         duration_seconds=result.duration_seconds,
         error=result.message or None,
-        # Only what "auto" learned is kept: a fixed rate says nothing about Protime's limit.
-        rate_per_second=result.rate_per_second if adaptive else None,
         protime_read=result.protime_read,
         protime_read_reason=result.protime_read_reason,
     )

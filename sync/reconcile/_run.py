@@ -132,7 +132,7 @@ def execute(
             skipped = Ended(RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
             result = report(job, run_id, Ledger(), skipped)
             ports.state.runs.finish_run(
-                run_id=run_id, status=result.status, summary=summary(result, adaptive=False)
+                run_id=run_id, status=result.status, summary=summary(result)
             )
             return result
 
@@ -199,9 +199,9 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         log.warning("run.found_interrupted", runs=interrupted)
     run_id = _start_run(job, store)
     bind_context(run_id=run_id)
-    adaptive = job.settings.protime.adaptive_rate
-    if adaptive:
-        ports.protime.resume_rate(store.runs.learned_rate())
+    # The rate "auto" learned lives in the run table: recalled when the client opens, left on
+    # this run's row when it closes.
+    ports.protime.keep_rate_in(store.runs.rate_memory(run_id))
     log.info(
         "run.start",
         trigger=job.trigger,
@@ -218,9 +218,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         # A second Ctrl-C (the first only sets `stop`): close the run now rather than leave it
         # `running` until the next run finds it.
         result = report(job, run_id, ledger, Ended(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)"))
-        store.runs.finish_run(
-            run_id=run_id, status=result.status, summary=summary(result, adaptive=adaptive)
-        )
+        store.runs.finish_run(run_id=run_id, status=result.status, summary=summary(result))
         unbind_context("run_id")
         raise
     except Exception as exc:
@@ -230,9 +228,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         ledger.progress.stop()
     result = report(job, run_id, ledger, ended)
     record_or_raise(
-        lambda: store.runs.finish_run(
-            run_id=run_id, status=result.status, summary=summary(result, adaptive=adaptive)
-        )
+        lambda: store.runs.finish_run(run_id=run_id, status=result.status, summary=summary(result))
     )
     log.info(
         "run.finish",

@@ -157,7 +157,6 @@ class RunSummary:
     * ``api_calls`` — free-form call counters, e.g. by HTTP status ``{"200": 10, "429": 2}``.
     * ``error`` — why the run failed or was blocked; never a secret (callers build it from names).
     * ``duration_seconds`` — measured by the caller; ``None`` to use finished minus started.
-    * ``rate_per_second`` — the request rate ``auto`` learned; the next run starts from it.
     * ``protime_read`` / ``protime_read_reason`` — "full" or "incremental", and why a full read.
     """
 
@@ -168,7 +167,6 @@ class RunSummary:
     api_calls: Mapping[str, int] = field(default_factory=dict)
     error: str | None = None
     duration_seconds: float | None = None
-    rate_per_second: float | None = None
     protime_read: str | None = None
     protime_read_reason: str | None = None
 

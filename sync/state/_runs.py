@@ -108,7 +108,6 @@ class RunStore(StoreBase):
                     api_calls=json.dumps(dict(summary.api_calls)),
                     error=summary.error,
                     duration_seconds=duration,
-                    rate_per_second=summary.rate_per_second,
                     protime_read=summary.protime_read,
                     protime_read_reason=summary.protime_read_reason,
                 )
@@ -162,6 +161,15 @@ class RunStore(StoreBase):
             )
         return len(stale)
 
+    def rate_memory(self, run_id: str) -> RunRate:
+        """Where run ``run_id`` keeps the rate ``auto`` learned (the client's rate port)."""
+        return RunRate(self, run_id)
+
+    def remember_rate(self, *, run_id: str, rate: float) -> None:
+        """Keep ``rate`` on run ``run_id``'s row: the rate ``auto`` ended the run at."""
+        with self._db.write() as conn:
+            conn.execute(update(_RUNS).where(_R.id == run_id).values(rate_per_second=rate))
+
     def learned_rate(self) -> float | None:
         """The request rate the latest run with ``auto`` learned (None: none has yet)."""
         query = (
@@ -201,3 +209,19 @@ class RunStore(StoreBase):
         with self._engine.connect() as conn:
             row = conn.execute(select(*_RUN_COLUMNS).where(_R.id == run_id)).first()
         return _run_row(row) if row is not None else None
+
+
+class RunRate:
+    """The learned rate's port (:class:`sync.protime.RateMemory`) on the run table: recalls the
+    latest run's, remembers on this run's row. Only a client with ``auto`` asks it."""
+
+    def __init__(self, runs: RunStore, run_id: str) -> None:
+        self._runs = runs
+        self._run_id = run_id
+
+    def recall(self) -> float | None:
+        return self._runs.learned_rate()
+
+    def remember(self, rate: float | None) -> None:
+        if rate is not None:
+            self._runs.remember_rate(run_id=self._run_id, rate=rate)

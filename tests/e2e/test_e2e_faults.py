@@ -285,9 +285,8 @@ def test_auto_rate_learns_from_429s_and_the_next_run_starts_there(
     with h.store() as store:
         # A previous run learned 100/s: far above what this tenant now allows.
         earlier = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
-        store.runs.finish_run(
-            run_id=earlier, status="succeeded", summary=RunSummary(rate_per_second=100)
-        )
+        store.runs.rate_memory(earlier).remember(100)
+        store.runs.finish_run(run_id=earlier, status="succeeded", summary=RunSummary())
     first = h.run()
     assert first.status is RunStatus.SUCCEEDED, first.message
     assert first.api_requests.get("put_reference:429", 0) > 0

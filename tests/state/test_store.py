@@ -109,17 +109,18 @@ def test_runs_lists_newest_first_with_a_limit(store: StateStore) -> None:
 
 
 def test_learned_rate_is_the_latest_run_that_learned_one(store: StateStore) -> None:
-    """learned_rate() gives the rate of the newest run that stored one; runs without one are skipped."""
+    """A run's rate memory recalls the rate of the newest run that remembered one (runs without
+    one are skipped), and remembers on its own run's row, whenever the run finishes."""
     assert store.runs.learned_rate() is None
     first = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
-    store.runs.finish_run(
-        run_id=first, status="succeeded", summary=RunSummary(rate_per_second=42.5)
-    )
+    store.runs.rate_memory(first).remember(42.5)
+    store.runs.finish_run(run_id=first, status="succeeded", summary=RunSummary())
     second = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
-    store.runs.finish_run(
-        run_id=second, status="succeeded", summary=RunSummary(rate_per_second=61.0)
-    )
+    assert store.runs.rate_memory(second).recall() == 42.5
+    store.runs.finish_run(run_id=second, status="succeeded", summary=RunSummary())
+    store.runs.rate_memory(second).remember(61.0)  # the client closes after the run row ends
     fixed = store.runs.start_run(trigger="cli", dry_run=False, forced=False)
+    store.runs.rate_memory(fixed).remember(None)  # a fixed rate: nothing learned
     store.runs.finish_run(run_id=fixed, status="succeeded", summary=RunSummary())
     assert store.runs.learned_rate() == 61.0
     row = store.runs.run(second)
