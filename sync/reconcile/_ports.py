@@ -4,7 +4,7 @@
 port, built from the settings when the caller passes none. Tests drive the whole pipeline with an
 in-memory HR source, a store on a throw-away database and a client on the simulator's transport,
 without files or environment variables. The defaults are the real things:
-:class:`SettingsHRSource`, :meth:`sync.state.StateStore.open` and :class:`sync.protime.ProtimeClient`.
+:class:`SettingsHRSource`, :meth:`sync.state.StateStore.open` (the store's parts: runs, map, events, plans, snapshot, settled) and :class:`sync.protime.ProtimeClient`.
 """
 
 from __future__ import annotations

@@ -3,12 +3,12 @@
 The planner is pure: the same HR employees, the same Protime people, the same prior state (admins'
 links and ignores, failed records) and the same settings give the same plan. A run *settles* when
 its plan is empty and nothing blocked it: it stores a digest of its inputs (:func:`settled_key`)
-with its run id and the last audit event id (``StateStore.settle``).
+with its run id and the last audit event id (``store.settled.settle``).
 
 The next run reads HR and the Protime delta as any incremental run does. When the delta brings no
 change, the snapshot is the one the settled run classified; when in addition its own inputs digest
 to the same key and nothing happened to the state since (no other real run, no audit event, no
-snapshot saved: ``StateStore.settled_run``), its plan would be empty again and its records the
+snapshot saved: ``store.settled.settled_run``), its plan would be empty again and its records the
 ones the map holds. It then neither loads the snapshot nor classifies, plans or compares the map:
 it reports the settled run's figures, the map's unlinked records, saves the delta's new link and
 settles in turn. Anything else is an ordinary run. docs/protime-client.md, "Settled runs".
