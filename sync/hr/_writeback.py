@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     ARRAY,
@@ -62,6 +62,7 @@ from sync.hr._validate import id_text
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from sqlalchemy import CursorResult
     from sqlalchemy.sql.compiler import SQLCompiler
 
     from sync.config import HRSettings
@@ -193,6 +194,14 @@ def _changes(
     return diff
 
 
+class _Columns(NamedTuple):
+    """Where the write-back writes: the table, the key its rows are found by, the target."""
+
+    table: Table
+    key: Column[Any]
+    target: Column[Any]
+
+
 def write_changes(
     conn: Connection,
     *,
@@ -202,8 +211,9 @@ def write_changes(
     changes: Mapping[object, object],
 ) -> int:
     """Write ``changes`` (raw key -> value) into ``target``, in the caller's transaction."""
+    columns = _Columns(table, key, target)
     if conn.dialect.name == "postgresql":
-        return _unnest_update(conn, table=table, key=key, target=target, changes=changes)
+        return _unnest_update(conn, columns, changes)
     if conn.dialect.name in _STAGED:
         try:
             # In a savepoint: a refused CREATE must leave the transaction usable.
@@ -217,7 +227,7 @@ def write_changes(
             )
         else:
             try:
-                written = _staged_update(conn, table=table, key=key, target=target, changes=changes)
+                written = _staged_update(conn, columns, changes)
             except BaseException:
                 # MariaDB keeps a session's temporary table until it is dropped (a failed
                 # statement leaves the transaction usable for that).
@@ -226,20 +236,19 @@ def write_changes(
                 raise
             conn.execute(_DropStaging())
             return written
-    return _row_by_row_update(conn, table=table, key=key, target=target, changes=changes)
+    return _row_by_row_update(conn, columns, changes)
 
 
-def _unnest_update(
-    conn: Connection,
-    *,
-    table: Table,
-    key: Column[Any],
-    target: Column[Any],
-    changes: Mapping[object, object],
-) -> int:
+def _written(result: CursorResult[Any], sent: int) -> int:
+    """The rows a statement changed; a driver that cannot count them (-1) wrote all it was sent."""
+    return result.rowcount if result.rowcount >= 0 else sent
+
+
+def _unnest_update(conn: Connection, columns: _Columns, changes: Mapping[object, object]) -> int:
     # Two array parameters, adapted by the driver in C, joined as a table: no temporary table,
     # no TEMP privilege, no per-row parameter handling (psycopg's executemany costs ~30 us a row).
     # A cleared row's value is a NULL element. One statement per _UNNEST_BATCH changed rows.
+    table, key, target = columns
     keys = cast(bindparam("keys", type_=ARRAY(key.type)), ARRAY(key.type))
     values = cast(bindparam("values", type_=ARRAY(target.type)), ARRAY(target.type))
     pairs = func.unnest(keys, values).table_valued("k", "v").render_derived(name="pairs")
@@ -251,34 +260,24 @@ def _unnest_update(
         result = conn.execute(
             statement, {"keys": [k for k, _ in chunk], "values": [v for _, v in chunk]}
         )
-        written += result.rowcount if result.rowcount >= 0 else len(chunk)
+        written += _written(result, len(chunk))
     return written
 
 
-def _staged_update(
-    conn: Connection,
-    *,
-    table: Table,
-    key: Column[Any],
-    target: Column[Any],
-    changes: Mapping[object, object],
-) -> int:
+def _staged_update(conn: Connection, columns: _Columns, changes: Mapping[object, object]) -> int:
+    table, key, target = columns
     stage = _stage_table(key, target)
     rows = [{"k": k, "v": v} for k, v in changes.items()]
     for start in range(0, len(rows), _LOAD_BATCH):
         conn.execute(insert(stage), rows[start : start + _LOAD_BATCH])
     result = conn.execute(update(table).where(key == stage.c.k).values({target: stage.c.v}))
-    return result.rowcount if result.rowcount >= 0 else len(changes)
+    return _written(result, len(changes))
 
 
 def _row_by_row_update(
-    conn: Connection,
-    *,
-    table: Table,
-    key: Column[Any],
-    target: Column[Any],
-    changes: Mapping[object, object],
+    conn: Connection, columns: _Columns, changes: Mapping[object, object]
 ) -> int:
+    table, key, target = columns
     statement = (
         update(table).where(key == bindparam("k_id")).values({target.name: bindparam("v_value")})
     )
@@ -300,11 +299,11 @@ def _row_by_row_update(
                     for k, v in chunk
                 ]
                 result = conn.exec_driver_sql(compiled.string, rows)
-                written += result.rowcount if result.rowcount >= 0 else len(chunk)
+                written += _written(result, len(chunk))
             return written
     for chunk in chunks:
         result = conn.execute(statement, [{"k_id": k, "v_value": v} for k, v in chunk])
-        written += result.rowcount if result.rowcount >= 0 else len(chunk)
+        written += _written(result, len(chunk))
     return written
 
 
