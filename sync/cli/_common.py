@@ -21,6 +21,7 @@ from sync.display import printable
 from sync.errors import StateError
 from sync.logging import configure_logging, register_settings_secrets
 from sync.state import Database, StateStore, check_schema, describe_error, open_database
+from sync.status import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -188,7 +189,7 @@ def print_table(
 # apply and rollback read Protime in full whatever was asked: each precondition is judged on what
 # Protime holds, and a value changed there by someone else shows only in a full read. The run
 # records that as a full read "asked for (--full)", which no one typed: the CLI says why.
-_FULL_BY_DESIGN = frozenset({"apply", "rollback"})
+_FULL_BY_DESIGN = frozenset({Trigger.APPLY, Trigger.ROLLBACK})
 
 
 def read_reason(trigger: str | None, read: str | None, reason: str | None) -> str | None:

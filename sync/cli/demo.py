@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sync.cli._common import err, out, require_simulator
+from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from sync.config import Settings
@@ -52,7 +53,7 @@ def demo(
     require_simulator("demo")
     from sync.config import HRSettings, ProtimeSettings, Settings
     from sync.logging import configure_logging
-    from sync.reconcile import RunStatus, run
+    from sync.reconcile import run
     from sync.simulator import Simulator, SimulatorConfig, serve_in_thread
     from sync.state import StateStore, open_database, upgrade
 

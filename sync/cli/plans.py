@@ -25,6 +25,7 @@ from sync.cli.inspect import _run_by_prefix
 from sync.cli.reconcile import _print, _stop_on_ctrl_c
 from sync.domain import ActionKind, Situation
 from sync.errors import UsageError
+from sync.status import Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -345,11 +346,11 @@ def apply(
     with open_store(settings) as store:
         plan_id = _resolve(store, plan_ref)
     result = _applied(settings, plan_id, strict=strict)
-    _report_apply(result, as_json=as_json, trigger="apply")
+    _report_apply(result, as_json=as_json, trigger=Trigger.APPLY)
 
 
 def _applied(
-    settings: Settings, plan_id: str, *, strict: bool, trigger: str = "apply"
+    settings: Settings, plan_id: str, *, strict: bool, trigger: Trigger = Trigger.APPLY
 ) -> RunResult:
     from sync.reconcile import apply_plan
 
@@ -363,7 +364,7 @@ def _applied(
         restore()
 
 
-def _report_apply(result: RunResult, *, as_json: bool, trigger: str) -> None:
+def _report_apply(result: RunResult, *, as_json: bool, trigger: Trigger) -> None:
     succeeded = sum(n for k, n in result.actions_by_outcome.items() if k.endswith(":succeeded"))
     failed = sum(
         n for k, n in result.actions_by_outcome.items() if k.endswith((":failed", ":retriable"))
@@ -436,7 +437,7 @@ def rollback(
         _print_plan_hint(header.id)
         return
     _report_apply(
-        _applied(settings, header.id, strict=False, trigger="rollback"),
+        _applied(settings, header.id, strict=False, trigger=Trigger.ROLLBACK),
         as_json=False,
-        trigger="rollback",
+        trigger=Trigger.ROLLBACK,
     )

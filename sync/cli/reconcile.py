@@ -21,6 +21,7 @@ from sync.cli._common import (
 )
 from sync.cli._contracts import action_object, document, record_object, result_object
 from sync.domain import Situation
+from sync.status import RunStatus, Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -88,7 +89,7 @@ def register(app: typer.Typer) -> None:
         try:
             result = run(
                 settings=settings,
-                trigger="cli",
+                trigger=Trigger.CLI,
                 dry_run=dry_run,
                 force=force,
                 full=full,
@@ -156,7 +157,7 @@ def _as_dict(result: RunResult) -> dict[str, object]:
     return document("reconcile", body)
 
 
-def _print(result: RunResult, *, trigger: str | None = None) -> None:
+def _print(result: RunResult, *, trigger: Trigger | None = None) -> None:
     """A run's human summary; ``trigger`` (``apply``, ``rollback``) words why it read in full."""
     if result.dry_run and result.plan is not None:
         actions = result.plan.actions
@@ -232,8 +233,6 @@ def _print_next_step(result: RunResult) -> None:
     The run's message (stderr, the run row, the logs) says it too, but the one reading the
     output must not need stderr to find the plan the run stored.
     """
-    from sync.reconcile import RunStatus
-
     if result.status is not RunStatus.BLOCKED or result.dry_run:
         return
     for line in result.would_block:
