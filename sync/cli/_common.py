@@ -64,6 +64,18 @@ def state_database(settings: Settings) -> Database:
 
 
 @contextmanager
+def reachable_database(settings: Settings) -> Iterator[Database]:
+    """The state database for a command that needs no schema check (``db upgrade``,
+    ``db current``): an unreachable one is one line, and it is disposed of on the way out."""
+    db = state_database(settings)
+    try:
+        with unreachable_as_state_error(db):
+            yield db
+    finally:
+        db.dispose()
+
+
+@contextmanager
 def open_store(settings: Settings, *, check: bool = True) -> Iterator[StateStore]:
     db = state_database(settings)
     try:

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sync.cli._common import (
-    out,
-    settings_and_logging,
-    state_database,
-    unreachable_as_state_error,
-)
+from sync.cli._common import out, reachable_database, settings_and_logging
 from sync.config import redact_url
 
 
@@ -26,14 +21,10 @@ def upgrade() -> None:
     from sync.state import upgrade as do_upgrade
 
     settings = settings_and_logging()
-    db = state_database(settings)
-    try:
-        with unreachable_as_state_error(db):
-            before = current_revision(db)
-            do_upgrade(db)
-            after = current_revision(db)
-    finally:
-        db.dispose()
+    with reachable_database(settings) as db:
+        before = current_revision(db)
+        do_upgrade(db)
+        after = current_revision(db)
     target = redact_url(settings.state_url)
     if before == after:
         out.print(f"{target}: already at head ({after})")
@@ -46,12 +37,8 @@ def current() -> None:
     from sync.state import current_revision, head_revision
 
     settings = settings_and_logging()
-    db = state_database(settings)
-    try:
-        with unreachable_as_state_error(db):
-            revision = current_revision(db)
-    finally:
-        db.dispose()
+    with reachable_database(settings) as db:
+        revision = current_revision(db)
     head = head_revision()
     state = "at head" if revision == head else "behind: run `idsync db upgrade`"
     out.print(f"database {revision or 'empty'}, code {head}: {state}")
