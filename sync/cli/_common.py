@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -18,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sync.config import Settings, load_settings
 from sync.display import printable
-from sync.errors import StateError
+from sync.errors import StateError, UsageError
 from sync.logging import configure_logging, register_settings_secrets
 from sync.state import Database, StateStore, check_schema, describe_error, open_database
 from sync.status import Trigger
@@ -94,14 +95,22 @@ def require_simulator(command: str) -> None:
     """
     import importlib.util
 
-    from sync.errors import UsageError
-
     missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
         raise UsageError(
             f"`idsync {command}` needs the simulator extra ({', '.join(missing)} not installed):"
             " pip install 'protime-idsync[simulator]'"
         )
+
+
+# `export` and `suggest` write a file in one of the same two formats, refused the same way.
+FileFormat = Annotated[str, typer.Option("--format", help="csv or json.")]
+
+
+def check_file_format(fmt: str) -> None:
+    """A ``--format`` other than csv or json is a usage error (exit 2)."""
+    if fmt not in {"csv", "json"}:
+        raise UsageError(f"--format must be csv or json, not {fmt!r}")
 
 
 def jsonable(value: Any) -> Any:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from sync.cli._common import (
+    FileFormat,
+    check_file_format,
     open_store,
     out,
     print_json,
@@ -259,14 +261,13 @@ def _run_by_prefix(store: StateStore, prefix: str) -> RunRow:
 
 
 def export(
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt: FileFormat = "csv",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
 ) -> None:
     """The whole map, one row per HR id (and per orphaned value)."""
-    if fmt not in {"csv", "json"}:
-        raise UsageError(f"--format must be csv or json, not {fmt!r}")
+    check_file_format(fmt)
     settings = settings_and_logging()
     with open_store(settings) as store:
         stream = _open_output(output) if output else sys.stdout

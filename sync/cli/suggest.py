@@ -9,8 +9,13 @@ from typing import Annotated, TextIO
 
 import typer
 
-from sync.cli._common import err, open_store, settings_and_logging
-from sync.errors import UsageError
+from sync.cli._common import (
+    FileFormat,
+    check_file_format,
+    err,
+    open_store,
+    settings_and_logging,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -18,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
 
 def suggest(
-    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    fmt: FileFormat = "csv",
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
     ] = None,
@@ -26,8 +31,7 @@ def suggest(
     """Up to 3 likely Protime persons for every unmatched or disputed HR employee, with the
     evidence, and the persons no HR employee reaches. Reads only; review the file, write yes in
     `accept`, then `idsync link --from FILE`."""
-    if fmt not in {"csv", "json"}:
-        raise UsageError(f"--format must be csv or json, not {fmt!r}")
+    check_file_format(fmt)
     settings = settings_and_logging()
     from sync.cli._contracts import document
     from sync.suggest import build_report, report_json, write_csv, write_json
