@@ -12,7 +12,7 @@ import httpx
 
 from sync.errors import ProtimeError
 from sync.protime._parse import decode_json, parse_token
-from sync.protime._stats import CALL, Call, RequestKind, call_of, log, path_of
+from sync.protime._stats import CALL, Call, RequestKind, api_sending, call_of, log, path_of
 from sync.protime._transports import ON_SEND
 
 if TYPE_CHECKING:
@@ -211,7 +211,12 @@ class TokenEndpoint:
             request = self._http.build_request(
                 "POST", self._url, data=self._form, extensions={CALL: call}
             )
-            response = await self._http.send(request)
+            # Its own line from httpx, as always, though it may be fetched inside an API call.
+            sending = api_sending.set(False)
+            try:
+                response = await self._http.send(request)
+            finally:
+                api_sending.reset(sending)
             if response.status_code == 200:  # noqa: PLR2004
                 token, expires_in = parse_token(
                     decode_json(response.content, what="token answer", status=200)

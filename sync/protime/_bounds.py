@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import zlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from sync.protime._parse import MalformedAnswerError
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
 # The headers that describe the body as it came over the wire; the body handed on is decoded
 # and whole, so they no longer hold (httpx would decode a gzip body twice).
 _WIRE_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+# The Content-Encoding of a body that needs no inflating.
+_UNENCODED = ("", "identity")
 
 
 class RequestDeadlineError(httpx.TimeoutException):
@@ -48,7 +53,7 @@ class _BoundedDecoder:
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 16)
         elif coding == "deflate":
             self._zlib = zlib.decompressobj(zlib.MAX_WBITS | 32)  # zlib-wrapped or gzip
-        elif coding not in ("", "identity"):
+        elif coding not in _UNENCODED:
             raise MalformedAnswerError(
                 f"the answer is encoded as {coding[:40]!r}, which was not asked for", status=status
             )
@@ -88,6 +93,31 @@ class _BoundedDecoder:
         return b"".join(self._parts)
 
 
+class _Capped(httpx.AsyncByteStream):
+    """An answer's body as it arrives, refused once it passes ``limit`` bytes."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, *, status: int, limit: int) -> None:
+        self._inner = inner
+        self._status = status
+        self._limit = limit
+        self._chunks = inner.__aiter__()
+        self._size = 0
+
+    # An iterator of its own, not an async generator: asyncio registers each of those (1 us).
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await self._chunks.__anext__()
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise TooLargeError(self._status, self._limit)
+        return chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 class BoundedBody(httpx.AsyncBaseTransport):
     """Sends on ``inner`` and reads the whole answer, within the deadline and the size cap.
 
@@ -107,7 +137,7 @@ class BoundedBody(httpx.AsyncBaseTransport):
             async with asyncio.timeout(self._deadline):
                 response = await self._inner.handle_async_request(request)
                 try:
-                    body = await self._read(response)
+                    return await self._read(response)
                 finally:
                     await response.aclose()
         except TimeoutError:
@@ -115,19 +145,9 @@ class BoundedBody(httpx.AsyncBaseTransport):
                 f"no complete answer within the request deadline of {self._deadline:g} s "
                 "(IDSYNC_PROTIME__REQUEST_DEADLINE_SECONDS)"
             ) from None
-        if body is None:
-            return response
-        headers = [
-            (name, value)
-            for name, value in response.headers.multi_items()
-            if name.lower() not in _WIRE_HEADERS
-        ]
-        return httpx.Response(
-            response.status_code, headers=headers, content=body, extensions=response.extensions
-        )
 
-    async def _read(self, response: httpx.Response) -> bytes | None:
-        """The body, decoded and within the cap; None when ``response`` holds it read already."""
+    async def _read(self, response: httpx.Response) -> httpx.Response:
+        """``response`` read whole, decoded and within the cap (itself, or one holding its body)."""
         limit = self._limit
         status = response.status_code
         declared = response.headers.get("Content-Length", "")
@@ -138,12 +158,27 @@ class BoundedBody(httpx.AsyncBaseTransport):
             # already: the cap still applies, and the answer goes on as it is.
             if len(response.content) > limit:
                 raise TooLargeError(status, limit)
-            return None
-        decoder = _BoundedDecoder(response.headers.get("Content-Encoding", ""), status, limit)
+            return response
+        encoding = response.headers.get("Content-Encoding", "")
+        stream = response.stream
+        if encoding.strip().lower() in _UNENCODED and isinstance(stream, httpx.AsyncByteStream):
+            # Nothing to inflate (nearly every answer): httpx reads the body into the answer
+            # itself, counted on its way in. Building a second answer to hold it cost 15 us.
+            response.stream = _Capped(stream, status=status, limit=limit)
+            await response.aread()
+            return response
+        decoder = _BoundedDecoder(encoding, status, limit)
         async for raw in response.aiter_raw():
             decoder.feed(raw)
         decoder.finish()
-        return decoder.body()
+        headers = [
+            (name, value)
+            for name, value in response.headers.multi_items()
+            if name.lower() not in _WIRE_HEADERS
+        ]
+        return httpx.Response(
+            status, headers=headers, content=decoder.body(), extensions=response.extensions
+        )
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -6,6 +6,12 @@ more try) -> :class:`~sync.protime._transports.Lanes` -> :class:`~sync.protime._
 (rate slot, then the bearer) -> :class:`~sync.protime._transports.Recorded` ->
 :class:`~sync.protime._bounds.BoundedBody` -> the lane's network. The token request takes the same
 way without the auth, the lanes and the rate.
+
+What the client does not need of ``AsyncClient`` is made cheap, not bypassed (issue 20;
+docs/benchmarks.md, "CPU per write"): an API request is built from headers merged once per client,
+the client keeps no cookies (:class:`_Http`), an answer read whole lets go of its stream
+(:func:`_let_go`), and httpx writes no line of its own per API request
+(:func:`~sync.protime._stats.quiet_httpx_api_lines`).
 """
 
 from __future__ import annotations
@@ -22,7 +28,16 @@ from sync.protime._bounds import BoundedBody
 from sync.protime._errors import Errors
 from sync.protime._rate import rate_limiter
 from sync.protime._retry import Backoff, Retrier
-from sync.protime._stats import CALL, Call, ClientStats, Recorder, RequestKind, path_of
+from sync.protime._stats import (
+    CALL,
+    Call,
+    ClientStats,
+    Recorder,
+    RequestKind,
+    api_sending,
+    path_of,
+    quiet_httpx_api_lines,
+)
 from sync.protime._transports import ClientTransport, Lanes, Paced, Pacing, Recorded
 
 if TYPE_CHECKING:
@@ -34,9 +49,70 @@ if TYPE_CHECKING:
     from sync.protime._stats import RequestEvent
 
 
-def _no_cookies() -> http.cookiejar.CookieJar:
-    # An answer must not change what the next request carries (the lanes never sent cookies).
-    return http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+class _NoCookieJar(http.cookiejar.CookieJar):
+    """A jar that keeps nothing: the API is bearer-token only, and an answer must not change what
+    the next request carries (the lanes never sent cookies)."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        pass
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+
+class _NoCookies(httpx.Cookies):
+    """The client's cookies: none, ever, and nothing spent on them. httpx's ``Cookies`` builds
+    two urllib stand-ins for every answer before its jar sees it (20 us a request)."""
+
+    def __init__(self) -> None:
+        super().__init__(_NoCookieJar())
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        pass
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        pass
+
+
+class _Http(httpx.AsyncClient):
+    """The client's ``AsyncClient``, keeping no cookies.
+
+    The one place that leans on how httpx works inside, not on what it documents: httpx
+    0.28 hands every answer to ``client.cookies.extract_cookies`` (and merges ``client.cookies``
+    into a request it builds), so the public ``cookies`` property is where the per-answer cookie
+    work is turned off. Should httpx stop going through the property, nothing is kept or sent all
+    the same (the jar refuses every cookie), only the time is spent again:
+    tests/protime/test_session.py fails loudly then.
+    """
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: Any) -> None:  # noqa: ARG002 - the setter's signature
+        raise AttributeError("the Protime client keeps no cookies")
+
+
+# What an answer's stream becomes once the answer is read (see _let_go).
+_READ_WHOLE = httpx.ByteStream(b"")
+
+
+async def _let_go(response: httpx.Response) -> None:
+    """The client's one response hook: an answer read whole lets go of its stream.
+
+    httpx ties each answer to its stream and the stream back to the answer: a reference cycle
+    that only the cyclic garbage collector frees, and with it the request, its headers, URL and
+    :class:`Call` (0.02 ms a write at 8 workers). Every answer is read whole below the client
+    (:class:`~sync.protime._bounds.BoundedBody`), so its stream is done with.
+    """
+    if response.is_closed:
+        response.stream = _READ_WHOLE
 
 
 class Session:
@@ -105,9 +181,20 @@ class Session:
         )
         # trust_env=False: the proxies are the networks' business; mounted here they would
         # bypass the lanes, the rate and the bounds.
-        self._http = httpx.AsyncClient(
-            transport=lanes, trust_env=False, cookies=_no_cookies(), **self._client_options
+        self._http = _Http(
+            transport=lanes,
+            trust_env=False,
+            cookies=_NoCookieJar(),
+            event_hooks={"response": [_let_go]},
+            **self._client_options,
         )
+        # What build_request would merge into every API request, merged once: the client's
+        # headers (with Content-Type for a body) and its timeouts.
+        with_body = httpx.Headers(self._http.headers)
+        with_body["Content-Type"] = "application/json"
+        self._api_headers = {False: httpx.Headers(self._http.headers), True: with_body}
+        self._timeout = self._http.timeout.as_dict()
+        quiet_httpx_api_lines()
         self.tokens = TokenCache(
             TokenEndpoint(
                 http=self._http,
@@ -157,13 +244,23 @@ class Session:
         """One API call, its answer read whole: retried, signed, paced and bounded; an answer
         not in ``expected`` is the error it means."""
         call = Call(kind=kind, method=method, path=path_of(url), started=self._clock())
-        headers = {"Content-Type": "application/json"} if content is not None else None
+        headers = self._api_headers[content is not None]
+        timeout = self._timeout
 
         async def attempt() -> httpx.Response:
-            request = self._http.build_request(
-                method, url, content=content, headers=headers, extensions={CALL: call}
+            # As build_request would make it (a test holds the two together), at less cost.
+            request = httpx.Request(
+                method,
+                url,
+                content=content,
+                headers=headers,
+                extensions={CALL: call, "timeout": timeout},
             )
-            response = await self._http.send(request, auth=self._auth)
+            sending = api_sending.set(True)
+            try:
+                response = await self._http.send(request, auth=self._auth)
+            finally:
+                api_sending.reset(sending)
             if response.status_code in expected:
                 return response
             raise self.errors.api_error(call, response)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -23,6 +24,33 @@ log = structlog.get_logger(LOGGER_NAME)
 # structlog runs its processors before the standard library drops a debug event: the hot path
 # asks the level first (0.05 ms per request otherwise).
 _stdlib_log = logging.getLogger(LOGGER_NAME)
+
+# httpx writes "HTTP Request: <method> <URL> ..." for every answer (INFO; idsync's logging shows
+# it at DEBUG). For an API call that line would repeat protime.request with the whole URL: the
+# continuation and delta tokens of the people pages, the reference values. Before issue 20 API
+# calls went past AsyncClient.send and httpx never wrote them; the filter keeps it so. The token
+# request's line stays, as it always was. True while the client sends an API request.
+api_sending: ContextVar[bool] = ContextVar("idsync_protime_api_sending", default=False)
+_HTTPX_LOGGER = "httpx"
+
+
+class _NoApiLines(logging.Filter):
+    """Drops httpx's lines of the client's API requests (see :data:`api_sending`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not api_sending.get()
+
+
+_NO_API_LINES = _NoApiLines()
+
+
+def quiet_httpx_api_lines() -> None:
+    """Keep httpx from writing a line per API request (once per process; only at DEBUG did
+    those lines pass the level anyway, so the filter costs nothing above it)."""
+    httpx_logger = logging.getLogger(_HTTPX_LOGGER)
+    if _NO_API_LINES not in httpx_logger.filters:
+        httpx_logger.addFilter(_NO_API_LINES)
+
 
 # The key of request.extensions under which a request carries its Call (transports and the auth
 # flow read it); a request without one is not the client's and passes through untouched.
