@@ -73,13 +73,14 @@ class TokenCache:
         """The token now held, fresh or not (for redaction and staleness checks)."""
         return self._value
 
-    def _fresh(self) -> str | None:
+    def fresh(self) -> str | None:
+        """The token held, if it is still fresh; None: :meth:`get` would fetch one."""
         value = self._value
         return value if value is not None and self._clock() < self._fresh_until else None
 
     async def get(self) -> str:
         """A fresh token: the held one, or a new one fetched once for all waiting callers."""
-        return self._fresh() or await self._renew(self._fresh)
+        return self.fresh() or await self._renew(self.fresh)
 
     async def renew(self, *, stale: str | None) -> str:
         """A token other than ``stale`` (rejected by Protime), fetched once for all who saw it fail."""
@@ -142,7 +143,8 @@ class BearerAuth(httpx.Auth):
         if call is None:  # not the client's request: nothing to add
             yield request
             return
-        await self._token(call, stale=None)
+        if self._tokens.fresh() is None:
+            await self._token(call, stale=None)
         request.extensions[ON_SEND] = partial(self._sign, call, None)
         response = yield request
         if response.status_code != 401 or call.reauthenticated:  # noqa: PLR2004
@@ -161,7 +163,11 @@ class BearerAuth(httpx.Auth):
         )
 
     async def _sign(self, call: Call, stale: str | None, request: httpx.Request) -> None:
-        request.headers["Authorization"] = f"Bearer {await self._token(call, stale=stale)}"
+        # Nearly always the token held is fresh: taken without the awaits of a fetch.
+        token = self._tokens.fresh() if stale is None else None
+        if token is None:
+            token = await self._token(call, stale=stale)
+        request.headers["Authorization"] = f"Bearer {token}"
 
     async def _token(self, call: Call, *, stale: str | None) -> str:
         try:

@@ -9,7 +9,6 @@ one retry loop (:mod:`sync.protime._retry`) whose single judge is :func:`is_retr
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Self
@@ -315,7 +314,9 @@ class ProtimeClient:
         confirms such a write (docs/protime-client.md, "Writes")."""
         url = self._reference_url(value)
         _check_id(protime_id)
-        body = json.dumps({"internalReference": str(protime_id)}).encode()
+        # json.dumps({"internalReference": str(protime_id)}), byte for byte, at a tenth of the
+        # cost: the id is a positive int (checked above), whose digits need no escaping.
+        body = b'{"internalReference": "%d"}' % protime_id
         response = await self._session.call(
             RequestKind.PUT_REFERENCE, "PUT", url, content=body, expected=(200, 201, 202, 204)
         )
