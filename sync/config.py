@@ -232,6 +232,9 @@ class ProtimeSettings(_Section):
     max_people: int = Field(default=2_000_000, ge=1)
     retry_attempts: int = Field(default=8, ge=1, le=100)
     retry_timeout_seconds: float = Field(default=300.0, gt=0)
+    # A Retry-After longer than this ends the run (interrupted) instead of waiting: Protime asked
+    # for hours, and the run would hold its lock and every other call that long.
+    max_retry_after_seconds: float = Field(default=300.0, gt=0)
     token_refresh_margin_seconds: float = Field(default=120.0, ge=0)
 
     @field_validator("rate_limit_per_second", mode="before")

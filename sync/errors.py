@@ -7,7 +7,10 @@ names and redacted values only.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from datetime import datetime
 
 
 class IdsyncError(Exception):
@@ -82,6 +85,18 @@ class ProtimeError(IdsyncError):
         self.code = code
         self.retriable = retriable
         self.retry_after = retry_after
+
+
+class ProtimeBackoffError(ProtimeError):
+    """Protime asked to be called again later than ``IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS``
+    allows (a ``Retry-After`` of hours): the run stops at once, ``interrupted``, and says when;
+    ``idsync serve`` starts the sync's next run no earlier. ``retry_at``: that moment (UTC)."""
+
+    def __init__(
+        self, message: str, *, status: int | None, retry_after: float, retry_at: datetime
+    ) -> None:
+        super().__init__(message, status=status, retriable=True, retry_after=retry_after)
+        self.retry_at = retry_at
 
 
 class ProtimeAuthError(ProtimeError):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from sync.domain import ActionKind, Outcome
-from sync.errors import ProtimeAuthError, ProtimeError
+from sync.errors import ProtimeAuthError, ProtimeBackoffError, ProtimeError
 from sync.logging import bind_context, get_logger
 from sync.state import ActionOutcome
 
@@ -47,6 +47,9 @@ class Tally:
 
     outcomes: Counter[str] = field(default_factory=Counter)
     fatal: str | None = None
+    # Protime asked to be called again hours from now (a Retry-After past the setting): the
+    # apply step attempts nothing more, and the run ends interrupted.
+    backoff: ProtimeBackoffError | None = None
     done: int = 0
     succeeded: list[Action] = field(default_factory=list)
     accepted: int = 0  # writes among them Protime accepted without confirming (202)
@@ -130,9 +133,10 @@ class _Applier:
 
     async def worker(self, queue: Iterator[tuple[int, Action]]) -> None:
         for event_id, action in queue:
-            if self.stop is not None and self.stop.is_set():
-                # Shutdown: finish what is in flight, attempt nothing new. The events not
-                # attempted stay pending until finish_run closes them as skipped.
+            if (self.stop is not None and self.stop.is_set()) or self.tally.backoff is not None:
+                # Shutdown, or Protime asked us to go away for hours: finish what is in flight,
+                # attempt nothing new. The events not attempted stay pending until finish_run
+                # closes them as skipped.
                 return
             outcome = await self._one(event_id, action)
             if outcome.outcome is not Outcome.SUCCEEDED:
@@ -156,6 +160,15 @@ class _Applier:
         bind_context(hr_id=action.hr_id)
         try:
             outcome = await _call(client=self.client, event_id=event_id, action=action)
+        except ProtimeBackoffError as exc:
+            self.tally.backoff = exc
+            return ActionOutcome(
+                event_id=event_id,
+                action=action,
+                outcome=Outcome.RETRIABLE,
+                http_status=exc.status,
+                error=str(exc),
+            )
         except ProtimeAuthError as exc:
             # Credentials or scopes are wrong for every call alike: stop instead of failing
             # thousands of records one by one.
@@ -188,7 +201,8 @@ class _Applier:
 
 
 async def _call(*, client: ProtimeAPI, event_id: int, action: Action) -> ActionOutcome:
-    """One API call; maps its result to an outcome. Auth failures propagate (fatal)."""
+    """One API call; maps its result to an outcome. Auth failures (fatal) and a Retry-After of
+    hours (the run stops) propagate."""
     try:
         if action.kind is ActionKind.WRITE:
             created = await client.put_reference(value=action.value, protime_id=action.protime_id)
@@ -198,7 +212,7 @@ async def _call(*, client: ProtimeAPI, event_id: int, action: Action) -> ActionO
         else:
             existed = await client.delete_reference(value=action.value)
             status = 204 if existed else 404
-    except ProtimeAuthError:
+    except (ProtimeAuthError, ProtimeBackoffError):
         raise
     except ProtimeError as exc:
         # 409 means Protime's view moved under us (the person already holds another value):

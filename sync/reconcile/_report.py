@@ -15,6 +15,7 @@ from sync.state import RunSummary
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
     from sync.domain import Classification, Plan
     from sync.reconcile._job import Job, Ledger
@@ -40,6 +41,7 @@ class Ended:
     settled: RunRow | None = None  # a settled run: the run whose plan it took
     records: tuple[Classification, ...] | None = None  # ... and the map's unlinked rows
     config_error: bool = False  # a wrong setting or argument found mid-run: exit 2
+    retry_at: datetime | None = None  # Protime asked to be called again no earlier
 
 
 def planned(the_plan: Plan) -> dict[str, int]:
@@ -85,6 +87,8 @@ def report(job: Job, run_id: str | None, ledger: Ledger, ended: Ended) -> RunRes
         protime_read=read.kind if read is not None else None,
         protime_read_reason=read.reason if read is not None else None,
         config_error=ended.config_error,
+        retry_at=ended.retry_at
+        or (ledger.tally.backoff.retry_at if ledger.tally.backoff is not None else None),
     )
 
 

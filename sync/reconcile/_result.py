@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from sync.status import RunStatus
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sync.domain import Classification, Plan
 
 
@@ -51,6 +53,9 @@ class RunResult:
     records: tuple[Classification, ...] | None = None
     # Failed on a configuration error (the message names the variable): exit 2, not 1.
     config_error: bool = False
+    # Interrupted because Protime asked to be called again this late (a Retry-After longer than
+    # IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS): `idsync serve` starts no run before it.
+    retry_at: datetime | None = None
 
     @property
     def exit_code(self) -> int:

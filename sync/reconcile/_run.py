@@ -29,7 +29,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sync.domain import Rule
-from sync.errors import BlockedError, ConfigError, IdsyncError, LockHeldError, UsageError
+from sync.errors import (
+    BlockedError,
+    ConfigError,
+    IdsyncError,
+    LockHeldError,
+    ProtimeBackoffError,
+    UsageError,
+)
 from sync.logging import bind_context, get_logger, unbind_context
 from sync.protime import ProtimeClient
 from sync.reconcile._decide import (
@@ -249,6 +256,10 @@ def _failed(exc: Exception) -> Ended:
         # Asked to stop while reading (SIGINT, SIGTERM, the lock lost): the read was cut off and
         # nothing of it kept; with nothing planned, there is nothing to record but the stop.
         return Ended(RunStatus.INTERRUPTED, message=str(exc))
+    if isinstance(exc, ProtimeBackoffError):
+        # Protime asked to be called again hours from now (while reading): stop, say when.
+        log.warning("run.protime_backoff", retry_at=exc.retry_at.isoformat(), error=str(exc))
+        return Ended(RunStatus.INTERRUPTED, message=str(exc), retry_at=exc.retry_at)
     if isinstance(exc, BlockedError):
         return Ended(RunStatus.BLOCKED, message=str(exc))
     if isinstance(exc, ConfigError | UsageError):

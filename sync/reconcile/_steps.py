@@ -237,7 +237,12 @@ async def finish_writes(
         await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
     status = _status(tally=tally, stop=job.stop, total=total)
     message = tally.fatal or ""
-    if status is RunStatus.INTERRUPTED:
+    if tally.backoff is not None:
+        left = total - tally.done
+        message = (
+            f"{tally.backoff}: {left} of {total} action(s) not attempted; the next run does them"
+        )
+    elif status is RunStatus.INTERRUPTED:
         left = total - tally.done
         why = lock_lost(job.stop)
         message = (
@@ -281,6 +286,8 @@ def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int],
 def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
     if tally.fatal is not None:
         return RunStatus.FAILED
+    if tally.backoff is not None:
+        return RunStatus.INTERRUPTED
     if stop is not None and stop.is_set() and tally.done < total:
         return RunStatus.INTERRUPTED
     failed = sum(n for key, n in tally.outcomes.items() if not key.endswith(":succeeded"))

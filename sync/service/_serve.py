@@ -6,6 +6,7 @@ import contextlib
 import os
 import sys
 import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +42,10 @@ def default_run_fn(**kwargs: Any) -> RunResult:
     return run(**kwargs)
 
 
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
 class Service:
     """The parts of ``idsync serve``, startable and stoppable from a test without signals.
 
@@ -58,6 +63,7 @@ class Service:
         state: ServiceState | None = None,
         metrics: Metrics | None = None,
         trigger: BaseTrigger | None = None,
+        clock: Callable[[], datetime] = _utcnow,
     ) -> None:
         self.settings = settings
         self.stop_event = stop if stop is not None else threading.Event()
@@ -79,6 +85,10 @@ class Service:
         self._stopping = threading.Event()
         self._raise_streak = 0
         self._lock = threading.Lock()
+        # Protime asked (a Retry-After past IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS) to be called
+        # no earlier than this: the ticks before it start no run.
+        self._not_before: datetime | None = None
+        self._clock = clock
         self._migration_abandoned = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -245,6 +255,10 @@ class Service:
     def _run_once(self) -> None:
         if self.stop_event.is_set():
             return
+        not_before = self._not_before
+        if not_before is not None and self._clock() < not_before:
+            log.info("scheduler.waiting_for_protime", not_before=not_before.isoformat())
+            return
         self.metrics.run_in_progress.set(1)
         try:
             result = self._run_fn(
@@ -290,6 +304,7 @@ class Service:
         self.metrics.observe_run(result)
         with self._lock:
             self._raise_streak = 0  # the run function works again (whatever the run's outcome)
+        self._not_before = result.retry_at
         # The run logs its own run.finish / run.skipped_locked at info; this is the scheduler's view.
         log.debug(
             "scheduler.run_finished",

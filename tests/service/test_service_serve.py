@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import threading
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -399,3 +400,41 @@ def test_a_port_in_use_is_a_config_error(fake_state: FakeState, logs: LogCapture
                 service.start()
         finally:
             assert service.shutdown() is True
+
+
+def test_after_protime_asks_for_hours_no_run_starts_before_then(
+    fake_state: FakeState, logs: LogCapture
+) -> None:
+    """A run that ended because Protime asked to be called again at a time (a Retry-After past
+    IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS) keeps the ticks before that time from starting a
+    run; the first tick after it runs the sync again."""
+    now = [datetime(2026, 12, 7, 12, 0, tzinfo=UTC)]
+    retry_at = now[0] + timedelta(hours=24)
+    calls: list[dict[str, Any]] = []
+
+    def run_fn(**kwargs: Any) -> RunResult:
+        calls.append(kwargs)
+        return RunResult(
+            run_id=f"r{len(calls)}",
+            status=RunStatus.INTERRUPTED,
+            dry_run=False,
+            duration_seconds=0.1,
+            retry_at=retry_at if len(calls) == 1 else None,
+        )
+
+    service = Service(
+        settings=make_settings(),
+        run_fn=run_fn,
+        state=fake_state,
+        trigger=IntervalTrigger(seconds=3600),
+        clock=lambda: now[0],
+    )
+    service._run_once()
+    now[0] += timedelta(hours=23)
+    service._run_once()
+    assert len(calls) == 1
+    assert logs.named("scheduler.waiting_for_protime")[0]["not_before"] == retry_at.isoformat()
+    now[0] += timedelta(hours=2)
+    service._run_once()
+    service._run_once()
+    assert len(calls) == 3  # the wait is over, and the later runs asked for none
