@@ -14,12 +14,14 @@ import pytest
 
 from protime_fakes import REFERENCE_PREFIX, SECRET, person
 from sync.protime._session import _Http, _NoCookies
+from sync.protime._stats import CALL, Call, RequestKind
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from protime_fakes import FakeProtime
     from sync.protime import ProtimeClient
+    from sync.protime._session import Session
 
 
 def _with_a_cookie(request: httpx.Request) -> httpx.Response:
@@ -51,29 +53,48 @@ def test_no_cookie_is_kept_or_sent_and_none_is_even_looked_at(
         _Http().cookies = {"a": "b"}
 
 
+def _same_request(sent: httpx.Request, expected: httpx.Request) -> None:
+    assert (sent.method, sent.url) == (expected.method, expected.url)
+    raw = [(k, v) for k, v in sent.headers.raw if k.lower() != b"authorization"]
+    assert raw == expected.headers.raw  # header for header, order included
+    assert sent.content == expected.content
+    assert sent.extensions["timeout"] == expected.extensions["timeout"]
+
+
 def test_an_api_request_is_what_build_request_would_have_made(
     fake: FakeProtime, make_client: Callable[..., ProtimeClient]
 ) -> None:
     """Headers merged once per client, the timeouts as extensions: the same request as httpx's
-    own build_request, header for header, order included."""
+    own build_request, for every shape a call can take."""
 
-    async def scenario() -> httpx.AsyncClient:
+    async def scenario() -> Session:
         async with make_client() as client:
             await client.put_reference(value="H1", protime_id=1)
             await client.get_reference(value="H1")
-            return client._session._http
+            await client.delete_reference(value="H1")
+            return client._session
 
-    http = asyncio.run(scenario())
-    put, get = fake.api_requests
-    expected_put = http.build_request(
-        "PUT", put.url, content=put.content, headers={"Content-Type": "application/json"}
-    )
-    expected_get = http.build_request("GET", get.url)
-    for sent, expected in ((put, expected_put), (get, expected_get)):
-        raw = [(k, v) for k, v in sent.headers.raw if k.lower() != b"authorization"]
-        assert raw == expected.headers.raw
-        assert sent.extensions["timeout"] == expected.extensions["timeout"]
-        assert sent.headers["Authorization"].startswith("Bearer tok-")
+    session = asyncio.run(scenario())
+    http = session._http
+    body = {"Content-Type": "application/json"}
+    put, get, delete = fake.api_requests
+    assert put.headers["Authorization"].startswith("Bearer tok-")
+    _same_request(put, http.build_request("PUT", put.url, content=put.content, headers=body))
+    _same_request(get, http.build_request("GET", get.url))
+    _same_request(delete, http.build_request("DELETE", delete.url))
+    call = Call(kind=RequestKind.PUT_REFERENCE, method="PUT", path="/x", started=0.0)
+    elsewhere = httpx.URL("https://other.example:8443/x?y=1")
+    for method, url, content in [
+        ("PUT", put.url, b""),  # httpx's own "Content-Length: 0"
+        ("PUT", elsewhere, b"{}"),  # another Host
+        ("GET", elsewhere, None),
+        ("GET", get.url, b""),
+    ]:
+        request = session._request(method, url, content, call)
+        headers = body if content is not None else None
+        expected = http.build_request(method, url, content=content, headers=headers)
+        _same_request(request, expected)
+        assert request.extensions[CALL] is call
 
 
 def test_httpx_writes_no_line_for_an_api_request_even_at_debug(
