@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sync.contract import (
@@ -11,7 +13,12 @@ from sync.contract import (
     REFERENCES_READ_SCOPE,
     REFERENCES_WRITE_SCOPE,
 )
-from sync.errors import ProtimeAuthError, ProtimeConnectError, ProtimeError
+from sync.errors import (
+    ProtimeAuthError,
+    ProtimeBackoffError,
+    ProtimeConnectError,
+    ProtimeError,
+)
 from sync.protime._parse import parse_error_body
 from sync.protime._retry import is_retriable, is_retriable_status, parse_retry_after
 from sync.protime._stats import Call, RequestKind
@@ -39,11 +46,25 @@ def show(value: object) -> str:
 class Errors:
     """Builds the client's errors: the secret, URL credentials and recent tokens scrubbed."""
 
-    __slots__ = ("_client_id", "_issued", "_scopes", "_secrets", "_token_url_shown")
+    __slots__ = (
+        "_client_id",
+        "_issued",
+        "_max_retry_after",
+        "_scopes",
+        "_secrets",
+        "_token_url_shown",
+    )
 
     def __init__(
-        self, *, secrets: list[str], client_id: str, scopes: str, token_url_shown: str | None
+        self,
+        *,
+        secrets: list[str],
+        client_id: str,
+        scopes: str,
+        token_url_shown: str | None,
+        max_retry_after: float = math.inf,
     ) -> None:
+        self._max_retry_after = max_retry_after
         self._secrets = secrets
         self._client_id = client_id
         self._scopes = scopes
@@ -125,10 +146,25 @@ class Errors:
         status = response.status_code
         if not is_retriable_status(status, method=method):
             return None
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is not None and retry_after > self._max_retry_after:
+            # Hours, not seconds: waiting would hold the run, its lock and every other call.
+            retry_at = datetime.now(UTC) + timedelta(seconds=retry_after)
+            return ProtimeBackoffError(
+                self.redact(
+                    f"{detail}; Protime asked to be called again in {retry_after:,.0f} s, at"
+                    f" {retry_at:%Y-%m-%d %H:%M} UTC: longer than"
+                    f" IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS={self._max_retry_after:g}, so the"
+                    " run stops here"
+                ),
+                status=status,
+                retry_after=retry_after,
+                retry_at=retry_at,
+            )
         return ProtimeError(
             self.redact(detail),
             status=status,
             code=code,
             retriable=True,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            retry_after=retry_after,
         )

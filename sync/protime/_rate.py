@@ -32,6 +32,7 @@ rate is fixed at construction, and the controller is the part specific to us.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -110,10 +111,12 @@ class AdaptiveRate:
         learned: bool = True,
         burst: float = 1.0,
         tuning: RateTuning | None = None,
+        max_pause: float = math.inf,
     ) -> None:
         self.tuning = t = tuning or RateTuning()
         self.adaptive = adaptive
         self.maximum = maximum
+        self.max_pause = max_pause  # the longest Retry-After pause taken (see observe)
         self._clock = clock
         low = min(t.minimum, maximum) if adaptive else 0.0
         self.rate = min(max(start, low), maximum) if adaptive else start
@@ -191,7 +194,9 @@ class AdaptiveRate:
             cut = self.adaptive and now >= self._episode_until
             if cut:
                 self._cut(now, measure=True)
-            if retry_after is not None and retry_after > 0:
+            # A pause longer than the longest Retry-After a run waits for is not taken: that
+            # answer ends the run (ProtimeBackoffError), and the calls in flight must not sleep.
+            if retry_after is not None and 0 < retry_after <= self.max_pause:
                 self._paused_until = max(self._paused_until, now + retry_after)
                 # No burst when the pause ends: the bucket on Protime's side holds little.
                 self._tat = max(self._tat, self._paused_until + self._tolerance())
@@ -390,6 +395,7 @@ def rate_limiter(settings: ProtimeSettings, *, learned_rate: float | None) -> Ra
         control = AdaptiveRate(
             start=learned_rate or FIRST_RATE,
             maximum=settings.max_rate_per_second,
+            max_pause=settings.max_retry_after_seconds,
             adaptive=True,
             learned=learned_rate is not None,
             burst=1.0,
@@ -401,6 +407,7 @@ def rate_limiter(settings: ProtimeSettings, *, learned_rate: float | None) -> Ra
         control = AdaptiveRate(
             start=rate,
             maximum=rate,
+            max_pause=settings.max_retry_after_seconds,
             adaptive=False,
             burst=float(settings.concurrency),
             clock=time.monotonic,

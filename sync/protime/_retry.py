@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import httpx
 import stamina
 
-from sync.errors import ProtimeConnectError, ProtimeError
+from sync.errors import ProtimeBackoffError, ProtimeConnectError, ProtimeError
 from sync.protime._stats import log
 
 if TYPE_CHECKING:
@@ -172,7 +172,12 @@ class Retrier:
                     call.attempts += 1
                     return await attempt()
         except ProtimeError as exc:
-            if exc.retriable and call.attempts > 1 and not call.token_failed:
+            if (
+                exc.retriable
+                and call.attempts > 1
+                and not call.token_failed
+                and not isinstance(exc, ProtimeBackoffError)
+            ):
                 final = copy.copy(exc)
                 final.args = (f"{exc} (gave up after {call.attempts} attempts)",)
                 raise final from exc
@@ -181,7 +186,8 @@ class Retrier:
 
     def _wait(self, call: Call, exc: BaseException) -> bool | float:
         """stamina's backoff hook: False to stop, else the seconds to wait before the next try."""
-        if call.token_failed or not is_retriable(exc):
+        if call.token_failed or not is_retriable(exc) or isinstance(exc, ProtimeBackoffError):
+            # A Retry-After of hours: the next run retries, not this one.
             return False
         if call.attempts >= self._attempts:
             return False

@@ -146,6 +146,7 @@ class Session:
             client_id=settings.client_id,
             scopes=settings.scopes,
             token_url_shown=redact_http_url(token_url),
+            max_retry_after=settings.max_retry_after_seconds,
         )
         self._retrier = Retrier(
             attempts=settings.retry_attempts,

@@ -281,3 +281,15 @@ def test_a_request_asleep_during_a_pause_books_a_new_slot_after_it():
 
     asyncio.run(scenario())
     assert len(slept) == 2
+
+
+def test_a_retry_after_past_the_longest_pause_pauses_no_one():
+    """A Retry-After longer than IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS ends the run instead:
+    the calls still in flight are not put to sleep for it, while a shorter one pauses them."""
+    clock = Clock()
+    rate = _rate(clock, start=50.0, learned=True, max_pause=300.0)
+    rate.observe(status=429, latency=0.02, retry_after=86_400.0)
+    assert rate.pause_left() == 0.0
+    assert rate.reserve() < 1.0
+    rate.observe(status=429, latency=0.02, retry_after=300.0)
+    assert rate.pause_left() == pytest.approx(300.0)

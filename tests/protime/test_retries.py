@@ -119,7 +119,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(fake, make_client):
     """A Retry-After longer than the remaining retry budget ends the call now, retriable."""
     fake.script("PUT", PATH, httpx.Response(429, headers={"Retry-After": "600"}))
     with capture_logs() as logs, pytest.raises(ProtimeError) as info:
-        _put(make_client, retry_timeout_seconds=60)
+        _put(make_client, retry_timeout_seconds=60, max_retry_after_seconds=3600)
     assert info.value.retriable
     assert info.value.retry_after == 600.0
     assert len(fake.api_requests) == 1
