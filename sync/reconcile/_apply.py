@@ -160,19 +160,13 @@ class _Applier:
         bind_context(hr_id=action.hr_id)
         try:
             outcome = await _call(client=self.client, event_id=event_id, action=action)
-        except ProtimeBackoffError as exc:
-            self.tally.backoff = exc
-            return ActionOutcome(
-                event_id=event_id,
-                action=action,
-                outcome=Outcome.RETRIABLE,
-                http_status=exc.status,
-                error=str(exc),
-            )
-        except ProtimeAuthError as exc:
-            # Credentials or scopes are wrong for every call alike: stop instead of failing
-            # thousands of records one by one.
-            self.tally.fatal = str(exc)
+        except (ProtimeBackoffError, ProtimeAuthError) as exc:
+            if isinstance(exc, ProtimeBackoffError):
+                self.tally.backoff = exc  # Protime asked for hours: attempt nothing more
+            else:
+                # Credentials or scopes are wrong for every call alike: stop instead of failing
+                # thousands of records one by one.
+                self.tally.fatal = str(exc)
             return ActionOutcome(
                 event_id=event_id,
                 action=action,
