@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import sqlite3
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -145,12 +147,26 @@ def _print_next_steps(people_file: Path, env_file: Path, port: int) -> None:
     out.print(
         f"  source {shlex.quote(str(env_file))}", markup=False, highlight=False, soft_wrap=True
     )
+    idsync = shlex.quote(idsync_command())
     out.print(
-        "  idsync status; idsync show E1001; idsync runs; idsync reconcile --dry-run",
+        f"  {idsync} status; {idsync} show E1001; {idsync} runs; {idsync} reconcile --dry-run",
         markup=False,
         highlight=False,
         soft_wrap=True,
     )
+
+
+def idsync_command() -> str:
+    """How to call idsync from another terminal: ``idsync`` when that is what the shell finds,
+    else the full path of the one running (``make demo`` runs ``.venv/bin/idsync``, which a new
+    terminal does not have on its PATH)."""
+    beside = Path(sys.executable).parent / "idsync"
+    if not beside.exists():
+        return "idsync"
+    found = shutil.which("idsync")
+    if found is not None and Path(found).resolve() == beside.resolve():
+        return "idsync"
+    return str(beside.absolute())
 
 
 PEOPLE_FILE = "protime.json"
@@ -161,7 +177,7 @@ def restart_command(people_file: Path, port: int) -> str:
     """The command that serves the saved demo tenant again: same people, references, client."""
     return shlex.join(
         [
-            "idsync",
+            idsync_command(),
             "simulator",
             "--people-file",
             str(people_file),
