@@ -173,6 +173,15 @@ class HRSettings(_Section):
             _check_db_url(value.get_secret_value(), "IDSYNC_HR__URL")
         return value
 
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str | None) -> str | None:
+        # A trailing `;` is how a query is written in a SQL console; the check runs the query as
+        # a subquery, where it is a syntax error: strip it, so the check and the read run one SQL.
+        if value is None:
+            return None
+        return re.sub(r"[\s;]+$", "", value).strip() or None
+
     @model_validator(mode="after")
     def _table_or_query(self) -> HRSettings:
         if self.table and self.query:
@@ -193,6 +202,11 @@ class HRSettings(_Section):
     @property
     def writeback_enabled(self) -> bool:
         return bool(self.writeback_table and self.writeback_column)
+
+    @property
+    def url_variable(self) -> str:
+        """The variable the HR database URL comes from: the state database's when unset."""
+        return "IDSYNC_HR__URL" if self.url is not None else "IDSYNC_DATABASE_URL"
 
 
 class ProtimeSettings(_Section):

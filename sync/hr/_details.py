@@ -62,7 +62,7 @@ def read_hr_details(*, settings: HRSettings, url: str) -> dict[str, HRDetails]:
         return {}
     wanted = {"id": settings.id_column, **roles}
     details: dict[str, HRDetails] = {}
-    with _connect(url) as (conn, parsed):
+    with _connect(url, settings.url_variable) as (conn, parsed):
         try:
             _read(conn, settings, wanted, details)
         except HRSourceError:

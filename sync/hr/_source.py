@@ -78,12 +78,35 @@ def _describe(exc: BaseException, url: URL) -> str:
     return line
 
 
+# A refused login or an unknown database is a setting to change, not an outage: MariaDB/MySQL
+# error numbers (access denied to the database, to the user; unknown database) and PostgreSQL
+# SQLSTATEs (invalid authorization, invalid password, unknown database).
+_LOGIN_REFUSED_CODES = frozenset({1044, 1045, 1049})
+_LOGIN_REFUSED_STATES = frozenset({"28000", "28P01", "3D000"})
+_LOGIN_REFUSED_WORDS = ("password authentication failed", "does not exist", "access denied")
+
+
+def _login_refused(exc: SQLAlchemyError) -> bool:
+    orig = getattr(exc, "orig", None)
+    if orig is None:
+        return False
+    args = getattr(orig, "args", ())
+    if args and args[0] in _LOGIN_REFUSED_CODES:
+        return True
+    if getattr(orig, "sqlstate", None) in _LOGIN_REFUSED_STATES:
+        return True
+    message = str(orig).lower()
+    return any(words in message for words in _LOGIN_REFUSED_WORDS)
+
+
 @contextmanager
-def _connect(url: str) -> Iterator[tuple[Connection, URL]]:
+def _connect(url: str, variable: str = "IDSYNC_HR__URL") -> Iterator[tuple[Connection, URL]]:
+    """A connection to the HR database at ``url``; errors name ``variable``, the setting the URL
+    comes from (``IDSYNC_DATABASE_URL`` when the HR database is the state database)."""
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError("IDSYNC_HR__URL is not a database URL SQLAlchemy understands") from None
+        raise ConfigError(f"{variable} is not a database URL SQLAlchemy understands") from None
     shown = parsed.render_as_string(hide_password=True)
     database = parsed.database or ""
     # SQLite would create an empty file for a mistyped path; say what is wrong instead.
@@ -93,18 +116,19 @@ def _connect(url: str) -> Iterator[tuple[Connection, URL]]:
         and not database.startswith("file:")
         and not Path(database).is_file()
     ):
-        raise HRConfigError(f"the HR database {shown} does not exist (IDSYNC_HR__URL)")
+        raise HRConfigError(f"the HR database {shown} does not exist ({variable})")
     try:
         engine: Engine = create_engine(parsed, poolclass=NullPool)
     except (ArgumentError, ImportError) as exc:
         hint = driver_hint(url) if isinstance(exc, ImportError) else ""
-        raise ConfigError(f"IDSYNC_HR__URL: cannot use {shown}: {exc}{hint}") from None
+        raise ConfigError(f"{variable}: cannot use {shown}: {exc}{hint}") from None
     try:
         try:
             conn = engine.connect()
         except SQLAlchemyError as exc:
-            raise HRSourceError(
-                f"the HR database {shown} could not be reached: {_describe(exc, parsed)}"
+            error = HRConfigError if _login_refused(exc) else HRSourceError
+            raise error(
+                f"{variable}: the HR database {shown} could not be reached: {_describe(exc, parsed)}"
             ) from None
         with conn:
             yield conn, parsed
@@ -256,7 +280,7 @@ def read_hr(
         raise ConfigError("set IDSYNC_HR__TABLE or IDSYNC_HR__QUERY to say where the employees are")
     builder = SnapshotBuilder(max_value_length=max_value_length, strings=strings)
     failing = "IDSYNC_HR__TABLE" if settings.table else "IDSYNC_HR__QUERY"
-    with _connect(url) as (conn, parsed):
+    with _connect(url, settings.url_variable) as (conn, parsed):
         try:
             _read_rows(conn, settings, builder)
         except HRSourceError:

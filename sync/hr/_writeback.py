@@ -96,7 +96,7 @@ def write_back(*, settings: HRSettings, url: str, pairs: Mapping[str, int]) -> i
         raise ConfigError(
             "write-back needs IDSYNC_HR__WRITEBACK_TABLE and IDSYNC_HR__WRITEBACK_COLUMN"
         )
-    with _connect(url) as (conn, parsed):
+    with _connect(url, settings.url_variable) as (conn, parsed):
         try:
             written, diff = _write(conn, settings, pairs)
         except HRSourceError:
