@@ -51,7 +51,8 @@ def check(
 
     The state database (reachable, schema at head); the HR table or query, every configured column
     and its type, the active column's values, the write-back column and the right to write it (in a
-    rolled-back transaction); the Protime token (with the scopes asked for) and one page of people.
+    rolled-back transaction): the HR checks every run makes before it reads; the Protime token
+    (with the scopes asked for) and one page of people. A missing active column is a warning.
     Exit 2 when a check fails on a configuration error (the line names the variable), 1 when
     something cannot be reached, 0 when all pass. ``--json`` prints the checks as one document
     (for a deploy pipeline's gate), with the same exit code.
@@ -79,7 +80,13 @@ def check(
         )
     else:
         for c in checks:
-            mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+            mark = (
+                "[red]FAIL[/red]"
+                if not c.ok
+                else "[yellow]warn[/yellow]"
+                if c.warning
+                else "[green]ok[/green]  "
+            )
             (out if c.ok else err).print(f"{mark} {shown(c.name)}: {shown(c.detail)}")
     if code:
         raise typer.Exit(code)

@@ -6,9 +6,17 @@ id invalid, which active values mean "out of scope") are documented in :mod:`syn
 """
 
 from sync.hr._details import read_hr_details
-from sync.hr._probe import Check, probe_hr
+from sync.hr._probe import Check, preflight_hr, probe_hr
 from sync.hr._source import read_hr
 from sync.hr._validate import FALSE_SPELLINGS
 from sync.hr._writeback import write_back
 
-__all__ = ["FALSE_SPELLINGS", "Check", "probe_hr", "read_hr", "read_hr_details", "write_back"]
+__all__ = [
+    "FALSE_SPELLINGS",
+    "Check",
+    "preflight_hr",
+    "probe_hr",
+    "read_hr",
+    "read_hr_details",
+    "write_back",
+]

@@ -16,9 +16,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Boolean, Integer, Numeric, String, func, select, text, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DatabaseError, OperationalError, ProgrammingError, SQLAlchemyError
 
-from sync.errors import HRConfigError, IdsyncError
+from sync.errors import HRConfigError, HRSourceError, IdsyncError
 from sync.hr._source import (
     ACTIVE_HINT,
     _configured_columns,
@@ -44,43 +44,102 @@ _DISTINCT_SAMPLE = 50
 
 @dataclass(frozen=True, slots=True)
 class Check:
-    """One line of `config check`: ``config`` marks a failure that is a configuration error."""
+    """One line of `config check`: ``config`` marks a failure that is a configuration error;
+    ``warning``, on a passing check, the log event a run logs it under (``hr.no_active_column``)."""
 
     name: str
     ok: bool
     detail: str
     config: bool = False
+    warning: str | None = None
 
 
 def _variable(role: str) -> str:
     return f"IDSYNC_HR__{role.upper()}_COLUMN"
 
 
-def probe_hr(*, settings: HRSettings, url: str) -> list[Check]:
-    """Every HR check, in order; a failure that makes the rest meaningless ends the list."""
+NO_ACTIVE_COLUMN = Check(
+    "HR active column (IDSYNC_HR__ACTIVE_COLUMN)",
+    ok=True,
+    detail=(
+        "warning: not set, so every HR row counts as active and departed staff are linked too;"
+        " set IDSYNC_HR__ACTIVE_COLUMN (or leave them out in IDSYNC_HR__QUERY)"
+    ),
+    warning="hr.no_active_column",
+)
+
+
+def probe_hr(*, settings: HRSettings, url: str, count_rows: bool = True) -> list[Check]:
+    """Every HR check, in order; a failure that makes the rest meaningless ends the list.
+
+    The one checker of the HR configuration: `config check` shows its lines, and every run calls
+    it (through :func:`preflight_hr`) before its read. It reads at most a first row of a query, a
+    table's reflection and, for a text active column, its distinct values; ``count_rows``
+    (`config check` only) adds the table's row count.
+    """
+    source = "IDSYNC_HR__TABLE" if settings.table else "IDSYNC_HR__QUERY"
     try:
-        with _connect(url) as (conn, parsed):
+        with _connect(url, settings.url_variable) as (conn, parsed):
             try:
-                checks = _source_checks(conn, settings)
+                checks = _source_checks(conn, settings, count_rows=count_rows)
                 if all(c.ok for c in checks) and settings.writeback_enabled:
                     checks.append(_writeback_check(conn, settings))
             except SQLAlchemyError as exc:
-                return [Check("HR source", ok=False, detail=_describe(exc, parsed))]
-            return checks
+                return [
+                    Check(
+                        f"HR source ({source})",
+                        ok=False,
+                        detail=f"{source}: {_describe(exc, parsed)}",
+                        config=_sql_fault(exc, conn),
+                    )
+                ]
     except IdsyncError as exc:
-        return [Check("HR source", ok=False, detail=str(exc), config=exc.exit_code == 2)]  # noqa: PLR2004
+        return [
+            Check(
+                f"HR database ({settings.url_variable})",
+                ok=False,
+                detail=str(exc),
+                config=exc.exit_code == 2,  # noqa: PLR2004
+            )
+        ]
+    if not settings.active_column:
+        checks.append(NO_ACTIVE_COLUMN)
+    return checks
 
 
-def _source_checks(conn: Connection, settings: HRSettings) -> list[Check]:
+def preflight_hr(*, settings: HRSettings, url: str) -> list[Check]:
+    """The HR checks a run makes before it reads or writes anything: the first failure raised
+    (:class:`HRConfigError` naming the setting, exit 2; :class:`HRSourceError` when the database
+    cannot be reached), the warnings returned."""
+    checks = probe_hr(settings=settings, url=url, count_rows=False)
+    for check in checks:
+        if not check.ok:
+            raise (HRConfigError if check.config else HRSourceError)(check.detail)
+    return [check for check in checks if check.warning]
+
+
+def _sql_fault(exc: SQLAlchemyError, conn: Connection) -> bool:
+    """Whether a failing statement is wrong SQL (a setting to change) rather than an outage:
+    the driver's ProgrammingError, or any error of SQLite (no server to be unreachable)."""
+    if isinstance(exc, ProgrammingError):
+        return True
+    return conn.dialect.name == "sqlite" and isinstance(exc, OperationalError | DatabaseError)
+
+
+def _source_checks(conn: Connection, settings: HRSettings, *, count_rows: bool) -> list[Check]:
     wanted = _configured_columns(settings)
     if settings.table:
+        name = f"HR table {settings.table} (IDSYNC_HR__TABLE)"
         try:
             table = _reflect(conn, settings.table, setting="table")
             roles = _resolve(list(table.c.keys()), wanted, where=f"table {settings.table!r}")
         except HRConfigError as exc:
-            return [Check(f"HR table {settings.table}", ok=False, detail=str(exc), config=True)]
-        rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
-        checks = [Check(f"HR table {settings.table}", ok=True, detail=f"{rows} row(s)")]
+            return [Check(name, ok=False, detail=str(exc), config=True)]
+        detail = "found"
+        if count_rows:
+            rows = conn.execute(select(func.count()).select_from(table)).scalar_one()
+            detail = f"{rows} row(s)"
+        checks = [Check(name, ok=True, detail=detail)]
         types = {role: table.c[column].type for role, column in roles.items()}
         for role, column in roles.items():
             checks.append(_type_check(role, column, _declared_kind(types[role])))
@@ -88,15 +147,16 @@ def _source_checks(conn: Connection, settings: HRSettings) -> list[Check]:
             checks.append(_active_values(conn, table.c[roles["active"]], roles["active"]))
         return checks
     assert settings.query is not None
-    sample = select(text("*")).select_from(text(f"({settings.query}) AS idsync_check")).limit(1)
+    # The newline: a query ending in a `-- comment` must not comment out the alias.
+    sample = select(text("*")).select_from(text(f"({settings.query}\n) AS idsync_check")).limit(1)
     result = conn.execute(sample)
     names = list(result.keys())
     first = result.first()
     try:
         roles = _resolve(names, wanted, where="the query's result")
     except HRConfigError as exc:
-        return [Check("HR query", ok=False, detail=str(exc), config=True)]
-    checks = [Check("HR query", ok=True, detail=f"columns {', '.join(names)}")]
+        return [Check("HR query (IDSYNC_HR__QUERY)", ok=False, detail=str(exc), config=True)]
+    checks = [Check("HR query (IDSYNC_HR__QUERY)", ok=True, detail=f"columns {', '.join(names)}")]
     if first is None:
         checks.append(
             Check("HR column types", ok=True, detail="not checked: the query gave no row")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
-from sync.hr import read_hr, write_back
+from sync.hr import preflight_hr, read_hr, write_back
 
 if TYPE_CHECKING:
     from collections.abc import (
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         Precondition,
         PriorState,
     )
+    from sync.hr import Check
     from sync.protime import ChangesPage, ClientStats, PeoplePage, RateMemory
     from sync.state import ActionOutcome, LockFence, PeopleFeed, PlanRow, RunRow, RunSummary
     from sync.strings import StringPool
@@ -46,6 +47,12 @@ class HRSource(Protocol):
     @property
     def writeback_enabled(self) -> bool:
         """Whether :meth:`write_back` is configured."""
+
+    def check(self) -> Sequence[Check]:
+        """The configuration check every run makes before its read (`config check`'s HR lines):
+        raises :class:`~sync.errors.HRConfigError` naming the setting at fault (exit 2), or
+        :class:`~sync.errors.HRSourceError` when the database cannot be reached; returns the
+        warnings (passing checks with a log event, such as ``hr.no_active_column``)."""
 
     def read(self, *, strings: StringPool | None = None) -> HRSnapshot:
         """One read of every employee, each row validated; its ids and keys are the objects of
@@ -251,6 +258,9 @@ class SettingsHRSource:
     @property
     def writeback_enabled(self) -> bool:
         return self._settings.hr.writeback_enabled
+
+    def check(self) -> Sequence[Check]:
+        return preflight_hr(settings=self._settings.hr, url=self._settings.hr_url)
 
     def read(self, *, strings: StringPool | None = None) -> HRSnapshot:
         s = self._settings

@@ -306,7 +306,11 @@ async def _bounded(job: Job, ports: Ports, ledger: Ledger, run_id: str) -> Ended
 
 
 async def _flow(job: Job, ports: Ports, ledger: Ledger, run_id: str) -> Ended:
-    """Read, decide, execute: the same four lines for every kind of run."""
+    """Check, read, decide, execute: the same lines for every kind of run."""
+    # The preflight, before anything is read or written: a wrong HR setting ends the run here
+    # (HRConfigError naming it, exit 2), the same check `idsync config check` shows.
+    for warning in await asyncio.to_thread(ports.hr.check):
+        log.warning(warning.warning, check=warning.name, detail=warning.detail)
     if job.plan_id is not None:
         header = await asyncio.to_thread(ports.state.plans.plan, job.plan_id)
         refused = refusal(job.settings, header, job.plan_id)

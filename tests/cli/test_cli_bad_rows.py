@@ -1,7 +1,7 @@
-"""One bad HR row never stops a run (issue 9): undecodable bytes, a value the driver cannot convert
-and over-long ids make their row `invalid` with a stored, exported reason (keyed by row when the id
-is unusable); messages carry no HR data beyond the id; control and bidi characters are escaped in
-every human output."""
+"""One bad HR row never stops a run (issue 9): undecodable bytes and over-long ids make their row
+`invalid` with a stored, exported reason (keyed by row when the id is unusable); a column whose type
+cannot hold an id is refused by the check before the run (issue 22); messages carry no HR data
+beyond the id; control and bidi characters are escaped in every human output."""
 
 from __future__ import annotations
 
@@ -55,7 +55,13 @@ def test_hostile_rows_are_invalid_with_stored_exported_reasons(
     """The run succeeds for the good rows; each bad row is invalid, stored, exported, escaped."""
     h = served(rows=everyone)
     _spoil(h)
-    env = h.env(IDSYNC_HR__BADGE_NUMBER_COLUMN="hired", IDSYNC_LOG__LEVEL="DEBUG")
+    # A DATETIME column cannot be an id: the check before the run refuses it (exit 2, nothing read).
+    dates = idsync("reconcile", env=h.env(IDSYNC_HR__BADGE_NUMBER_COLUMN="hired"))
+    assert dates.code == 2, dates.output
+    assert "IDSYNC_HR__BADGE_NUMBER_COLUMN: column 'hired' holds datetime" in dates.stderr
+    _no_leak(dates.output)
+    assert "garbage" not in dates.output
+    env = h.env(IDSYNC_LOG__LEVEL="DEBUG")
     result = idsync("reconcile", env=env)
     _no_leak(result.output)
     assert result.code in (0, 4), result.output
@@ -70,18 +76,14 @@ def test_hostile_rows_are_invalid_with_stored_exported_reasons(
     assert undecodable[0].startswith("<row ")
     assert len(long) == 1
     assert long[0].startswith("<row ")
-    # The garbage DATETIME badge makes E001 invalid, named by its setting and type; no value shown.
-    assert "E001" in invalid
-    assert "IDSYNC_HR__BADGE_NUMBER_COLUMN 'hired' is DATETIME" in invalid["E001"]
-    assert "garbage" not in invalid["E001"]
     assert "the e-mail is not valid UTF-8" in invalid["BADMAIL"]
     assert SECRET_NAME not in exported.stdout
     written = [k for k, r in rows.items() if r["situation"] in ("linked", "unlinked")]
-    assert len(written) == COUNT - 1  # every good row but E001
+    assert len(written) == COUNT  # every good row
 
     csv_out = idsync("export", env=env)
     table = list(csv.DictReader(io.StringIO(csv_out.stdout)))
-    assert {r["hr_id"] for r in table} >= {*undecodable, *long, "E001", "BADMAIL"}
+    assert {r["hr_id"] for r in table} >= {*undecodable, *long, "BADMAIL"}
 
     for args in (["status"], ["runs"], ["show", BIDI_ID], ["show", undecodable[0]]):
         shown = idsync(*args, env=env)

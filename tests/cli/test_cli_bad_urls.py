@@ -3,6 +3,7 @@ never a secret (issue 9)."""
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 
 import pytest
@@ -112,6 +113,10 @@ def test_a_bad_hr_url_ends_a_run_with_one_line(case: str, tmp_path: Path) -> Non
 def test_credentials_in_protime_urls_are_masked_everywhere(tmp_path: Path) -> None:
     """user:password@ in the base or token URL never reaches config show, check, errors or logs."""
     env = _env(IDSYNC_DATABASE_URL=_good_state(tmp_path))
+    # An HR table that passes the check before the run, so the run reaches Protime.
+    with sqlite3.connect(tmp_path / "state.db") as conn:
+        conn.execute("CREATE TABLE employees (employee_id TEXT)")
+    conn.close()
     shown = run_idsync(["config", "show"], env)
     assert shown.code == 0
     assert "***@127.0.0.1:1" in shown.stdout

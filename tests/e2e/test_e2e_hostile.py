@@ -4,6 +4,7 @@ reached, record what they did and release the lock (issue 9)."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -109,9 +110,21 @@ def test_a_run_failing_at_the_write_back_keeps_every_figure(
     h = make_harness(
         config=sim_config(people=COUNT),
         rows=_everyone,
-        hr={"writeback_table": "no_such_table", "writeback_column": "protime_id"},
+        hr={"writeback_table": "protime_ids", "writeback_column": "protime_id"},
     )
-    result = _run(h)
+    # The check before the run finds the table (a missing one stops the run before any write);
+    # it is dropped at the first PUT, so the write-back fails after the writes.
+    with sqlite3.connect(h.hr_path) as conn:
+        conn.execute("CREATE TABLE protime_ids (employee_id TEXT, protime_id INTEGER)")
+    conn.close()
+
+    def drop_table(request: httpx.Request) -> None:
+        if request.method == "PUT":
+            with sqlite3.connect(h.hr_path) as dropping:
+                dropping.execute("DROP TABLE IF EXISTS protime_ids")
+            dropping.close()
+
+    result = _run(h, HookTransport(h.sim.transport(), drop_table))
     assert result.status is RunStatus.FAILED
     assert "IDSYNC_HR__WRITEBACK_TABLE" in result.message
     assert result.hr_count == COUNT

@@ -3,6 +3,7 @@ query path, and the write-back permission tried and rolled back."""
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import (
     Boolean,
     Column,
@@ -18,7 +19,8 @@ from sqlalchemy import (
 )
 
 from sync.config import HRSettings
-from sync.hr import probe_hr
+from sync.errors import HRConfigError
+from sync.hr import preflight_hr, probe_hr
 
 
 def _table(hr_db) -> Table:
@@ -88,3 +90,25 @@ def test_a_query_is_checked_by_its_columns_and_first_row(hr_db) -> None:
         query="SELECT emp, enabled FROM staff", id_column="emp", active_column="enabled"
     )
     assert _failed(probe_hr(settings=ok, url=hr_db.url)) == []
+
+
+def test_a_trailing_semicolon_is_stripped_from_the_query() -> None:
+    """IDSYNC_HR__QUERY loses trailing semicolons and blanks, so the check and the read run one SQL."""
+    assert HRSettings(query="SELECT 1 AS employee_id ;\n ;\n").query == "SELECT 1 AS employee_id"
+    assert HRSettings(query=" ; ").query is None
+
+
+def test_preflight_raises_the_first_failure_and_returns_the_warnings(hr_db) -> None:
+    """The run's preflight raises HRConfigError naming the setting; without an active column it
+    passes with the hr.no_active_column warning."""
+    _table(hr_db)
+    settings = HRSettings(table="staff", id_column="emp")
+    warnings = preflight_hr(settings=settings, url=hr_db.url)
+    assert [w.warning for w in warnings] == ["hr.no_active_column"]
+    wrong = {"active_column": "enabled", "writeback_table": "staff", "writeback_column": "ptt"}
+    misspelt = HRSettings(**settings.model_dump(exclude_none=True), **wrong)
+    with pytest.raises(HRConfigError, match="IDSYNC_HR__WRITEBACK_COLUMN: column 'ptt'"):
+        preflight_hr(settings=misspelt, url=hr_db.url)
+    query = HRSettings(query="SELECT emp FROM staff;", id_column="emp", active_column="enabled")
+    with pytest.raises(HRConfigError, match="IDSYNC_HR__ACTIVE_COLUMN"):
+        preflight_hr(settings=query, url=hr_db.url)
