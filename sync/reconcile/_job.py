@@ -98,7 +98,7 @@ class Ledger:
     people: list[Person] | None = None
     read: ProtimeRead | None = None  # which read of Protime the run did
     plan: Plan | None = None  # the plan decided, once it is
-    counts: dict[str, int] | None = None  # its situations (a settled run: the settled run's)
+    counts: dict[str, int] | None = None  # a settled run: the settled run's situations
     settled: RunRow | None = None  # a settled run: the run whose plan it takes
     tally: Tally = field(default_factory=Tally)
 

@@ -50,7 +50,6 @@ from sync.reconcile._decide import (
 from sync.reconcile._execute import Executor
 from sync.reconcile._fence import FencedStop, record_or_raise, state_failure
 from sync.reconcile._job import Job, Ledger, Ports
-from sync.reconcile._plan import summarize
 from sync.reconcile._ports import SettingsHRSource
 from sync.reconcile._preconditions import settings_digest
 from sync.reconcile._progress import ProgressSnapshot, RunProgress
@@ -342,14 +341,15 @@ def _decide(job: Job, store: RunState, ledger: Ledger, inputs: Inputs) -> Decisi
     classified = classify_inputs(job, inputs)
     drifted = drifted_ids(classified)
     decision = decide(job, inputs, classified, store.map.written(drifted) if drifted else {})
-    the_plan = None if isinstance(decision, Settled | ApplyStored) else decision.plan
-    assert the_plan is not None  # a reconcile's (or a plan's) decision carries its plan
+    assert not isinstance(decision, Settled | ApplyStored)  # a reconcile's or a plan's
+    the_plan = decision.plan
+    assert the_plan is not None  # which carries its plan
     # Known before it is carried out: a run that fails from here still reports its plan.
-    ledger.plan, ledger.counts = the_plan, summarize(the_plan)
+    ledger.plan = the_plan
     log.info(
         "run.planned",
         actions=len(the_plan.actions),
-        would_block=len(getattr(decision, "would_block", ())),
+        would_block=len(decision.would_block),
         planning_cpu_seconds=round(time.process_time() - cpu, 3),
     )
     return decision

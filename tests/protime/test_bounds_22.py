@@ -99,15 +99,20 @@ def _storm_rate(clock: list[float]) -> AdaptiveRate:
     )
 
 
-def test_429s_that_do_not_follow_the_rate_stop_at_a_floor_without_pausing() -> None:
-    """Every 5th answer a 429 at any rate: cuts stop at a floor, where 429s neither cut nor pause."""
-    now = [0.0]
-    rate = _storm_rate(now)
-    for n in range(1, 400):
+def _storm(rate: AdaptiveRate, now: list[float], *, requests: int) -> None:
+    """Requests at the pacer's rate, every 5th answered 429 with Retry-After 0.5 s."""
+    for n in range(1, requests):
         now[0] += 1 / rate.rate
         rate.reserve()
         status = 429 if n % 5 == 0 else 200
         rate.observe(status=status, latency=0.02, retry_after=0.5 if status == 429 else None)
+
+
+def test_429s_that_do_not_follow_the_rate_stop_at_a_floor_without_pausing() -> None:
+    """Every 5th answer a 429 at any rate: cuts stop at a floor, where 429s neither cut nor pause."""
+    now = [0.0]
+    rate = _storm_rate(now)
+    _storm(rate, now, requests=400)
     assert rate.rate >= rate.floor >= 5.0  # never below half the start
     assert rate.unrelated_429s > 0
     assert rate.background == pytest.approx(0.2, abs=0.05)
@@ -121,16 +126,8 @@ def test_after_such_a_storm_the_rate_recovers_and_a_real_limit_still_cuts() -> N
     """Past the floor the rate grows while the share of 429s stays the background; more cuts."""
     now = [0.0]
     rate = _storm_rate(now)
-    for n in range(1, 400):
-        now[0] += 1 / rate.rate
-        rate.reserve()
-        status = 429 if n % 5 == 0 else 200
-        rate.observe(status=status, latency=0.02, retry_after=0.5 if status == 429 else None)
-    for n in range(1, 1500):  # the same storm, for longer: the rate climbs above the floor
-        now[0] += 1 / rate.rate
-        rate.reserve()
-        status = 429 if n % 5 == 0 else 200
-        rate.observe(status=status, latency=0.02, retry_after=0.5 if status == 429 else None)
+    _storm(rate, now, requests=400)
+    _storm(rate, now, requests=1500)  # the same storm, for longer: the rate climbs above the floor
     recovered = rate.rate
     assert recovered > 2 * rate.floor
     cuts = rate.cuts
