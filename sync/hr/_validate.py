@@ -146,7 +146,11 @@ def id_text(value: object, *, max_length: int) -> tuple[str | None, str | None]:
         return None, unusable
     is_number, number = _number_text(value)
     if is_number:
-        return (number, None) if number is not None else (_raw_text(value), _not_id(value))
+        if number is None:
+            return _raw_text(value), _not_id(value)
+        # An unbounded NUMERIC can hold an integer of hundreds of digits: too long to be a key,
+        # it is checked like text so its row is invalid under its number, never dropped unkeyed.
+        return _str_id(number, max_length=max_length)
     if isinstance(value, UUID):
         return str(value), None
     if isinstance(value, str):

@@ -41,6 +41,9 @@ from sync.strings import StringPool
             "IDSYNC_HR__ID_COLUMN 'd' is DATE, not text or an integer",
         ),
         ("x" * 256, None, "longer than 255 characters (256)"),
+        (10**300, None, "longer than 255 characters (301)"),
+        (Decimal(10**299), None, "longer than 255 characters (300)"),
+        (10**254, "1" + "0" * 254, None),
         (True, "True", "not a string/integer (bool)"),
         (b"E1", "b'E1'", "not a string/integer (bytes)"),
         (dt.date(2024, 1, 2), "2024-01-02", "not a string/integer (date)"),
@@ -50,7 +53,8 @@ from sync.strings import StringPool
     ],
 )
 def test_id_text_converts_integers_and_refuses_other_types(raw, text, problem) -> None:
-    """Integers (and integral decimals) become decimal text; other non-strings are invalid."""
+    """Integers (and integral decimals) become decimal text, too long as any text is; other
+    non-strings are invalid."""
     assert id_text(raw, max_length=255) == (text, problem)
 
 
