@@ -36,4 +36,7 @@ def tool(name: str, *, local: Path | None = None) -> str:
 
 
 def promtool() -> str:
-    return tool("promtool", local=ROOT / ".tools" / "usr" / "bin" / "promtool")
+    # `make tools` unpacks it into .tools/; IDSYNC_TEST_TOOLS_DIR points elsewhere (the test of a
+    # machine without it uses an empty folder).
+    tools = Path(os.environ.get("IDSYNC_TEST_TOOLS_DIR", ROOT / ".tools"))
+    return tool("promtool", local=tools / "usr" / "bin" / "promtool")
