@@ -176,7 +176,7 @@ def test_installed_wheel_serves_as_the_image_does(image_root: Path, tmp_path: Pa
             status = Path(f"/proc/{child}/status").read_text()
             assert re.search(r"^NSpid:\s+\d+\s+1$", status, re.MULTILINE), status
             metrics = _wait(lambda: _succeeded_run(port), process, log_path)
-            assert 'idsync_runs_total{status="succeeded"} 1.0' in metrics
+            assert 'idsync_runs_total{status="succeeded",sync="default"} 1.0' in metrics
             uid_line = re.search(
                 r"^Uid:\s+(\d+)", Path(f"/proc/{child}/status").read_text(), re.MULTILINE
             )
@@ -240,4 +240,4 @@ def _succeeded_run(port: int) -> str | None:
             text = answer.read().decode()
     except OSError:
         return None
-    return text if 'idsync_runs_total{status="succeeded"} 1.0' in text else None
+    return text if 'idsync_runs_total{status="succeeded",sync="default"} 1.0' in text else None

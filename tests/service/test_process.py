@@ -62,12 +62,27 @@ def test_serve_runs_on_schedule_probes_and_metrics_agree_and_sigterm_exits_0(
 
     metrics = wait_for(agree, timeout=SLOW)
     assert world.references() == world.expected  # every employee linked in Protime
-    assert metrics[("idsync_mappings", (("situation", "linked"),))] == len(world.expected)
+    assert metrics[("idsync_mappings", (("situation", "linked"), ("sync", "default")))] == len(
+        world.expected
+    )
     assert situations(state_url) == {"linked": len(world.expected)}
-    writes = metrics[("idsync_writes_total", (("action", "write"), ("outcome", "succeeded")))]
+    writes = metrics[
+        (
+            "idsync_writes_total",
+            (("action", "write"), ("outcome", "succeeded"), ("sync", "default")),
+        )
+    ]
     assert writes == len(world.expected)  # the first run wrote them all, later runs nothing
-    assert metrics[("idsync_last_success_timestamp_seconds", ())] > 0
-    assert metrics[("idsync_api_requests_total", (("kind", "people"), ("status", "200")))] >= 3
+    assert metrics[("idsync_last_success_timestamp_seconds", (("sync", "default"),))] > 0
+    assert (
+        metrics[
+            (
+                "idsync_api_requests_total",
+                (("kind", "people"), ("status", "200"), ("sync", "default")),
+            )
+        ]
+        >= 3
+    )
 
     assert serve.terminate() == 0
     events = serve.events()

@@ -109,7 +109,7 @@ def test_metrics_endpoint_serves_parseable_text(listener: tuple[HealthServer, Me
         for sample in family.samples
     }
     assert samples[("idsync_up", ())] == 1
-    assert samples[("idsync_mappings", (("situation", "linked"),))] == 7
+    assert samples[("idsync_mappings", (("situation", "linked"), ("sync", "default")))] == 7
 
 
 def test_unknown_path_is_404(listener: tuple[HealthServer, Metrics]) -> None:

@@ -10,6 +10,7 @@ import httpx
 from apscheduler.triggers.interval import IntervalTrigger
 from service_support import make_settings, wait_for
 
+from sync.names import DEFAULT_SYNC
 from sync.reconcile._progress import ProgressSnapshot
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Service
@@ -35,7 +36,7 @@ def _snapshot(phase: str, done: int, total: int | None) -> ProgressSnapshot:
 
 
 def _value(metrics: Metrics, name: str, **labels: str) -> float | None:
-    return metrics.registry.get_sample_value(name, labels)
+    return metrics.registry.get_sample_value(name, {"sync": DEFAULT_SYNC, **labels})
 
 
 def test_progress_gauges_follow_the_snapshot_and_clear() -> None:
@@ -76,9 +77,9 @@ def test_the_service_passes_its_gauges_to_the_run(fake_state: FakeState) -> None
     try:
         assert reported.wait(10)
         text = httpx.get(f"http://127.0.0.1:{service.http_port}/metrics", timeout=5).text
-        assert 'idsync_run_phase{phase="writing"} 1.0' in text
-        assert "idsync_run_progress_done 3.0" in text
-        assert "idsync_run_progress_total 9.0" in text
+        assert 'idsync_run_phase{phase="writing",sync="default"} 1.0' in text
+        assert 'idsync_run_progress_done{sync="default"} 3.0' in text
+        assert 'idsync_run_progress_total{sync="default"} 9.0' in text
         release.set()
         wait_for(lambda: _value(service.metrics, "idsync_run_progress_total") == 0)
     finally:

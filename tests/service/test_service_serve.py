@@ -18,10 +18,14 @@ from sqlalchemy.exc import OperationalError
 
 from sync.config import HttpSettings
 from sync.errors import ConfigError, StateError
+from sync.names import DEFAULT_SYNC
 from sync.reconcile._result import RunResult, RunStatus
 from sync.service import Service, serve
 from sync.service._serve import _stop_on_signals
 from sync.state import check_schema, open_database
+
+# The labels of the default sync's series, the one sync these services run.
+DEFAULT = {"sync": DEFAULT_SYNC}
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -130,13 +134,17 @@ def test_runs_happen_and_the_probes_and_metrics_agree(
     wait_for(lambda: run.count >= 3)
     assert _get(service, "/healthz").json() == {"alive": True}
     assert _get(service, "/readyz").json() == {"ready": True}
-    assert 'idsync_mappings{situation="linked"} 3.0' in _get(service, "/metrics").text
+    assert (
+        'idsync_mappings{situation="linked",sync="default"} 3.0' in _get(service, "/metrics").text
+    )
     assert service.shutdown() is True
     assert fake_state.upgrades == 1
     assert fake_state.closed
     assert {call["trigger"] for call in run.calls} == {"schedule"}
     assert all(call["stop"] is service.stop_event for call in run.calls)
-    runs = service.metrics.registry.get_sample_value("idsync_runs_total", {"status": "succeeded"})
+    runs = service.metrics.registry.get_sample_value(
+        "idsync_runs_total", {**DEFAULT, "status": "succeeded"}
+    )
     assert runs == run.count
     assert len(logs.named("scheduler.run_finished")) == run.count
     assert [e["event"] for e in logs.events() if e["event"].startswith("service.")][:2] == [
@@ -166,7 +174,7 @@ def test_a_run_that_raises_is_counted_and_the_service_goes_on(
     wait_for(lambda: run.count >= 4)
     assert _get(service, "/healthz").status_code == 200
     service.shutdown()
-    assert service.metrics.registry.get_sample_value("idsync_run_exceptions_total") == 2
+    assert service.metrics.registry.get_sample_value("idsync_run_exceptions_total", DEFAULT) == 2
     assert len(logs.named("scheduler.run_crashed")) == 2
 
 
@@ -195,9 +203,14 @@ def test_a_locked_run_is_counted_as_skipped(
     service.shutdown()
     assert logs.named("scheduler.run_finished")[0]["status"] == "skipped"
     assert (
-        service.metrics.registry.get_sample_value("idsync_runs_total", {"status": "skipped"}) == 1
+        service.metrics.registry.get_sample_value(
+            "idsync_runs_total", {**DEFAULT, "status": "skipped"}
+        )
+        == 1
     )
-    assert service.metrics.registry.get_sample_value("idsync_run_duration_seconds_count") == 0
+    assert (
+        service.metrics.registry.get_sample_value("idsync_run_duration_seconds_count", DEFAULT) == 0
+    )
 
 
 def test_a_known_error_is_one_line_without_traceback(
