@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, Router
@@ -26,9 +26,20 @@ if TYPE_CHECKING:
     Handler = Callable[[Request], Awaitable[Response]]
 
 _MAX_GENERATED = 2_000_000
+T = TypeVar("T")
 
 
-def _guard(handler: Handler) -> Handler:
+def last_of(items: list[T], request: Request) -> list[T]:
+    """The last ``?last=N`` of ``items`` (all without the parameter), oldest first."""
+    last = request.query_params.get("last")
+    if last is None:
+        return items
+    if not last.isdigit():
+        raise PeopleDocumentError("'last' must be a whole number")
+    return items[len(items) - min(int(last), len(items)) :]
+
+
+def guard(handler: Handler) -> Handler:
     """Bad admin input answers 400 (or 404 for an unknown person), never a 500."""
 
     async def wrapped(request: Request) -> Response:
@@ -164,17 +175,21 @@ class _Admin:
         return Response(status_code=204)
 
     async def requests_get(self, request: Request) -> Response:
-        log = list(self.sim.request_log)
-        last = request.query_params.get("last")
-        if last is not None:
-            if not last.isdigit():
-                raise PeopleDocumentError("'last' must be a whole number")
-            log = log[len(log) - min(int(last), len(log)) :]
+        log = last_of(list(self.sim.request_log), request)
         items = [r._asdict() for r in log]
         return JSONResponse({"requests": items, "total": len(self.sim.request_log)})
 
     async def requests_delete(self, _: Request) -> Response:
         self.sim.request_log.clear()
+        return Response(status_code=204)
+
+    async def records_get(self, request: Request) -> Response:
+        records = last_of(list(self.sim.request_records), request)
+        items = [r._asdict() for r in records]
+        return JSONResponse({"records": items, "total": len(self.sim.request_records)})
+
+    async def records_delete(self, _: Request) -> Response:
+        self.sim.request_records.clear()
         return Response(status_code=204)
 
     async def faults_get(self, _: Request) -> Response:
@@ -214,13 +229,15 @@ class _Admin:
             ("/_sim/counters", "DELETE", self.counters_delete),
             ("/_sim/requests", "GET", self.requests_get),
             ("/_sim/requests", "DELETE", self.requests_delete),
+            ("/_sim/request-records", "GET", self.records_get),
+            ("/_sim/request-records", "DELETE", self.records_delete),
             ("/_sim/faults", "GET", self.faults_get),
             ("/_sim/faults", "PUT", self.faults_put),
             ("/_sim/reset", "POST", self.reset),
             ("/_sim/expire-tokens", "POST", self.expire_tokens),
             ("/_sim/clock", "POST", self.clock),
         ]
-        return [Route(path, _guard(handler), methods=[method]) for path, method, handler in table]
+        return [Route(path, guard(handler), methods=[method]) for path, method, handler in table]
 
 
 def build_admin(sim: AdminHost) -> Router:

@@ -11,6 +11,7 @@ and credentials in ``_token``.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from sync.simulator._config import API_PREFIX, PEOPLE_READ, REFERENCES_READ, REFERENCES_WRITE
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
     from sync.simulator._types import SimHost, Token
 
 _PREFIX = API_PREFIX.encode() + b"/"
+# Who sent a request, for the request records: this header when present, else the User-Agent.
+_REPLICA_HEADER = b"x-idsync-replica"
 _TOKEN_START = b"/tenants/"
 # Path shapes: people[/id], delta/people, tenants/t/connect/token.
 _PEOPLE_ONE_PARTS = 2
@@ -77,6 +80,7 @@ class ApiApp:
     # ---- entry ---------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.time()
         raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
         query: bytes = scope.get("query_string", b"")
         headers = dict(scope["headers"])
@@ -92,7 +96,8 @@ class ApiApp:
         )
         status = 0 if drop else resp.status
         self.sim.world.counters.record(endpoint, status)
-        self.sim.log_request(method, raw_path, query, status)
+        caller = headers.get(_REPLICA_HEADER) or headers.get(b"user-agent", b"")
+        self.sim.log_request(method, raw_path, query, status, started=started, caller=caller)
         if not drop:
             await send_resp(send, resp)
             return

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sync.simulator._config import API_PREFIX
 from sync.simulator._filter import people_filter
 from sync.simulator._http import (
     Resp,
@@ -50,8 +49,9 @@ if TYPE_CHECKING:
     from sync.simulator._types import SimHost
     from sync.simulator._world import Change
 
-DELTA_PATH = f"{API_PREFIX}/delta/people"
-PEOPLE_PATH = f"{API_PREFIX}/people"
+# Below the simulator's api_path (which a multi-tenant simulator prefixes with the tenant's mount).
+DELTA_PATH = "/delta/people"
+PEOPLE_PATH = "/people"
 TOKEN_KEYS = ("DeltaId", "StartingCursor", "TimeStamp")
 _CHANGES_PARAMS = frozenset({"deltaToken", "continuationToken"})
 _CURSOR_DIGITS = 20
@@ -162,7 +162,8 @@ class DeltaFeed:
         if not has_page and not has_token:
             return self._start(params, names, flt)
         if not (has_page and has_token):
-            reason = f"a round's pages carry both tokens; a deltaLink goes to {DELTA_PATH}"
+            where = self._sim.api_path + DELTA_PATH
+            reason = f"a round's pages carry both tokens; a deltaLink goes to {where}"
             return error(400, "BadRequest", "invalid delta request", [reason])
         token = decode_delta_token(params["deltaToken"])
         if token is None:
@@ -211,7 +212,8 @@ class DeltaFeed:
         def next_link(last: int) -> str:
             page_token = b64(f"dp:{last}")
             return link(
-                PEOPLE_PATH, [*kept, ("continuationToken", page_token), ("deltaToken", token)]
+                self._sim.api_path + PEOPLE_PATH,
+                [*kept, ("continuationToken", page_token), ("deltaToken", token)],
             )
 
         if self._inject.empty_page():
@@ -249,7 +251,7 @@ class DeltaFeed:
         def next_link(position: int) -> str:
             page_token = b64(f"dc:{upper}:{position}")
             return link(
-                DELTA_PATH,
+                self._sim.api_path + DELTA_PATH,
                 [("deltaToken", params["deltaToken"]), ("continuationToken", page_token)],
             )
 
@@ -340,4 +342,4 @@ class DeltaFeed:
 
     def _delta_link(self, delta: _Delta, cursor: int, now: float) -> str:
         token = encode_delta_token(delta.delta_id, cursor, now)
-        return link(DELTA_PATH, [("deltaToken", token)])
+        return link(self._sim.api_path + DELTA_PATH, [("deltaToken", token)])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sync.simulator._config import API_PREFIX
 from sync.simulator._filter import people_filter
 from sync.simulator._http import (
     Resp,
@@ -51,7 +50,7 @@ class PeopleEndpoints:
 
         def next_link(after: int) -> str:
             token = b64(f"p:{after}")
-            return link(f"{API_PREFIX}/people", [*kept, ("continuationToken", token)])
+            return link(f"{self.sim.api_path}/people", [*kept, ("continuationToken", token)])
 
         if self._inject.empty_page():
             return page([], next_link(cursor))

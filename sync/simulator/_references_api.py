@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sync.simulator._config import API_PREFIX
 from sync.simulator._http import (
     BodyTooLargeError,
     Receive,
@@ -97,12 +96,12 @@ class ReferenceEndpoints:
             return error(400, "BadRequest", "invalid external reference name", [problem])
         path = b"/".join(call.parts).decode("latin-1")
         if len(call.parts) == REF_LIST_PARTS:
-            return _RefTarget(collection, name, None, f"{API_PREFIX}/{path}")
+            return _RefTarget(collection, name, None, f"{self.sim.api_path}/{path}")
         value = decode_segment(call.parts[3])
         problem = value_problem(value, max_length=config.max_value_length)
         if problem is not None:
             return error(400, "BadRequest", "invalid external reference format", [problem])
-        return _RefTarget(collection, name, value, f"{API_PREFIX}/{path}")
+        return _RefTarget(collection, name, value, f"{self.sim.api_path}/{path}")
 
     async def _put(self, call: Call, target: _RefTarget) -> Resp:
         body = await _json_body(call.headers, call.receive, self.sim.config.max_body_bytes)

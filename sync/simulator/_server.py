@@ -8,7 +8,7 @@ import signal
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sync.simulator._api import DroppedConnectionError
 
@@ -17,9 +17,16 @@ if TYPE_CHECKING:
 
     import uvicorn
 
-    from sync.simulator._simulator import Simulator
+    from sync.simulator._http import Receive, Scope, Send
 
 _START_TIMEOUT = 10.0
+
+
+class Servable(Protocol):
+    """What the server runs: a ``Simulator`` or a ``MultiSimulator`` (anything with an ASGI
+    ``app``)."""
+
+    async def app(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 
 
 class _DropFilter(logging.Filter):
@@ -52,7 +59,7 @@ def _url(host: str, sock: socket.socket) -> str:
     return f"http://{shown}:{port}"
 
 
-def _server(sim: Simulator, *, log_level: str) -> uvicorn.Server:
+def _server(sim: Servable, *, log_level: str) -> uvicorn.Server:
     import uvicorn
 
     config = uvicorn.Config(
@@ -72,7 +79,7 @@ def _server(sim: Simulator, *, log_level: str) -> uvicorn.Server:
 
 
 @contextlib.contextmanager
-def serve_in_thread(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+def serve_in_thread(sim: Servable, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
     """Serve ``sim`` on ``host:port`` (0 = a free port) in a background thread; yield the base URL.
 
     The world stays shared: a test may change ``sim.world`` or call ``sim.set_faults`` while the
@@ -99,7 +106,7 @@ def serve_in_thread(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> I
 
 
 def run_server(
-    sim: Simulator,
+    sim: Servable,
     host: str = "127.0.0.1",
     port: int = 8089,
     *,

@@ -16,7 +16,7 @@ from sync.simulator._admin import build_admin
 from sync.simulator._api import ApiApp, DroppedConnectionError
 from sync.simulator._config import API_PREFIX, Faults, SimulatorConfig
 from sync.simulator._people import generate_people
-from sync.simulator._types import LoggedRequest, Token
+from sync.simulator._types import LoggedRequest, RequestRecord, Token
 from sync.simulator._world import RequestCounters, World, parse_people_document
 
 if TYPE_CHECKING:
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 _ADMIN_PREFIX = "/_sim"
 _MAX_TOKENS = 10_000
 REQUEST_LOG_SIZE = 100_000
+_MAX_CALLERS = 1_000
 
 
 class Simulator:
@@ -35,12 +36,23 @@ class Simulator:
     ``clock`` returns seconds (default ``time.time``); token and delta-token expiry use it plus the
     offset moved by :meth:`advance_clock`, so a test can expire a 72-hour delta token instantly.
     Rate limiting uses the monotonic clock: it is about real request pacing.
+
+    ``path_prefix`` (e.g. ``/t/acme``) is where a :class:`MultiSimulator` mounts this tenant: every
+    path it answers and every link it gives then starts with it. Empty for a simulator of its own.
     """
 
     def __init__(
-        self, config: SimulatorConfig | None = None, *, clock: Callable[[], float] | None = None
+        self,
+        config: SimulatorConfig | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        path_prefix: str = "",
     ) -> None:
         self.config = config if config is not None else SimulatorConfig()
+        if path_prefix and (not path_prefix.startswith("/") or path_prefix.endswith("/")):
+            raise ValueError("path_prefix must start with '/' and not end with one")
+        self.path_prefix = path_prefix
+        self._raw_prefix = path_prefix.encode()
         self._clock = clock if clock is not None else time.time
         self._clock_offset = 0.0
         self._lock = threading.Lock()
@@ -51,6 +63,10 @@ class Simulator:
         self._buckets: dict[str, list[float]] = {}
         # The last REQUEST_LOG_SIZE API and token requests (not /_sim), oldest first.
         self.request_log: deque[LoggedRequest] = deque(maxlen=REQUEST_LOG_SIZE)
+        # The same requests with their tenant, caller and timing (docs/simulator.md, "Request
+        # records"); a separate deque so request_log keeps its four fields.
+        self.request_records: deque[RequestRecord] = deque(maxlen=REQUEST_LOG_SIZE)
+        self._callers: dict[bytes, str] = {}
         self._api = ApiApp(self)
         self._admin = build_admin(self)
         self.load_initial_world()
@@ -64,7 +80,7 @@ class Simulator:
 
     @property
     def token_path(self) -> str:
-        return f"/tenants/{self.config.tenant}/connect/token"
+        return f"{self.path_prefix}/tenants/{self.config.tenant}/connect/token"
 
     @property
     def token_url(self) -> str:
@@ -72,16 +88,47 @@ class Simulator:
 
     @property
     def api_path(self) -> str:
-        return API_PREFIX
+        return self.path_prefix + API_PREFIX
 
     @property
     def api_url(self) -> str:
-        return self.base_url + API_PREFIX
+        return self.base_url + self.api_path
 
-    def log_request(self, method: str, raw_path: bytes, query: bytes, status: int) -> None:
-        """Append one answered request to :attr:`request_log`."""
-        self.request_log.append(
-            LoggedRequest(method, raw_path.decode("latin-1"), query.decode("latin-1"), status)
+    def log_request(
+        self,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        status: int,
+        *,
+        started: float | None = None,
+        caller: bytes = b"",
+    ) -> None:
+        """Append one answered request to :attr:`request_log` and :attr:`request_records`.
+
+        ``started`` is when it arrived (``time.time()``; now when None); it ended now, when its
+        answer is ready to send (before the send, so a test that has the answer finds the record).
+        """
+        path, text = raw_path.decode("latin-1"), query.decode("latin-1")
+        self.request_log.append(LoggedRequest(method, path, text, status))
+        ended = time.time()
+        name = self._callers.get(caller)
+        if name is None:
+            # One string per caller, not one per request: a benchmark logs hundreds of thousands.
+            name = caller.decode("latin-1")
+            if len(self._callers) < _MAX_CALLERS:
+                self._callers[caller] = name
+        self.request_records.append(
+            RequestRecord(
+                self.config.tenant,
+                method,
+                path,
+                text,
+                status,
+                ended if started is None else started,
+                ended,
+                name,
+            )
         )
 
     def delta_state(self) -> dict[str, Any] | None:
@@ -100,6 +147,8 @@ class Simulator:
         """The ASGI application: the API, the token endpoint and the ``/_sim`` admin surface."""
         kind = scope["type"]
         if kind == "http":
+            if self._raw_prefix:
+                scope = self._unmounted(scope)
             if scope["path"].startswith(_ADMIN_PREFIX):
                 await self._admin(scope, receive, send)
             else:
@@ -113,9 +162,20 @@ class Simulator:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
 
+    def _unmounted(self, scope: Scope) -> Scope:
+        """``scope`` without this tenant's path prefix, when it has it (a request routed by its
+        ``Host`` reaches the tenant without one)."""
+        raw: bytes = scope.get("raw_path") or scope["path"].encode()
+        prefix = self._raw_prefix
+        if raw.startswith(prefix) and raw[len(prefix) : len(prefix) + 1] in (b"/", b""):
+            rest = raw[len(prefix) :] or b"/"
+            path: str = scope["path"]
+            return {**scope, "raw_path": rest, "path": path[len(self.path_prefix) :] or "/"}
+        return scope
+
     def transport(self) -> httpx.AsyncBaseTransport:
         """An httpx transport that runs the app in-process (no socket)."""
-        return _InProcessTransport(self.app)
+        return in_process_transport(self.app)
 
     # ---- world ---------------------------------------------------------------------------------
 
@@ -148,6 +208,7 @@ class Simulator:
         self._api.delta.forget()
         self.world.counters.reset()
         self.request_log.clear()
+        self.request_records.clear()
 
     # ---- time and tokens -----------------------------------------------------------------------
 
@@ -233,6 +294,11 @@ class Simulator:
             return None
         bucket[0] = tokens
         return (1.0 - tokens) / rate
+
+
+def in_process_transport(app: Any) -> httpx.AsyncBaseTransport:
+    """An httpx transport that runs the ASGI ``app`` in-process, drops as a socket shows them."""
+    return _InProcessTransport(app)
 
 
 class _InProcessTransport(httpx.AsyncBaseTransport):

@@ -32,6 +32,27 @@ class LoggedRequest(NamedTuple):
     status: int
 
 
+class RequestRecord(NamedTuple):
+    """One answered API or token request with who sent it and when (``Simulator.request_records``).
+
+    ``tenant`` is the simulator's tenant; ``path`` and ``query`` are as in :class:`LoggedRequest`
+    (without the ``/t/<tenant>`` prefix of a multi-tenant simulator); ``started`` is when the
+    request arrived and ``ended`` when its answer was ready to send, both ``time.time()`` seconds
+    (the real clock, not the movable simulator clock, so records of several tenants and the
+    callers' own logs compare); ``caller`` is the ``X-Idsync-Replica`` header when the request has
+    one, else its ``User-Agent`` ("" without either).
+    """
+
+    tenant: str
+    method: str
+    path: str
+    query: str
+    status: int
+    started: float
+    ended: float
+    caller: str
+
+
 @dataclass(frozen=True, slots=True)
 class Token:
     """An issued access token: who holds it, what it may do, until when (simulator clock)."""
@@ -69,6 +90,9 @@ class SimHost(Protocol):
     @property
     def rng(self) -> random.Random: ...
 
+    @property
+    def api_path(self) -> str: ...
+
     def now(self) -> float: ...
 
     def take_rate_token(self, client_id: str) -> float | None: ...
@@ -79,7 +103,16 @@ class SimHost(Protocol):
 
     def valid_token(self, access_token: str) -> Token | None: ...
 
-    def log_request(self, method: str, raw_path: bytes, query: bytes, status: int) -> None: ...
+    def log_request(
+        self,
+        method: str,
+        raw_path: bytes,
+        query: bytes,
+        status: int,
+        *,
+        started: float | None = None,
+        caller: bytes = b"",
+    ) -> None: ...
 
 
 class AdminHost(SimHost, Protocol):
@@ -87,6 +120,9 @@ class AdminHost(SimHost, Protocol):
 
     @property
     def request_log(self) -> deque[LoggedRequest]: ...
+
+    @property
+    def request_records(self) -> deque[RequestRecord]: ...
 
     @property
     def tokens_issued(self) -> int: ...
