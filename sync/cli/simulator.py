@@ -15,6 +15,7 @@ from sync.simulator._config import FaultOption, fault_settings
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from sync.simulator import MultiSimulator
     from sync.simulator._config import DeltaOrder
 
 _BEHAVIOUR = "Behaviour (the API assumptions in docs/simulator.md)"
@@ -164,6 +165,16 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "chronological",
         log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+        tenants_file: Annotated[
+            Path | None,
+            typer.Option(
+                help="Serve many tenants from this TOML file (one [tenants.<name>] table each;"
+                " docs/simulator.md, 'Many tenants'). Only --host, --port and --log-level"
+                " combine with it.",
+                dir_okay=False,
+            ),
+        ] = None,
+        ctx: typer.Context,
         **faults: Any,  # the fault settings' options, made by _with_fault_options
     ) -> None:
         """Serve a Protime Connector API simulator until SIGINT/SIGTERM.
@@ -175,6 +186,9 @@ def register(app: typer.Typer) -> None:
         from sync.errors import ConfigError
 
         require_simulator("simulator")
+        if tenants_file is not None:
+            _serve_tenants(ctx, tenants_file, host, port, log_level)
+            return
         from sync.simulator import ClientSpec, Simulator, SimulatorConfig, run_server
 
         if people_file is not None and not people_file.is_file():
@@ -246,3 +260,90 @@ def register(app: typer.Typer) -> None:
             run_server(sim, host, port, on_ready=ready, log_level=log_level)
         except OSError as exc:
             raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+# The options a tenants file does not replace: where to listen and how much to log.
+_SERVER_OPTIONS = frozenset({"host", "port", "log_level", "tenants_file"})
+
+
+def _serve_tenants(
+    ctx: typer.Context, tenants_file: Path, host: str, port: int, log_level: str
+) -> None:
+    """``idsync simulator --tenants-file``: every tenant of the file in one server."""
+    from sync.errors import ConfigError
+    from sync.simulator import MultiSimulator, TenantsFileError, load_tenants_file, run_server
+
+    given = [
+        param.opts[0]
+        for param in ctx.command.params
+        if param.name is not None
+        and param.name not in _SERVER_OPTIONS
+        and _given(ctx.get_parameter_source(param.name))
+    ]
+    if given:
+        flags = ", ".join(given)
+        raise ConfigError(
+            f"{flags} cannot be combined with --tenants-file: set it per tenant in the file"
+            " (or in its [defaults] table)"
+        )
+    try:
+        multi = MultiSimulator(load_tenants_file(tenants_file))
+    except TenantsFileError as exc:
+        raise ConfigError(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"tenants file {tenants_file}: {exc}") from None
+
+    def ready(base_url: str) -> None:
+        sys.stdout.write("\n".join(tenants_banner(multi, base_url)) + "\n")
+        sys.stdout.flush()
+
+    try:
+        run_server(multi, host, port, on_ready=ready, log_level=log_level)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def _given(source: object) -> bool:
+    """Whether an option's value came from the command line or the environment, not its default.
+
+    By the source's name: typer carries its own copy of click, whose ParameterSource is another
+    class than the one ``click`` would import.
+    """
+    return source is not None and getattr(source, "name", "DEFAULT") not in (
+        "DEFAULT",
+        "DEFAULT_MAP",
+    )
+
+
+def tenants_banner(multi: MultiSimulator, base_url: str) -> list[str]:
+    """What ``--tenants-file`` prints once bound: per tenant, the settings idsync wants."""
+    from sync.config import DEFAULT_SCOPES
+
+    lines = [
+        f"Protime simulator for {len(multi)} tenants: {multi.people} people",
+        "idsync settings per tenant (each the exact value the variable wants):",
+    ]
+    for name in multi.tenants:
+        sim = multi.tenant(name)
+        urls = multi.urls(name, base_url)
+        client = sim.config.clients[0]
+        shown = {
+            "BASE_URL": urls.base_url,
+            "TENANT": name,
+            "TOKEN_URL": urls.token_url,
+            "CLIENT_ID": client.client_id,
+            "CLIENT_SECRET": client.client_secret,
+        }
+        if client.scopes != frozenset(DEFAULT_SCOPES.split()):
+            shown["SCOPES"] = " ".join(sorted(client.scopes))
+        lines.append(f"tenant {name!r}: {len(sim.world.people)} people")
+        lines += [f"  IDSYNC_PROTIME__{k}={shlex.quote(v)}" for k, v in shown.items()]
+    lines += [
+        "For curl and scripts: a tenant's API is its BASE_URL + /connector/protimeapi/api/v1",
+        (
+            f"  admin (test-only, no token): {base_url}/_sim/tenants,"
+            f" {base_url}/_sim/request-records, and BASE_URL/_sim/state per tenant"
+        ),
+        "Press Ctrl+C to stop.",
+    ]
+    return lines

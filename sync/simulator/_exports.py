@@ -15,6 +15,13 @@ from sync.simulator._config import (
     Faults,
     SimulatorConfig,
 )
+from sync.simulator._multi import (
+    TENANT_NAME_PATTERN,
+    TENANT_PREFIX,
+    MultiSimulator,
+    TenantUrls,
+    tenant_name_problem,
+)
 from sync.simulator._people import (
     PeopleDocumentError,
     SimPerson,
@@ -23,7 +30,8 @@ from sync.simulator._people import (
 )
 from sync.simulator._server import run_server, serve_in_thread
 from sync.simulator._simulator import Simulator
-from sync.simulator._types import LoggedRequest, Token
+from sync.simulator._tenants_file import TenantsFileError, load_tenants_file, parse_tenants
+from sync.simulator._types import LoggedRequest, RequestRecord, Token
 from sync.simulator._world import (
     Change,
     PutOutcome,
@@ -40,22 +48,31 @@ __all__ = [
     "PEOPLE_READ",
     "REFERENCES_READ",
     "REFERENCES_WRITE",
+    "TENANT_NAME_PATTERN",
+    "TENANT_PREFIX",
     "Change",
     "ClientSpec",
     "DroppedConnectionError",
     "Faults",
     "LoggedRequest",
+    "MultiSimulator",
     "PeopleDocumentError",
     "PutOutcome",
     "RequestCounters",
+    "RequestRecord",
     "SimPerson",
     "Simulator",
     "SimulatorConfig",
+    "TenantUrls",
+    "TenantsFileError",
     "Token",
     "World",
     "change_version_text",
     "generate_people",
+    "load_tenants_file",
     "parse_people_document",
+    "parse_tenants",
     "run_server",
     "serve_in_thread",
+    "tenant_name_problem",
 ]
