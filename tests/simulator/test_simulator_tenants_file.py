@@ -135,7 +135,7 @@ def test_cli_serves_every_tenant_of_the_file_and_lists_each_in_its_banner(tmp_pa
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        banner = _read_until(process, "Press Ctrl+C", time.monotonic() + 30)
+        banner = _read_until(process, "Press Ctrl+C", time.monotonic() + 60)
         base = re.search(r"BASE_URL=(http://127\.0\.0\.1:\d+)/t/acme$", banner[3])
         assert base is not None, banner
         root = base.group(1)
@@ -176,7 +176,7 @@ def test_cli_serves_every_tenant_of_the_file_and_lists_each_in_its_banner(tmp_pa
         ).json()
         tenants = httpx.get(f"{root}/_sim/tenants").json()["tenants"]
         process.send_signal(signal.SIGTERM)
-        code = process.wait(timeout=15)
+        code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
@@ -232,9 +232,9 @@ def test_cli_single_tenant_banner_is_unchanged():
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
-        banner = _read_until(process, "Press Ctrl+C", time.monotonic() + 30)
+        banner = _read_until(process, "Press Ctrl+C", time.monotonic() + 60)
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=15)
+        process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
