@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -797,7 +798,9 @@ def step_g(t: Trial, sc: Scenario) -> None:
             and stopped.signal_to_exit is not None
             and stopped.signal_to_exit < 5
             and pages < of,
-            f"exit {stopped.exit_code}, message {run.get('message')}",
+            f"exit {stopped.exit_code}, message {run.get('message')}"
+            if stopped.signal_at is not None and pages < of
+            else "the read was over before the signal: a world too small for --sigint-at",
         )
         after = t.idsync(f"g-after-{at:g}s", "reconcile")
         run = t.latest_run()
@@ -998,7 +1001,10 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--hires", type=int, help="hires of step (d) (3,000)")
     parser.add_argument("--terminations", type=int, help="terminations of step (d) (1,000)")
     parser.add_argument(
-        "--sigint-at", default="5,9", help="seconds into `reconcile --full` to send SIGINT"
+        "--sigint-at",
+        default="5,9",
+        help="seconds into `reconcile --full` to send SIGINT (default 5,9: the trial's; a small"
+        " world's read is over sooner, e.g. 1.0 at 5,000 employees)",
     )
     parser.add_argument("--mariadb", default=MARIADB_URL, help="MariaDB server for the HR database")
     parser.add_argument("--postgres", default=PG_URL, help="PostgreSQL for the state schema")
@@ -1089,7 +1095,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             indent=2,
         )
     )
-    print(f"\nworkdir {workdir}; results {out}; {meta['seconds']} s in all")
+    if args.keep:
+        print(f"\nthe databases and {workdir} are kept")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"\nresults {out}; {meta['seconds']} s in all")
     return 0 if all(c.ok for c in trial.checks) else 1
 
 
