@@ -261,3 +261,10 @@ def test_max_concurrent_runs_from_the_environment_is_named(tmp_path: Path) -> No
             " an integer"
         )
     ]
+
+
+def test_a_section_variable_that_is_not_json(tmp_path: Path) -> None:
+    """A section given whole in a variable, as JSON that does not parse, is named by its variable."""
+    assert problems(tmp_path, ACME, IDSYNC_SYNCS__ACME__HR="{bad") == [
+        "IDSYNC_SYNCS__ACME__HR: is not valid JSON (a section given whole is a JSON object)"
+    ]

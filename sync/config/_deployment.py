@@ -22,6 +22,7 @@ The keys every sync shares (``database_url``, ``state_timeout_seconds``, ``http`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -179,9 +180,11 @@ def _variables(env: Mapping[str, str], prefix: str, problems: list[str]) -> Laye
     try:
         return variables(env, prefix=prefix)
     except SettingsError as exc:
-        # A section given whole as JSON that is not (IDSYNC_HR='{...'); the message names the
-        # section, never the value.
-        problems.append(f"{prefix}...: {exc}")
+        # A section given whole as JSON that is not (IDSYNC_HR='{...'): pydantic-settings names
+        # the field (never the value) in its message.
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = prefix + (field.group(1).upper() if field else "...")
+        problems.append(f"{name}: is not valid JSON (a section given whole is a JSON object)")
         return Layer()
 
 

@@ -113,8 +113,9 @@ def merge(layers: Sequence[Layer]) -> Layer:
     merged = Layer()
     for layer in layers:
         for key, value in _leaves(layer.values):
-            # A section given whole (IDSYNC_HR as JSON) and values inside it exclude each other:
-            # whichever comes from the higher layer stands.
+            # A section given as something else than a table (IDSYNC_HR='[1]', wrong anyway) and
+            # values inside it exclude each other: the one from the higher layer stands, to be
+            # reported under its own name.
             taken = any(key[:n] in merged.labels for n in range(1, len(key) + 1)) or any(
                 k[: len(key)] == key for k in merged.labels
             )
