@@ -229,7 +229,7 @@ def _refused(exc: ProtimeError, feed: PeopleFeed) -> tuple[str, int]:
     refused (warned about from the second: another consumer may be replacing the delta)."""
     log.warning("protime.delta_refused", status=exc.status, error=str(exc))
     reason = (
-        "the delta token expired (410)"
+        "the delta link is gone (410: expired, or replaced by a newer round)"
         if exc.status == 410  # noqa: PLR2004 - HTTP 410 Gone
         else f"the delta link was refused ({exc.status})"
     )

@@ -235,7 +235,7 @@ async def finish_writes(
     if ports.hr.writeback_enabled:
         ledger.phase("write_back")
         await asyncio.to_thread(_write_back, hr=ports.hr, store=ports.state)
-    status = _status(tally=tally, stop=job.stop, total=total)
+    status = _status(tally=tally, stop=job.stop)
     message = tally.fatal or ""
     if tally.backoff is not None:
         left = total - tally.done
@@ -283,12 +283,14 @@ def _each(*callbacks: Callable[[int, int], None] | None) -> Callable[[int, int],
     return call
 
 
-def _status(*, tally: Tally, stop: threading.Event | None, total: int) -> RunStatus:
+def _status(*, tally: Tally, stop: threading.Event | None) -> RunStatus:
     if tally.fatal is not None:
         return RunStatus.FAILED
     if tally.backoff is not None:
         return RunStatus.INTERRUPTED
-    if stop is not None and stop.is_set() and tally.done < total:
+    if stop is not None and stop.is_set():
+        # Also once every action is done (a stop while saving or writing back): a stop request
+        # ends a run `interrupted` in every phase, and the next run confirms what this one did.
         return RunStatus.INTERRUPTED
     failed = sum(n for key, n in tally.outcomes.items() if not key.endswith(":succeeded"))
     return RunStatus.PARTIAL if failed else RunStatus.SUCCEEDED

@@ -199,7 +199,7 @@ def test_an_expired_delta_token_reads_in_full_in_the_same_run(
     result = h.run()
     assert result.status is RunStatus.SUCCEEDED, result.message
     assert result.protime_read == "full"
-    assert "expired (410)" in (result.protime_read_reason or "")
+    assert "(410: expired" in (result.protime_read_reason or "")
     assert h.sim.counters.count("people.delta", 410) == 1
     assert result.actions_by_outcome == {}
     assert h.run().protime_read == "incremental"

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import httpx
 
     from e2e.harness import Harness
+    from sync.reconcile._progress import ProgressSnapshot
     from sync.simulator import Simulator
 
 PEOPLE = 2_000
@@ -166,3 +167,26 @@ def test_the_services_stop_event_cuts_a_later_read_off_and_keeps_the_last_snapsh
     again = h.run()
     assert again.status is RunStatus.SUCCEEDED, again.message
     assert again.protime_count == PEOPLE
+
+
+def test_a_stop_after_every_action_is_done_still_ends_the_run_interrupted(
+    make_harness: Callable[..., Harness],
+) -> None:
+    """A stop that comes while the run saves its map, with nothing left to write, ends the run
+    ``interrupted`` (a stop request ends a run so in every phase); the next run succeeds with
+    nothing to do."""
+    stop = threading.Event()
+
+    def stop_while_saving(snapshot: ProgressSnapshot) -> None:
+        if snapshot.phase == "saving":
+            stop.set()
+
+    h = make_harness(config=sim_config(people=50), rows=_everyone)
+    for i, person in enumerate(h.sim.world.people_list()):  # every reference already there
+        h.sim.world.set_reference(f"E{i:05d}", person.id)
+    result = h.run(stop=stop, on_progress=stop_while_saving)
+    assert result.status is RunStatus.INTERRUPTED, result.message
+    assert result.exit_code == 1
+    again = h.run()
+    assert again.status is RunStatus.SUCCEEDED, again.message
+    assert h.writes() == 0
