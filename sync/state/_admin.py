@@ -42,6 +42,7 @@ _NOT_EMPLOYEES = (Situation.INVALID.value, Situation.ORPHANED.value)
 
 def _link_problems(
     conn: Connection,
+    sync: str,
     pairs: Sequence[tuple[str, int]],
     *,
     force: bool,
@@ -62,13 +63,15 @@ def _link_problems(
         rows.update(
             (found, situation)
             for found, situation in conn.execute(
-                select(_M.hr_id, _M.situation).where(_M.hr_id.in_(chunk))
+                select(_M.hr_id, _M.situation).where(_M.sync == sync, _M.hr_id.in_(chunk))
             )
         )
     holders: dict[int, list[tuple[str, bool, str]]] = {}
     for chunk in _chunks(sorted({p for _, (_h, p) in valid})):
         for found, pid, manual, situation in conn.execute(
-            select(_M.hr_id, _M.protime_id, _M.manual, _M.situation).where(_M.protime_id.in_(chunk))
+            select(_M.hr_id, _M.protime_id, _M.manual, _M.situation).where(
+                _M.sync == sync, _M.protime_id.in_(chunk)
+            )
         ):
             holders.setdefault(pid, []).append((found, bool(manual), situation))
     for index, (hr_id, protime_id) in valid:
@@ -137,8 +140,9 @@ def _map_problem(
     return None
 
 
-def _write_link(conn: Connection, *, hr_id: str, protime_id: int, now: datetime) -> None:
-    row = conn.execute(select(_M.protime_id, _M.manual).where(_M.hr_id == hr_id)).first()
+def _write_link(conn: Connection, *, sync: str, hr_id: str, protime_id: int, now: datetime) -> None:
+    mine = (_M.sync == sync, _M.hr_id == hr_id)
+    row = conn.execute(select(_M.protime_id, _M.manual).where(*mine)).first()
     values = {
         "protime_id": protime_id,
         "manual": True,
@@ -148,15 +152,16 @@ def _write_link(conn: Connection, *, hr_id: str, protime_id: int, now: datetime)
         "last_changed_at": now,
     }
     if row is None:
-        new = _new_mapping(hr_id, now=now, situation=Situation.UNLINKED, reason="")
+        new = _new_mapping(hr_id, sync=sync, now=now, situation=Situation.UNLINKED, reason="")
         conn.execute(insert(_MAPPINGS).values({**new, **values}))
         previous = None
     else:
-        conn.execute(update(_MAPPINGS).where(_M.hr_id == hr_id).values(values))
+        conn.execute(update(_MAPPINGS).where(*mine).values(values))
         previous = str(row.protime_id) if row.manual and row.protime_id else None
     conn.execute(
         insert(_EVENTS).values(
             _admin_event(
+                sync=sync,
                 action=EventAction.LINK,
                 hr_id=hr_id,
                 protime_id=protime_id,
@@ -181,10 +186,10 @@ class AdminStore(StoreBase):
         :func:`_link_problems` finds (``force`` links a person the map has under another HR id).
         """
         with self._db.write() as conn:
-            problems = _link_problems(conn, [(hr_id, protime_id)], force=force)
+            problems = _link_problems(conn, self._sync, [(hr_id, protime_id)], force=force)
             if problems:
                 raise UsageError(problems[0][1])
-            _write_link(conn, hr_id=hr_id, protime_id=protime_id, now=_now())
+            _write_link(conn, sync=self._sync, hr_id=hr_id, protime_id=protime_id, now=_now())
 
     def link_many(
         self,
@@ -201,14 +206,14 @@ class AdminStore(StoreBase):
         ``skip_bad`` nothing is linked. ``check_only`` checks and links nothing.
         """
         with self._db.write() as conn:
-            problems = _link_problems(conn, pairs, force=force, require_known=True)
+            problems = _link_problems(conn, self._sync, pairs, force=force, require_known=True)
             if check_only or (problems and not skip_bad):
                 return [], problems
             bad = {index for index, _ in problems}
             good = [pair for index, pair in enumerate(pairs) if index not in bad]
             now = _now()
             for hr_id, protime_id in good:
-                _write_link(conn, hr_id=hr_id, protime_id=protime_id, now=now)
+                _write_link(conn, sync=self._sync, hr_id=hr_id, protime_id=protime_id, now=now)
         return good, problems
 
     def unlink(self, *, hr_id: str) -> None:
@@ -227,8 +232,9 @@ class AdminStore(StoreBase):
         """Exclude an HR id (or an orphaned value) from every run until :meth:`unignore`."""
         _admin_key(hr_id)
         now = _now()
+        mine = (_M.sync == self._sync, _M.hr_id == hr_id)
         with self._db.write() as conn:
-            exists = conn.execute(select(_M.hr_id).where(_M.hr_id == hr_id)).first() is not None
+            exists = conn.execute(select(_M.hr_id).where(*mine)).first() is not None
             values = {
                 "ignored": True,
                 "situation": Situation.IGNORED.value,
@@ -236,13 +242,16 @@ class AdminStore(StoreBase):
                 "last_changed_at": now,
             }
             if exists:
-                conn.execute(update(_MAPPINGS).where(_M.hr_id == hr_id).values(values))
+                conn.execute(update(_MAPPINGS).where(*mine).values(values))
             else:
-                new = _new_mapping(hr_id, now=now, situation=Situation.IGNORED, reason="")
+                new = _new_mapping(
+                    hr_id, sync=self._sync, now=now, situation=Situation.IGNORED, reason=""
+                )
                 conn.execute(insert(_MAPPINGS).values({**new, **values}))
             conn.execute(
                 insert(_EVENTS).values(
                     _admin_event(
+                        sync=self._sync,
                         action=EventAction.IGNORE,
                         hr_id=hr_id,
                         reason="ignored by an admin",
@@ -280,19 +289,21 @@ class AdminStore(StoreBase):
         unignore is about the HR id alone).
         """
         now = _now()
+        mine = (_M.sync == self._sync, _M.hr_id == hr_id)
         with self._db.write() as conn:
-            row = conn.execute(select(_M.protime_id, flag).where(_M.hr_id == hr_id)).first()
+            row = conn.execute(select(_M.protime_id, flag).where(*mine)).first()
             if row is None or not row[1]:
                 raise UsageError(refusal)
             conn.execute(
                 update(_MAPPINGS)
-                .where(_M.hr_id == hr_id)
+                .where(*mine)
                 .values({flag.key: False, "reason": reason, "last_changed_at": now})
             )
             protime_id = row.protime_id if names_person else None
             conn.execute(
                 insert(_EVENTS).values(
                     _admin_event(
+                        sync=self._sync,
                         action=action,
                         hr_id=hr_id,
                         protime_id=protime_id,
@@ -312,7 +323,7 @@ class AdminStore(StoreBase):
         now = _now()
         with self._db.write() as conn:
             query = select(_M.hr_id, _M.protime_id, _M.failed_fingerprint).where(
-                _M.failed_fingerprint.is_not(None)
+                _M.sync == self._sync, _M.failed_fingerprint.is_not(None)
             )
             found: list[Row[Any]] = []
             if hr_ids is None:
@@ -324,7 +335,7 @@ class AdminStore(StoreBase):
             for chunk in _chunks(keys):
                 conn.execute(
                     update(_MAPPINGS)
-                    .where(_M.hr_id.in_(chunk))
+                    .where(_M.sync == self._sync, _M.hr_id.in_(chunk))
                     .values(failed_fingerprint=None, last_error=None, attempts=0)
                 )
             if found:
@@ -332,6 +343,7 @@ class AdminStore(StoreBase):
                     insert(_EVENTS),
                     [
                         _admin_event(
+                            sync=self._sync,
                             action=EventAction.CLEAR_FAILED,
                             hr_id=r.hr_id,
                             protime_id=r.protime_id,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from sync.domain import Outcome, Situation
 from sync.errors import UsageError
+from sync.names import DEFAULT_SYNC, sync_name_problem
 from sync.state._models import EVENTS, KEY_LENGTH, MAPPINGS, RUNS
 from sync.state._rows import (
     EventAction,
@@ -90,8 +91,9 @@ _MAPPING_COLUMNS = (
     _M.previous_hr_id,
     _M.last_written_at,
 )
-_EVENT_COLUMNS = tuple(_EVENTS.c)
-_RUN_COLUMNS = tuple(_RUNS.c)
+# What a row of the table reads as: every column but ``sync``, which the store already knows.
+_EVENT_COLUMNS = tuple(c for c in _EVENTS.c if c.key != "sync")
+_RUN_COLUMNS = tuple(c for c in _RUNS.c if c.key != "sync")
 
 
 def _now() -> datetime:
@@ -140,6 +142,7 @@ def _run_row(row: Row[Any]) -> RunRow:
 
 def _admin_event(
     *,
+    sync: str,
     action: EventAction,
     hr_id: str,
     now: datetime,
@@ -149,6 +152,7 @@ def _admin_event(
     reason: str,
 ) -> dict[str, Any]:
     return {
+        "sync": sync,
         "run_id": None,
         "hr_id": hr_id,
         "protime_id": protime_id,
@@ -166,8 +170,11 @@ def _admin_event(
     }
 
 
-def _new_mapping(hr_id: str, *, now: datetime, situation: Situation, reason: str) -> dict[str, Any]:
+def _new_mapping(
+    hr_id: str, *, sync: str, now: datetime, situation: Situation, reason: str
+) -> dict[str, Any]:
     return {
+        "sync": sync,
         "hr_id": hr_id,
         "protime_id": None,
         "situation": situation.value,
@@ -197,13 +204,23 @@ def _admin_key(hr_id: str) -> str:
     return hr_id
 
 
+def checked_sync(sync: str) -> str:
+    """``sync`` when it can name a sync, else :class:`UsageError` saying why."""
+    problem = sync_name_problem(sync)
+    if problem:
+        raise UsageError(problem)
+    return sync
+
+
 class StoreBase:
-    """What every part of the store shares: the state database it works on.
+    """What every part of the store shares: the state database it works on, and the sync whose
+    rows it reads and writes (every query filters by it, every insert sets it).
 
     Each part opens its own connection and transaction per call, so a part may be shared by
     threads; writers use :meth:`~sync.state._database.Database.write`.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, sync: str = DEFAULT_SYNC) -> None:
         self._db = db
         self._engine = db.engine
+        self._sync = checked_sync(sync)

@@ -105,19 +105,24 @@ class Dialect:
         rows: Sequence[Sequence[Any]],
         *,
         constants: dict[str, Any] | None = None,
+        scope: dict[str, Any] | None = None,
     ) -> None:
         """Set ``columns`` of the row of each ``(key value, *values)`` in ``rows``, and
-        ``constants`` (column name -> one value for every row) with them."""
+        ``constants`` (column name -> one value for every row) with them; ``scope`` (column
+        name -> value) narrows every row's match further (the sync whose row it is)."""
         if not rows:
             return
         constants = constants or {}
+        scope = scope or {}
         statement = (
             update(table)
             .where(key == bindparam("k_key"))
+            .where(*(table.c[name] == bindparam(f"s_{name}") for name in scope))
             .values({c: bindparam(f"v_{c.key}") for c in columns})
             .values({table.c[name]: bindparam(f"k_{name}") for name in constants})
         )
         fixed = {f"k_{name}": value for name, value in constants.items()}
+        fixed.update({f"s_{name}": value for name, value in scope.items()})
         conn.execute(
             statement,
             [

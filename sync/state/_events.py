@@ -43,6 +43,7 @@ from sync.state._outcomes import apply_outcomes
 
 # The columns of a pending event, in the order record_pending builds its rows.
 _PENDING_COLUMNS = (
+    _E.sync,
     _E.run_id,
     _E.hr_id,
     _E.protime_id,
@@ -60,7 +61,7 @@ _PENDING_COLUMNS = (
 # Events closed alike in one statement per chunk of ids.
 _CLOSE = (
     update(_EVENTS)
-    .where(IdsIn(_E.id, _CHUNK))
+    .where(IdsIn(_E.id, _CHUNK), _E.sync == bindparam("b_sync"))
     .values(
         outcome=bindparam("outcome"),
         http_status=bindparam("http_status"),
@@ -95,12 +96,15 @@ class EventStore(StoreBase):
             return []
         now = _now()
         pending = Outcome.PENDING.value
+        sync = self._sync
         with self._db.write() as conn:
             known: dict[str, tuple[int | None, str | None]] = {}
             hr_ids = sorted({a.hr_id for a in actions}) if preconditions is None else []
             for chunk in _chunks(hr_ids):
                 for hr_id, protime_id, protime_value in conn.execute(
-                    select(_M.hr_id, _M.protime_id, _M.protime_value).where(_M.hr_id.in_(chunk))
+                    select(_M.hr_id, _M.protime_id, _M.protime_value).where(
+                        _M.sync == sync, _M.hr_id.in_(chunk)
+                    )
                 ):
                     known[hr_id] = (protime_id, protime_value)
             ids: list[int] = []
@@ -123,6 +127,7 @@ class EventStore(StoreBase):
                     # In _PENDING_COLUMNS' order; http_status, error and completed_at stay NULL.
                     rows.append(
                         (
+                            sync,
                             run_id,
                             a.hr_id,
                             a.protime_id,
@@ -190,10 +195,11 @@ class EventStore(StoreBase):
                     "error": error,
                     "attempts": attempts,
                     "now": now,
+                    "b_sync": self._sync,
                 }
                 for chunk in _chunks(event_ids):
                     conn.execute(_CLOSE, {**values, **self._db.dialect.ids_params(chunk, _CHUNK)})
-            apply_outcomes(conn, self._db.dialect, outcomes, now)
+            apply_outcomes(conn, self._db.dialect, outcomes, now, sync=self._sync)
 
     def events_for(
         self,
@@ -214,6 +220,7 @@ class EventStore(StoreBase):
         deletes_first = case((_E.action == EventAction.DELETE.value, 0), else_=1)
         query = (
             select(*_EVENT_COLUMNS)
+            .where(_E.sync == self._sync)
             .order_by(completed.desc(), deletes_first.desc(), _E.id.desc())
             .limit(limit)
         )
@@ -228,7 +235,11 @@ class EventStore(StoreBase):
 
     def count_events(self, *, run_id: str) -> int:
         """How many audit events a run recorded (``events_for`` gives at most ``limit``)."""
-        query = select(func.count()).select_from(_EVENTS).where(_E.run_id == run_id)
+        query = (
+            select(func.count())
+            .select_from(_EVENTS)
+            .where(_E.sync == self._sync, _E.run_id == run_id)
+        )
         with self._engine.connect() as conn:
             return int(conn.execute(query).scalar_one())
 
@@ -238,7 +249,7 @@ class EventStore(StoreBase):
         deletes_first = case((_E.action == EventAction.DELETE.value, 0), else_=1)
         query = (
             select(*_EVENT_COLUMNS)
-            .where(_E.run_id == run_id)
+            .where(_E.sync == self._sync, _E.run_id == run_id)
             .order_by(completed, deletes_first, _E.id)
             .execution_options(yield_per=_WRITE_BATCH)
         )
@@ -251,7 +262,9 @@ class EventStore(StoreBase):
         person, or written over by another HR id (found through ``previous_hr_id``)."""
         with self._engine.connect() as conn:
             successors = list(
-                conn.execute(select(_M.hr_id).where(_M.previous_hr_id == hr_id)).scalars()
+                conn.execute(
+                    select(_M.hr_id).where(_M.sync == self._sync, _M.previous_hr_id == hr_id)
+                ).scalars()
             )
             query = (
                 select(
@@ -263,6 +276,7 @@ class EventStore(StoreBase):
                     _E.reason,
                 )
                 .where(
+                    _E.sync == self._sync,
                     _E.action == EventAction.WRITE.value,
                     _E.outcome == Outcome.SUCCEEDED.value,
                     _E.previous_value.is_not(None),

@@ -1,4 +1,8 @@
-"""The run lock: one reconciliation at a time per state database, across processes and hosts.
+"""The run lock: one reconciliation at a time per sync, across processes and hosts.
+
+Each sync has a lock of its own (:func:`sync_lock_name`): two syncs in one state database run at
+once, while one sync never runs twice. The default sync's lock keeps the name the single run lock
+always had (``reconcile``, what ``run_lock(db)`` takes); another sync's is ``reconcile:<sync>``.
 
 **PostgreSQL** — a session-level advisory lock (``pg_try_advisory_lock``) taken on a connection
 that is checked out for the whole block and released with ``pg_advisory_unlock`` at its end. The
@@ -47,8 +51,9 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, text, u
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from sync.errors import LockHeldError, StateError
+from sync.names import DEFAULT_SYNC
 from sync.state._database import describe_error
-from sync.state._models import RUN_LOCK, RunLockRecord
+from sync.state._models import LOCK_NAME_LENGTH, RUN_LOCK, RunLockRecord
 from sync.state._postgresql import advisory_key
 
 if TYPE_CHECKING:
@@ -65,6 +70,14 @@ _LEASE_SAFE_SHARE = 0.75
 _POLL_FIRST = 0.05
 _POLL_MAX = 1.0
 _log = logging.getLogger(__name__)
+RECONCILE_LOCK = "reconcile"
+
+
+def sync_lock_name(sync: str) -> str:
+    """The name of sync ``sync``'s run lock (the PostgreSQL advisory key is a hash of it)."""
+    # The default sync keeps the bare name: run_lock(db) and the lock of a database holding one
+    # sync stay the lock they always were.
+    return RECONCILE_LOCK if sync == DEFAULT_SYNC else f"{RECONCILE_LOCK}:{sync}"
 
 
 class LockFence:
@@ -109,7 +122,7 @@ class LockFence:
 def run_lock(
     db: Database,
     *,
-    name: str = "reconcile",
+    name: str = RECONCILE_LOCK,
     timeout: float = 0.0,
     ttl: float = DEFAULT_LOCK_TTL_SECONDS,
 ) -> Iterator[LockFence]:
@@ -118,8 +131,8 @@ def run_lock(
     ``timeout`` is how long to keep trying (0: one try). ``ttl`` only matters for the table lock
     (SQLite): how long after its last heartbeat a silent holder's lock may be taken over.
     """
-    if not 0 < len(name) <= 64:  # noqa: PLR2004 - the width of run_lock.name
-        raise ValueError("lock name must be 1-64 characters")
+    if not 0 < len(name) <= LOCK_NAME_LENGTH:
+        raise ValueError(f"lock name must be 1-{LOCK_NAME_LENGTH} characters")
     if db.dialect.advisory_locks:
         with _advisory_lock(db.engine, name=name, timeout=timeout) as fence:
             yield fence

@@ -47,6 +47,7 @@ _CLASSIFIED_COLUMNS = [_M[name] for name in _CLASSIFIED]
 # The columns a new mapping row is inserted with (see save_classifications); the others start
 # NULL, as _new_mapping has them.
 _NEW_COLUMNS = [
+    _M.sync,
     _M.hr_id,
     *_CLASSIFIED_COLUMNS,
     _M.manual,
@@ -144,11 +145,12 @@ class MapStore(StoreBase):
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(_M.hr_id, _M.protime_id, _M.manual, _M.ignored, _M.failed_fingerprint).where(
+                    _M.sync == self._sync,
                     or_(
                         _M.manual.is_(True),
                         _M.ignored.is_(True),
                         _M.failed_fingerprint.is_not(None),
-                    )
+                    ),
                 )
             )
             for hr_id, protime_id, is_manual, is_ignored, fingerprint in rows:
@@ -161,6 +163,7 @@ class MapStore(StoreBase):
             last = conn.execute(
                 select(_R.hr_count, _R.protime_count, _R.actions_by_outcome)
                 .where(
+                    _R.sync == self._sync,
                     _R.status.in_(_GOOD_RUN),
                     _R.dry_run.is_(False),
                     _R.only_ids.is_(None),
@@ -213,6 +216,8 @@ class MapStore(StoreBase):
         """
         incoming = _keyed(classifications)
         own_rows = len(incoming) == len(classifications)  # before _compare takes the unchanged out
+        sync = self._sync
+        mine = _M.sync == sync
         with self._db.write() as conn:
             # Stored rows are streamed and compared one by one against the classification of
             # their id: at 100,000 rows, holding them all (and a values tuple per
@@ -220,9 +225,9 @@ class MapStore(StoreBase):
             # went to the garbage collector walking those tuples. ``yield_per`` makes PostgreSQL
             # stream them too (a server-side cursor) instead of buffering all in the driver.
             loaded = conn.execute(
-                select(
-                    _M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored
-                ).execution_options(yield_per=_STREAM_ROWS)
+                select(_M.hr_id, *(_M[name] for name in _CLASSIFIED), _M.manual, _M.ignored)
+                .where(mine)
+                .execution_options(yield_per=_STREAM_ROWS)
             ).tuples()
             changed, known, unseen, pinned = _compare(loaded, incoming)
             changing = set(changed)
@@ -230,7 +235,7 @@ class MapStore(StoreBase):
             if prune:
                 doomed = [k for k in unseen if k not in pinned]
                 for chunk in _chunks(doomed):
-                    conn.execute(delete(_MAPPINGS).where(_M.hr_id.in_(chunk)))
+                    conn.execute(delete(_MAPPINGS).where(mine, _M.hr_id.in_(chunk)))
                 unseen = [k for k in unseen if k in pinned]
 
             stamp = {"last_verified_at": now, "last_run_id": run_id}
@@ -238,10 +243,10 @@ class MapStore(StoreBase):
                 stamp = {"last_run_id": run_id}
             elif len(unseen) <= _CHUNK:
                 # The usual case: (nearly) every row was classified, one statement marks them all.
-                conn.execute(update(_MAPPINGS).where(_M.hr_id.not_in(unseen)).values(stamp))
+                conn.execute(update(_MAPPINGS).where(mine, _M.hr_id.not_in(unseen)).values(stamp))
             else:
                 for chunk in _chunks(known):
-                    conn.execute(update(_MAPPINGS).where(_M.hr_id.in_(chunk)).values(stamp))
+                    conn.execute(update(_MAPPINGS).where(mine, _M.hr_id.in_(chunk)).values(stamp))
             # Parameters go in batches: one list of 100,000 row dicts (a first run over a tenant
             # that is already linked) cost 100 MB at the run's memory peak.
             for chunk in _chunks(changed, _WRITE_BATCH):
@@ -252,6 +257,7 @@ class MapStore(StoreBase):
                     _CLASSIFIED_COLUMNS,
                     [(k, *_values(incoming[k])) for k in chunk],
                     constants={"last_changed_at": now, "last_run_id": run_id},
+                    scope={"sync": sync},
                 )
             # New rows as plain tuples through insert_rows (COPY on PostgreSQL): a first run
             # over 1,000,000 employees spent most of its saving compiling a dict per row.
@@ -261,21 +267,25 @@ class MapStore(StoreBase):
                     conn,
                     _MAPPINGS,
                     _NEW_COLUMNS,
-                    [(k, *_values(incoming[k]), *fresh) for k in chunk],
+                    [(sync, k, *_values(incoming[k]), *fresh) for k in chunk],
                 )
         return own_rows
 
     def mapping(self, hr_id: str) -> MappingRow | None:
         """The row of an HR id (or of an orphaned Protime value), ``None`` when unknown."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(*_MAPPING_COLUMNS).where(_M.hr_id == hr_id)).first()
+            row = conn.execute(
+                select(*_MAPPING_COLUMNS).where(_M.sync == self._sync, _M.hr_id == hr_id)
+            ).first()
         return _mapping_row(row) if row is not None else None
 
     def mapping_by_protime_id(self, protime_id: int) -> list[MappingRow]:
         """Every row pointing at a Protime person (more than one only for a conflict)."""
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(*_MAPPING_COLUMNS).where(_M.protime_id == protime_id).order_by(_M.hr_id)
+                select(*_MAPPING_COLUMNS)
+                .where(_M.sync == self._sync, _M.protime_id == protime_id)
+                .order_by(_M.hr_id)
             ).all()
         return [_mapping_row(r) for r in rows]
 
@@ -284,7 +294,8 @@ class MapStore(StoreBase):
         with self._engine.connect() as conn:
             result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
                 select(_M.situation, _M.rule, _M.reason).where(
-                    _M.situation.in_((Situation.UNMATCHED.value, Situation.DISPUTED.value))
+                    _M.sync == self._sync,
+                    _M.situation.in_((Situation.UNMATCHED.value, Situation.DISPUTED.value)),
                 )
             )
             yield from ((situation, rule, reason) for situation, rule, reason in result)
@@ -296,7 +307,11 @@ class MapStore(StoreBase):
             for chunk in _chunks(sorted(set(hr_ids))):
                 query = select(
                     _M.hr_id, _M.protime_id, _M.last_written_value, _M.last_written_at
-                ).where(_M.hr_id.in_(chunk), _M.last_written_value.is_not(None))
+                ).where(
+                    _M.sync == self._sync,
+                    _M.hr_id.in_(chunk),
+                    _M.last_written_value.is_not(None),
+                )
                 for hr_id, protime_id, value, at in conn.execute(query):
                     found[hr_id] = (protime_id, value, at)
         return found
@@ -306,7 +321,9 @@ class MapStore(StoreBase):
         with self._engine.connect() as conn:
             result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
                 select(_M.hr_id, _M.protime_id).where(
-                    _M.situation == Situation.LINKED.value, _M.protime_id.is_not(None)
+                    _M.sync == self._sync,
+                    _M.situation == Situation.LINKED.value,
+                    _M.protime_id.is_not(None),
                 )
             )
             return dict(result.tuples().all())
@@ -317,7 +334,7 @@ class MapStore(StoreBase):
         with self._engine.connect() as conn:
             result = conn.execution_options(yield_per=_STREAM_ROWS).execute(
                 select(*_MAPPING_COLUMNS)
-                .where(_M.situation != Situation.LINKED.value)
+                .where(_M.sync == self._sync, _M.situation != Situation.LINKED.value)
                 .order_by(_M.hr_id)
             )
             return [_classification(_mapping_row(r)) for r in result]
@@ -325,14 +342,18 @@ class MapStore(StoreBase):
     def counts_by_situation(self) -> dict[str, int]:
         """Rows of the map per situation, as stored now."""
         with self._engine.connect() as conn:
-            rows = conn.execute(select(_M.situation, func.count()).group_by(_M.situation))
+            rows = conn.execute(
+                select(_M.situation, func.count())
+                .where(_M.sync == self._sync)
+                .group_by(_M.situation)
+            )
             return {situation: int(count) for situation, count in rows}
 
     def iter_mappings(self) -> Iterator[MappingRow]:
         """Every row of the map ordered by HR id, streamed (for ``idsync export``)."""
         with self._engine.connect() as conn:
             result = conn.execution_options(yield_per=1000).execute(
-                select(*_MAPPING_COLUMNS).order_by(_M.hr_id)
+                select(*_MAPPING_COLUMNS).where(_M.sync == self._sync).order_by(_M.hr_id)
             )
             for row in result:
                 yield _mapping_row(row)

@@ -3,6 +3,12 @@
 Every timestamp is timezone-aware UTC (:class:`UTCDateTime`). JSON-shaped run figures are kept as
 text so SQLite and PostgreSQL store them alike. Constraint and index names follow one naming
 convention, so batch migrations on SQLite and autogenerate on both dialects agree on them.
+
+Every table of per-sync state has a ``sync`` column (migration 0009): the name of the sync
+(:mod:`sync.names`) the row belongs to. What was unique per database before (an HR id, a person id,
+the feed row) is unique per sync, so its key starts with ``sync``; so do the indexes the store's
+queries filter through, since every query names its sync. Run, plan and event ids are global
+(UUIDs, a sequence), and ``plan_actions`` is only ever reached through its plan.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from sqlalchemy import (
     Dialect,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,7 +33,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from sync.names import DEFAULT_SYNC
+
 KEY_LENGTH = 255  # HR ids, and the Protime values orphans are keyed by
+SYNC_LENGTH = 63  # the longest sync name sync.names allows
+LOCK_NAME_LENGTH = 128  # a lock name with a sync's name in it (migration 0009 widened it from 64)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -66,14 +77,25 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+def _sync_column(*, primary_key: bool = False) -> Mapped[str]:
+    """The sync a row belongs to; rows from before migration 0009 belong to the default sync."""
+    return mapped_column(String(SYNC_LENGTH), primary_key=primary_key, server_default=DEFAULT_SYNC)
+
+
 class MappingRecord(Base):
     """One HR id and where it stands; or, for an orphan, the value Protime holds (``hr_id``)."""
 
     __tablename__ = "mappings"
+    __table_args__ = (
+        Index("ix_mappings_sync_protime_id", "sync", "protime_id"),
+        Index("ix_mappings_sync_situation", "sync", "situation"),
+        Index("ix_mappings_sync_previous_hr_id", "sync", "previous_hr_id"),
+    )
 
+    sync: Mapped[str] = _sync_column(primary_key=True)
     hr_id: Mapped[str] = mapped_column(String(KEY_LENGTH), primary_key=True)
-    protime_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
-    situation: Mapped[str] = mapped_column(String(16), index=True)
+    protime_id: Mapped[int | None] = mapped_column(BigInteger)
+    situation: Mapped[str] = mapped_column(String(16))
     rule: Mapped[str | None] = mapped_column(String(32))
     evidence: Mapped[str | None] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -91,18 +113,23 @@ class MappingRecord(Base):
     failed_fingerprint: Mapped[str | None] = mapped_column(Text)
     last_run_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("runs.id"))
     # Re-key history: the HR id the person held before this one was written over it.
-    previous_hr_id: Mapped[str | None] = mapped_column(String(KEY_LENGTH), index=True)
+    previous_hr_id: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
 
 
 class RunRecord(Base):
     """One reconciliation run, from the moment it holds the lock to its summary."""
 
     __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_sync_started_at", "sync", "started_at"),
+        Index("ix_runs_sync_status", "sync", "status"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sync: Mapped[str] = _sync_column()
     trigger: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), index=True)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -130,13 +157,20 @@ class EventRecord(Base):
     """The audit trail: one row per planned write or delete, and one per admin action."""
 
     __tablename__ = "events"
+    __table_args__ = (
+        Index("ix_events_sync_hr_id", "sync", "hr_id"),
+        Index("ix_events_sync_protime_id", "sync", "protime_id"),
+        # The last event of a sync (a settled run checks nothing happened since) in one seek.
+        Index("ix_events_sync_id", "sync", "id"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     )
+    sync: Mapped[str] = _sync_column()
     run_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("runs.id"), index=True)
-    hr_id: Mapped[str | None] = mapped_column(String(KEY_LENGTH), index=True)
-    protime_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    hr_id: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    protime_id: Mapped[int | None] = mapped_column(BigInteger)
     action: Mapped[str] = mapped_column(String(16))
     situation: Mapped[str | None] = mapped_column(String(16))
     value: Mapped[str | None] = mapped_column(Text)
@@ -156,10 +190,12 @@ class PlanRecord(Base):
     """A stored plan: what a reconcile (or a rollback) would do, for an operator to approve."""
 
     __tablename__ = "plans"
+    __table_args__ = (Index("ix_plans_sync_created_at", "sync", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sync: Mapped[str] = _sync_column()
     kind: Mapped[str] = mapped_column(String(16))  # reconcile | rollback
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     run_id: Mapped[str | None] = mapped_column(String(36), ForeignKey("runs.id"))  # made by
     rollback_of: Mapped[str | None] = mapped_column(String(36))  # the run a rollback undoes
     settings_digest: Mapped[str] = mapped_column(String(64))
@@ -202,6 +238,7 @@ class ProtimePersonRecord(Base):
 
     __tablename__ = "protime_people"
 
+    sync: Mapped[str] = _sync_column(primary_key=True)
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     employee_number: Mapped[str | None] = mapped_column(Text)
     badge_number: Mapped[str | None] = mapped_column(Text)
@@ -218,6 +255,7 @@ class ProtimeFeedRecord(Base):
 
     __tablename__ = "protime_feed"
 
+    sync: Mapped[str] = _sync_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(32), primary_key=True)  # "people"
     delta_link: Mapped[str | None] = mapped_column(Text)
     # What the snapshot was read with (tenant, reference name, fields): another config reads
@@ -239,11 +277,14 @@ class ProtimeFeedRecord(Base):
 
 
 class RunLockRecord(Base):
-    """The run lock on databases without advisory locks (SQLite): one row per held lock name."""
+    """The run lock on databases without advisory locks (SQLite): one row per held lock name.
+
+    No ``sync`` column: a sync's lock carries the sync in its name (:func:`~sync.state._lock.
+    sync_lock_name`)."""
 
     __tablename__ = "run_lock"
 
-    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(LOCK_NAME_LENGTH), primary_key=True)
     owner: Mapped[str] = mapped_column(String(255))
     acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)

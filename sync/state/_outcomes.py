@@ -55,6 +55,8 @@ def _after_outcome(
     now: datetime,
     previous: str | None = None,
     deleted_by: str | None = None,
+    *,
+    sync: str,
 ) -> dict[str, Any] | None:
     """The mapping row after one outcome (see :meth:`~sync.state._events.EventStore.record_outcomes`); None: delete.
 
@@ -66,7 +68,7 @@ def _after_outcome(
     if row is None:
         if a.kind is ActionKind.DELETE and o.outcome is Outcome.SUCCEEDED:
             return None
-        row = _new_mapping(a.hr_id, now=now, situation=a.situation, reason=a.reason)
+        row = _new_mapping(a.hr_id, sync=sync, now=now, situation=a.situation, reason=a.reason)
         row["protime_id"] = a.protime_id
     if o.outcome is Outcome.FAILED:
         row.update(
@@ -126,9 +128,15 @@ def _after_delete(
 
 
 def apply_outcomes(
-    conn: Connection, dialect: Dialect, outcomes: Sequence[ActionOutcome], now: datetime
+    conn: Connection,
+    dialect: Dialect,
+    outcomes: Sequence[ActionOutcome],
+    now: datetime,
+    *,
+    sync: str,
 ) -> None:
-    """Apply a batch of outcomes to their mapping rows (see ``EventStore.record_outcomes``)."""
+    """Apply a batch of outcomes to sync ``sync``'s mapping rows (see
+    ``EventStore.record_outcomes``)."""
     relevant = [o for o in outcomes if o.outcome not in (Outcome.SKIPPED, Outcome.STALE)]
     if not relevant:
         return
@@ -137,19 +145,24 @@ def apply_outcomes(
         # Each row of a succeeded write becomes what its pending event says: one statement per
         # batch instead of a read, a Python update and an executemany of every row.
         for chunk in _chunks(sorted(o.event_id for o in bulk)):
-            conn.execute(_WRITTEN, {"now": now, **dialect.ids_params(chunk, _CHUNK)})
+            conn.execute(
+                _WRITTEN, {"now": now, "b_sync": sync, **dialect.ids_params(chunk, _CHUNK)}
+            )
         done = {id(o) for o in bulk}
         relevant = [o for o in relevant if id(o) not in done]
     if relevant:
-        _apply_rows(conn, relevant, now)
+        _apply_rows(conn, relevant, now, sync)
 
 
-def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: datetime) -> None:
+def _apply_rows(
+    conn: Connection, relevant: Sequence[ActionOutcome], now: datetime, sync: str
+) -> None:
     """Outcomes applied row by row: read, changed by :func:`_after_outcome`, written back."""
     rows: dict[str, dict[str, Any] | None] = {}
     hr_ids = sorted({o.action.hr_id for o in relevant})
     for chunk in _chunks(hr_ids):
-        for found in conn.execute(select(*_MAPPING_COLUMNS).where(_M.hr_id.in_(chunk))):
+        query = select(*_MAPPING_COLUMNS).where(_M.sync == sync, _M.hr_id.in_(chunk))
+        for found in conn.execute(query):
             rows[found.hr_id] = found._asdict()
     existed = set(rows)
     # What each written person held before, as the pending event recorded it: a re-key.
@@ -164,11 +177,11 @@ def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: dateti
             (event_id, value)
             for event_id, value in conn.execute(
                 select(_E.id, _E.previous_value).where(
-                    _E.id.in_(chunk), _E.previous_value.is_not(None)
+                    _E.sync == sync, _E.id.in_(chunk), _E.previous_value.is_not(None)
                 )
             )
         )
-    deleted_by = _deleting_runs(conn, relevant)
+    deleted_by = _deleting_runs(conn, relevant, sync)
     for o in relevant:
         rows[o.action.hr_id] = _after_outcome(
             rows.get(o.action.hr_id),
@@ -176,25 +189,31 @@ def _apply_rows(conn: Connection, relevant: Sequence[ActionOutcome], now: dateti
             now,
             previous.get(o.event_id),
             deleted_by.get(o.event_id),
+            sync=sync,
         )
 
     gone = [k for k, v in rows.items() if v is None and k in existed]
     for chunk in _chunks(gone):
-        conn.execute(delete(_MAPPINGS).where(_M.hr_id.in_(chunk)))
+        conn.execute(delete(_MAPPINGS).where(_M.sync == sync, _M.hr_id.in_(chunk)))
     updates = [v for k, v in rows.items() if v is not None and k in existed]
     if updates:
         conn.execute(
             update(_MAPPINGS)
-            .where(_M.hr_id == bindparam("k_hr_id"))
+            .where(_M.sync == bindparam("k_sync"), _M.hr_id == bindparam("k_hr_id"))
             .values({name: bindparam(f"v_{name}") for name in _ROW_FIELDS}),
-            [{"k_hr_id": v["hr_id"], **{f"v_{n}": v[n] for n in _ROW_FIELDS}} for v in updates],
+            [
+                {"k_sync": sync, "k_hr_id": v["hr_id"], **{f"v_{n}": v[n] for n in _ROW_FIELDS}}
+                for v in updates
+            ],
         )
-    inserts = [v for k, v in rows.items() if v is not None and k not in existed]
+    inserts = [v for k, v in rows.items() if v is not None and k not in existed]  # _new_mapping's
     if inserts:
         conn.execute(insert(_MAPPINGS), inserts)
 
 
-def _deleting_runs(conn: Connection, relevant: Sequence[ActionOutcome]) -> dict[int, str]:
+def _deleting_runs(
+    conn: Connection, relevant: Sequence[ActionOutcome], sync: str
+) -> dict[int, str]:
     """Event id -> ``rolled back by run 1a2b3c4d`` (``deleted by run ...`` for another trigger)
     for the succeeded deletes among ``relevant``."""
     deletes = sorted(
@@ -207,7 +226,7 @@ def _deleting_runs(conn: Connection, relevant: Sequence[ActionOutcome]) -> dict[
         query = (
             select(_E.id, _E.run_id, _R.trigger)
             .join(_RUNS, _R.id == _E.run_id)
-            .where(_E.id.in_(chunk))
+            .where(_E.sync == sync, _E.id.in_(chunk))
         )
         for event_id, run_id, trigger in conn.execute(query):
             done = "rolled back" if trigger == Trigger.ROLLBACK.value else "deleted"
@@ -223,7 +242,7 @@ _REKEY = and_(
 )
 _WRITTEN = (
     update(_MAPPINGS)
-    .where(_M.hr_id == _E.hr_id)
+    .where(_M.sync == bindparam("b_sync"), _E.sync == _M.sync, _M.hr_id == _E.hr_id)
     .values(
         situation=case(
             (_E.situation == Situation.ORPHANED.value, Situation.ORPHANED.value),
@@ -245,10 +264,11 @@ _WRITTEN = (
     )
     .where(IdsIn(_E.id, _CHUNK))
 )
-# The pending events of a batch's writes, with their mapping row's existence (see _bulk_writes).
+# The pending events of a batch's writes, with their mapping row's existence (see _bulk_writes):
+# the row of the event's own sync (_WRITTEN then updates only the store's sync's rows).
 _WRITE_EVENTS = (
     select(_E.id, _E.hr_id, _E.protime_id, _E.value, _E.situation, _E.reason)
-    .join(_MAPPINGS, _M.hr_id == _E.hr_id)
+    .join(_MAPPINGS, (_M.sync == _E.sync) & (_M.hr_id == _E.hr_id))
     .where(IdsIn(_E.id, _CHUNK))
 )
 

@@ -14,14 +14,22 @@ from sqlalchemy import case, delete, func, insert, select, update
 
 from sync.domain import Action, ActionKind, Outcome, Precondition, Situation
 from sync.errors import UsageError
-from sync.state._base import _EVENTS, _WRITE_BATCH, StoreBase, _event_row, _json_or_empty, _now
+from sync.state._base import (
+    _EVENT_COLUMNS,
+    _EVENTS,
+    _WRITE_BATCH,
+    StoreBase,
+    _event_row,
+    _json_or_empty,
+    _now,
+)
 from sync.state._models import PLAN_ACTIONS, PLANS
 from sync.state._rows import EventAction, PlanRow
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
-    from sqlalchemy import Row
+    from sqlalchemy import ColumnElement, Row
 
     from sync.state._rows import EventRow
 
@@ -30,7 +38,7 @@ MIN_PREFIX = 4
 _P = PLANS.c
 _A = PLAN_ACTIONS.c
 _E = _EVENTS.c
-_PLAN_COLUMNS = tuple(PLANS.c)
+_PLAN_COLUMNS = tuple(c for c in PLANS.c if c.key != "sync")
 _ACTION_COLUMNS = (
     _A.kind,
     _A.hr_id,
@@ -72,17 +80,26 @@ def _planned(r: Row[Any]) -> tuple[Action, Precondition]:
 
 
 class PlanStore(StoreBase):
-    """Stored plans: save, find by id prefix, list, read the actions back, mark applied."""
+    """Stored plans: save, find by id prefix, list, read the actions back, mark applied.
+
+    A plan belongs to the sync that stored it; its actions are reached through it, so another
+    sync's plan id reads as unknown here (no actions, no counts)."""
+
+    def _own(self, plan_id: str) -> ColumnElement[bool]:
+        """Actions of plan ``plan_id`` if it is this sync's (``plan_actions`` has no sync)."""
+        return _A.plan_id.in_(select(_P.id).where(_P.id == plan_id, _P.sync == self._sync))
 
     def save_plan(self, header: PlanRow, actions: Iterable[tuple[Action, Precondition]]) -> None:
         """Store a plan and its actions (in order) in one transaction; prune old plans."""
         with self._db.write() as conn:
-            old = select(_P.id).where(_P.created_at < _now() - PLAN_RETENTION)
-            conn.execute(delete(PLAN_ACTIONS).where(_A.plan_id.in_(old)))
-            conn.execute(delete(PLANS).where(_P.created_at < _now() - PLAN_RETENTION))
+            # This sync's old plans: another sync prunes its own when it stores one.
+            expired = (_P.sync == self._sync, _P.created_at < _now() - PLAN_RETENTION)
+            conn.execute(delete(PLAN_ACTIONS).where(_A.plan_id.in_(select(_P.id).where(*expired))))
+            conn.execute(delete(PLANS).where(*expired))
             conn.execute(
                 insert(PLANS).values(
                     id=header.id,
+                    sync=self._sync,
                     kind=header.kind,
                     created_at=header.created_at,
                     run_id=header.run_id,
@@ -123,7 +140,9 @@ class PlanStore(StoreBase):
     def plan(self, plan_id: str) -> PlanRow | None:
         """One plan by its full id, ``None`` when unknown."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(*_PLAN_COLUMNS).where(_P.id == plan_id)).first()
+            row = conn.execute(
+                select(*_PLAN_COLUMNS).where(_P.id == plan_id, _P.sync == self._sync)
+            ).first()
         return _plan_row(row) if row is not None else None
 
     def find_plan(self, prefix: str) -> PlanRow:
@@ -134,7 +153,9 @@ class PlanStore(StoreBase):
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         with self._engine.connect() as conn:
             rows = conn.execute(
-                select(*_PLAN_COLUMNS).where(_P.id.like(f"{escaped}%", escape="\\")).limit(2)
+                select(*_PLAN_COLUMNS)
+                .where(_P.sync == self._sync, _P.id.like(f"{escaped}%", escape="\\"))
+                .limit(2)
             ).all()
         if not rows:
             raise UsageError(f"no plan with id {prefix!r} (see `idsync plans`)")
@@ -144,14 +165,21 @@ class PlanStore(StoreBase):
 
     def plans(self, *, limit: int = 20) -> list[PlanRow]:
         """The latest plans, newest first."""
-        query = select(*_PLAN_COLUMNS).order_by(_P.created_at.desc(), _P.id).limit(limit)
+        query = (
+            select(*_PLAN_COLUMNS)
+            .where(_P.sync == self._sync)
+            .order_by(_P.created_at.desc(), _P.id)
+            .limit(limit)
+        )
         with self._engine.connect() as conn:
             return [_plan_row(r) for r in conn.execute(query)]
 
     def iter_plan_actions(self, plan_id: str) -> Iterator[tuple[Action, Precondition]]:
         """The actions of a plan in their order, each with its precondition, streamed."""
         query = (
-            select(*_ACTION_COLUMNS).where(_A.plan_id == plan_id).order_by(_A.seq)
+            select(*_ACTION_COLUMNS)
+            .where(_A.plan_id == plan_id, self._own(plan_id))
+            .order_by(_A.seq)
         ).execution_options(yield_per=_WRITE_BATCH)
         with self._engine.connect() as conn:
             for r in conn.execute(query):
@@ -162,7 +190,7 @@ class PlanStore(StoreBase):
         (every delete; every action of a drifted record, a re-point) and the rest."""
         query = (
             select(_A.kind, _A.situation, func.count())
-            .where(_A.plan_id == plan_id)
+            .where(_A.plan_id == plan_id, self._own(plan_id))
             .group_by(_A.kind, _A.situation)
         )
         with self._engine.connect() as conn:
@@ -181,7 +209,9 @@ class PlanStore(StoreBase):
             else_=2,
         )
         query = (
-            select(*_ACTION_COLUMNS).where(_A.plan_id == plan_id).order_by(blocking_first, _A.seq)
+            select(*_ACTION_COLUMNS)
+            .where(_A.plan_id == plan_id, self._own(plan_id))
+            .order_by(blocking_first, _A.seq)
         )
         if kind is not None:
             query = query.where(_A.kind == kind.value)
@@ -195,14 +225,17 @@ class PlanStore(StoreBase):
         """Remember the run that applied the plan last (a plan may be applied again: no-op)."""
         with self._db.write() as conn:
             conn.execute(
-                update(PLANS).where(_P.id == plan_id).values(applied_at=_now(), applied_by=run_id)
+                update(PLANS)
+                .where(_P.id == plan_id, _P.sync == self._sync)
+                .values(applied_at=_now(), applied_by=run_id)
             )
 
     def iter_run_calls(self, run_id: str) -> Iterator[EventRow]:
         """The succeeded writes and deletes of a run, in the order they were recorded."""
         query = (
-            select(*_EVENTS.c)
+            select(*_EVENT_COLUMNS)
             .where(
+                _E.sync == self._sync,
                 _E.run_id == run_id,
                 _E.outcome == Outcome.SUCCEEDED.value,
                 _E.action.in_((EventAction.WRITE.value, EventAction.DELETE.value)),

@@ -126,6 +126,7 @@ class PostgreSQL(Dialect):
         rows: Sequence[Sequence[Any]],
         *,
         constants: dict[str, Any] | None = None,
+        scope: dict[str, Any] | None = None,
     ) -> None:
         # One UPDATE ... FROM unnest(...) of one array per column, cast to the columns' own
         # types: psycopg's executemany costs about 30 µs of CPU a row.
@@ -141,7 +142,8 @@ class PostgreSQL(Dialect):
         source = func.unnest(*arrays).table_valued(*names).render_derived(name="source")
         values: dict[Any, Any] = {c: source.c[f"c{i + 1}"] for i, c in enumerate(columns)}
         values.update({table.c[name]: value for name, value in constants.items()})
-        conn.execute(update(table).where(key == source.c.c0).values(values))
+        matches = [table.c[name] == value for name, value in (scope or {}).items()]
+        conn.execute(update(table).where(key == source.c.c0, *matches).values(values))
 
     @contextmanager
     def migration_transaction(self, conn: Connection) -> Iterator[Connection]:

@@ -61,6 +61,7 @@ class RunStore(StoreBase):
             conn.execute(
                 insert(_RUNS).values(
                     id=run_id,
+                    sync=self._sync,
                     trigger=Trigger(trigger).value,
                     status=RunStatus.RUNNING.value,
                     started_at=_now(),
@@ -86,7 +87,7 @@ class RunStore(StoreBase):
         now = _now()
         with self._db.write() as conn:
             started = conn.execute(
-                select(_R.started_at).where(_R.id == run_id)
+                select(_R.started_at).where(_R.id == run_id, _R.sync == self._sync)
             ).scalar_one_or_none()
             if started is None:
                 raise StateError(f"unknown run {run_id}")
@@ -95,7 +96,7 @@ class RunStore(StoreBase):
                 duration = max((now - started).total_seconds(), 0.0)
             conn.execute(
                 update(_RUNS)
-                .where(_R.id == run_id)
+                .where(_R.id == run_id, _R.sync == self._sync)
                 .values(
                     status=final.value,
                     finished_at=now,
@@ -114,7 +115,11 @@ class RunStore(StoreBase):
             )
             conn.execute(
                 update(_EVENTS)
-                .where(_E.run_id == run_id, _E.outcome == Outcome.PENDING.value)
+                .where(
+                    _E.sync == self._sync,
+                    _E.run_id == run_id,
+                    _E.outcome == Outcome.PENDING.value,
+                )
                 .values(
                     outcome=Outcome.SKIPPED.value,
                     completed_at=now,
@@ -130,7 +135,8 @@ class RunStore(StoreBase):
         """
         now = _now()
         with self._db.write() as conn:
-            query = select(_R.id).where(_R.status == RunStatus.RUNNING.value)
+            # Only this sync's: another sync's run holds another lock, and may well be alive.
+            query = select(_R.id).where(_R.sync == self._sync, _R.status == RunStatus.RUNNING.value)
             if except_run_id is not None:
                 query = query.where(_R.id != except_run_id)
             stale = list(conn.execute(query).scalars())
@@ -148,7 +154,11 @@ class RunStore(StoreBase):
                 )
                 conn.execute(
                     update(_EVENTS)
-                    .where(_E.run_id.in_(chunk), _E.outcome == Outcome.PENDING.value)
+                    .where(
+                        _E.sync == self._sync,
+                        _E.run_id.in_(chunk),
+                        _E.outcome == Outcome.PENDING.value,
+                    )
                     .values(
                         outcome=Outcome.SKIPPED.value,
                         completed_at=now,
@@ -168,13 +178,17 @@ class RunStore(StoreBase):
     def remember_rate(self, *, run_id: str, rate: float) -> None:
         """Keep ``rate`` on run ``run_id``'s row: the rate ``auto`` ended the run at."""
         with self._db.write() as conn:
-            conn.execute(update(_RUNS).where(_R.id == run_id).values(rate_per_second=rate))
+            conn.execute(
+                update(_RUNS)
+                .where(_R.id == run_id, _R.sync == self._sync)
+                .values(rate_per_second=rate)
+            )
 
     def learned_rate(self) -> float | None:
         """The request rate the latest run with ``auto`` learned (None: none has yet)."""
         query = (
             select(_R.rate_per_second)
-            .where(_R.rate_per_second.is_not(None))
+            .where(_R.sync == self._sync, _R.rate_per_second.is_not(None))
             .order_by(_R.started_at.desc(), _R.id)
             .limit(1)
         )
@@ -185,14 +199,16 @@ class RunStore(StoreBase):
         """Record where a run is (its phase, done, total...), for ``idsync status`` to show."""
         with self._db.write() as conn:
             conn.execute(
-                update(_RUNS).where(_R.id == run_id).values(progress=json.dumps(dict(progress)))
+                update(_RUNS)
+                .where(_R.id == run_id, _R.sync == self._sync)
+                .values(progress=json.dumps(dict(progress)))
             )
 
     def running(self) -> list[RunRow]:
         """The runs recorded as ``running`` now, newest first (one, unless a process died)."""
         query = (
             select(*_RUN_COLUMNS)
-            .where(_R.status == RunStatus.RUNNING.value)
+            .where(_R.sync == self._sync, _R.status == RunStatus.RUNNING.value)
             .order_by(_R.started_at.desc(), _R.id)
         )
         with self._engine.connect() as conn:
@@ -200,14 +216,21 @@ class RunStore(StoreBase):
 
     def runs(self, *, limit: int = 20) -> list[RunRow]:
         """The latest runs, newest first."""
-        query = select(*_RUN_COLUMNS).order_by(_R.started_at.desc(), _R.id).limit(limit)
+        query = (
+            select(*_RUN_COLUMNS)
+            .where(_R.sync == self._sync)
+            .order_by(_R.started_at.desc(), _R.id)
+            .limit(limit)
+        )
         with self._engine.connect() as conn:
             return [_run_row(r) for r in conn.execute(query)]
 
     def run(self, run_id: str) -> RunRow | None:
         """One run by id, ``None`` when unknown."""
         with self._engine.connect() as conn:
-            row = conn.execute(select(*_RUN_COLUMNS).where(_R.id == run_id)).first()
+            row = conn.execute(
+                select(*_RUN_COLUMNS).where(_R.id == run_id, _R.sync == self._sync)
+            ).first()
         return _run_row(row) if row is not None else None
 
 

@@ -31,10 +31,10 @@ class SettledStore(StoreBase):
         """Remember that run ``run_id`` settled (its plan was empty) on inputs digested as ``key``,
         with the last audit event there is now. Called after its snapshot was saved."""
         with self._db.write() as conn:
-            last_event = conn.execute(select(func.max(_E.id))).scalar()
+            last_event = conn.execute(select(func.max(_E.id)).where(_E.sync == self._sync)).scalar()
             conn.execute(
                 update(PROTIME_FEED)
-                .where(_F.name == FEED)
+                .where(_F.sync == self._sync, _F.name == FEED)
                 .values(settled_key=key, settled_run_id=run_id, settled_event_id=last_event)
             )
 
@@ -48,14 +48,14 @@ class SettledStore(StoreBase):
         with self._engine.connect() as conn:
             feed = conn.execute(
                 select(_F.settled_key, _F.settled_run_id, _F.settled_event_id).where(
-                    _F.name == FEED
+                    _F.sync == self._sync, _F.name == FEED
                 )
             ).first()
             if feed is None or feed.settled_key != key or feed.settled_run_id is None:
                 return None
             latest = conn.execute(
                 select(*_RUN_COLUMNS)
-                .where(_R.dry_run.is_(False), _R.id != run_id)
+                .where(_R.sync == self._sync, _R.dry_run.is_(False), _R.id != run_id)
                 .order_by(_R.started_at.desc())
                 .limit(1)
             ).first()
@@ -65,6 +65,8 @@ class SettledStore(StoreBase):
                 or latest.status != RunStatus.SUCCEEDED.value
             ):
                 return None
-            if conn.execute(select(func.max(_E.id))).scalar() != feed.settled_event_id:
+            # This sync's events only: another sync's calls and admin changes leave it settled.
+            last_event = conn.execute(select(func.max(_E.id)).where(_E.sync == self._sync)).scalar()
+            if last_event != feed.settled_event_id:
                 return None
         return _run_row(latest)

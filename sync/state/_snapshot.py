@@ -62,11 +62,18 @@ NO_REFERENCES: Mapping[int, str | None] = MappingProxyType({})
 
 
 def _row(
-    p: Person, references: Mapping[int, str | None], versions: Mapping[int, str | None]
+    sync: str,
+    p: Person,
+    references: Mapping[int, str | None],
+    versions: Mapping[int, str | None],
 ) -> dict[str, Any]:
     # Bound names differ from the columns': an UPDATE reserves the column names for its SET.
     fields = _fields(p, references, versions)
-    return {"b_id": p.id, **{f"v_{n}": v for n, v in zip(_STORED, fields, strict=True)}}
+    return {
+        "b_sync": sync,
+        "b_id": p.id,
+        **{f"v_{n}": v for n, v in zip(_STORED, fields, strict=True)},
+    }
 
 
 def _fields(
@@ -99,7 +106,7 @@ class SnapshotStore(StoreBase):
                     _F.settled_key,
                     _F.unconfirmed_writes,
                     _F.delta_refusals,
-                ).where(_F.name == FEED)
+                ).where(_F.sync == self._sync, _F.name == FEED)
             ).first()
         if row is None:
             return None
@@ -120,7 +127,9 @@ class SnapshotStore(StoreBase):
         versions: dict[int, str | None] = {}
         with self._engine.connect() as conn:
             for chunk in _chunks(ids):
-                rows = conn.execute(select(_P.id, _P.change_version).where(_P.id.in_(chunk)))
+                rows = conn.execute(
+                    select(_P.id, _P.change_version).where(_P.sync == self._sync, _P.id.in_(chunk))
+                )
                 versions.update((pid, version) for pid, version in rows.tuples())
         return versions
 
@@ -131,6 +140,7 @@ class SnapshotStore(StoreBase):
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(_P.id, *(_P[name] for name in _FIELDS))
+                .where(_P.sync == self._sync)
                 .order_by(_P.id)
                 .execution_options(yield_per=_STREAM_ROWS)
             ).tuples()
@@ -171,16 +181,17 @@ class SnapshotStore(StoreBase):
         persons the snapshot then holds, in the same rows; ids it does not hold are ignored.
         ``versions``: the ``changeVersion`` of the persons in ``full`` or ``upserts``.
         """
+        sync = self._sync
         with self._db.write() as conn:
             if full is not None:
-                _replace_all(conn, full, references, versions)
+                _replace_all(conn, sync, full, references, versions)
             upserting = {p.id: p for p in upserts}
-            _upsert(conn, upserting, references, versions)
+            _upsert(conn, sync, upserting, references, versions)
             if full is None:
-                _set_references(conn, references, skip=upserting)
+                _set_references(conn, sync, references, skip=upserting)
             gone = sorted(pid for pid in removed if pid not in upserting)
             for chunk in _chunks(gone):
-                conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
+                conn.execute(delete(PROTIME_PEOPLE).where(_P.sync == sync, _P.id.in_(chunk)))
             values = {
                 "delta_link": delta_link,
                 "fingerprint": fingerprint,
@@ -191,20 +202,25 @@ class SnapshotStore(StoreBase):
                 "delta_refusals": delta_refusals,
                 **UNSETTLED,
             }
-            done = conn.execute(update(PROTIME_FEED).where(_F.name == FEED).values(values))
+            done = conn.execute(
+                update(PROTIME_FEED).where(_F.sync == sync, _F.name == FEED).values(values)
+            )
             if not done.rowcount:
-                conn.execute(insert(PROTIME_FEED).values(name=FEED, **values))
+                conn.execute(insert(PROTIME_FEED).values(sync=sync, name=FEED, **values))
 
     def forget_people_feed(self) -> None:
         """Drop the delta link: the next run reads in full (the snapshot stays as its baseline)."""
         with self._db.write() as conn:
             conn.execute(
-                update(PROTIME_FEED).where(_F.name == FEED).values(delta_link=None, **UNSETTLED)
+                update(PROTIME_FEED)
+                .where(_F.sync == self._sync, _F.name == FEED)
+                .values(delta_link=None, **UNSETTLED)
             )
 
 
 def _replace_all(
     conn: Connection,
+    sync: str,
     people: Sequence[Person],
     references: Mapping[int, str | None],
     versions: Mapping[int, str | None],
@@ -222,6 +238,7 @@ def _replace_all(
     stale: list[int] = []
     rows = conn.execute(
         select(_P.id, *(_P[name] for name in _STORED))
+        .where(_P.sync == sync)
         .order_by(_P.id)
         .execution_options(yield_per=_STREAM_ROWS)
     ).tuples()
@@ -239,9 +256,9 @@ def _replace_all(
             stale.append(pid)
     new.extend(ordered[i:])
     for chunk in _chunks(stale):
-        conn.execute(delete(PROTIME_PEOPLE).where(_P.id.in_(chunk)))
-    _update(conn, changed, references, versions)
-    _insert(conn, new, references, versions)
+        conn.execute(delete(PROTIME_PEOPLE).where(_P.sync == sync, _P.id.in_(chunk)))
+    _update(conn, sync, changed, references, versions)
+    _insert(conn, sync, new, references, versions)
 
 
 def _id(p: Person) -> int:
@@ -254,6 +271,7 @@ def _sorted(people: Sequence[Person]) -> bool:
 
 def _upsert(
     conn: Connection,
+    sync: str,
     people: dict[int, Person],
     references: Mapping[int, str | None],
     versions: Mapping[int, str | None],
@@ -263,42 +281,49 @@ def _upsert(
     ids = sorted(people)
     existing: set[int] = set()
     for chunk in _chunks(ids):
-        existing.update(conn.execute(select(_P.id).where(_P.id.in_(chunk))).scalars())
-    _update(conn, [people[i] for i in ids if i in existing], references, versions)
-    _insert(conn, [people[i] for i in ids if i not in existing], references, versions)
+        existing.update(
+            conn.execute(select(_P.id).where(_P.sync == sync, _P.id.in_(chunk))).scalars()
+        )
+    _update(conn, sync, [people[i] for i in ids if i in existing], references, versions)
+    _insert(conn, sync, [people[i] for i in ids if i not in existing], references, versions)
 
 
 def _set_references(
-    conn: Connection, references: Mapping[int, str | None], *, skip: Collection[int]
+    conn: Connection, sync: str, references: Mapping[int, str | None], *, skip: Collection[int]
 ) -> None:
     """Set the reference of the stored persons ``references`` names (a missing row stays so)."""
     ids = sorted(pid for pid in references if pid not in skip)
     statement = (
         update(PROTIME_PEOPLE)
-        .where(_P.id == bindparam("b_id"))
+        .where(_P.sync == bindparam("b_sync"), _P.id == bindparam("b_id"))
         .values(reference=bindparam("v_reference"))
     )
     for chunk in _chunks(ids, _WRITE_BATCH):
-        conn.execute(statement, [{"b_id": pid, "v_reference": references[pid]} for pid in chunk])
+        conn.execute(
+            statement,
+            [{"b_sync": sync, "b_id": pid, "v_reference": references[pid]} for pid in chunk],
+        )
 
 
 def _update(
     conn: Connection,
+    sync: str,
     people: Sequence[Person],
     references: Mapping[int, str | None],
     versions: Mapping[int, str | None],
 ) -> None:
     statement = (
         update(PROTIME_PEOPLE)
-        .where(_P.id == bindparam("b_id"))
+        .where(_P.sync == bindparam("b_sync"), _P.id == bindparam("b_id"))
         .values({name: bindparam(f"v_{name}") for name in _STORED})
     )
     for chunk in _chunks(people, _WRITE_BATCH):
-        conn.execute(statement, [_row(p, references, versions) for p in chunk])
+        conn.execute(statement, [_row(sync, p, references, versions) for p in chunk])
 
 
 def _insert(
     conn: Connection,
+    sync: str,
     people: Sequence[Person],
     references: Mapping[int, str | None],
     versions: Mapping[int, str | None],
@@ -307,7 +332,11 @@ def _insert(
         conn.execute(
             insert(PROTIME_PEOPLE),
             [
-                {"id": p.id, **dict(zip(_STORED, _fields(p, references, versions), strict=True))}
+                {
+                    "sync": sync,
+                    "id": p.id,
+                    **dict(zip(_STORED, _fields(p, references, versions), strict=True)),
+                }
                 for p in chunk
             ],
         )

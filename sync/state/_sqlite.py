@@ -130,22 +130,24 @@ class SQLite(Dialect):
         rows: Sequence[Sequence[Any]],
         *,
         constants: dict[str, Any] | None = None,
+        scope: dict[str, Any] | None = None,
     ) -> None:
         if not rows:
             return
         constants = constants or {}
+        scope = scope or {}
         preparer = conn.dialect.identifier_preparer
         fixed_columns = [table.c[name] for name in constants]
+        scope_columns = [table.c[name] for name in scope]
         sets = ", ".join(f"{preparer.quote(c.name)} = ?" for c in [*columns, *fixed_columns])
+        matches = " AND ".join(f"{preparer.quote(c.name)} = ?" for c in [key, *scope_columns])
         # Identifiers of our own tables, quoted by the dialect; every value is a parameter.
-        statement_text = (
-            f"UPDATE {preparer.format_table(table)} SET {sets}"  # noqa: S608
-            f" WHERE {preparer.quote(key.name)} = ?"
-        )
-        bound = binder(conn, [*columns, *fixed_columns, key])
+        statement_text = f"UPDATE {preparer.format_table(table)} SET {sets} WHERE {matches}"  # noqa: S608
+        bound = binder(conn, [*columns, *fixed_columns, key, *scope_columns])
         tail = list(constants.values())
+        scoped = list(scope.values())
         conn.exec_driver_sql(
-            statement_text, [tuple(bound([*row[1:], *tail, row[0]])) for row in rows]
+            statement_text, [tuple(bound([*row[1:], *tail, row[0], *scoped])) for row in rows]
         )
 
     @contextmanager

@@ -13,6 +13,11 @@
 * ``store.settled`` (:class:`~sync.state._settled.SettledStore`) — the run that settled on the
   current inputs.
 
+A store works on one sync's rows (``StateStore(db, sync="payroll-be")``; the default sync,
+:data:`~sync.names.DEFAULT_SYNC`, when none is named): every part's queries filter by it and its
+inserts set it, and :meth:`StateStore.lock` is that sync's run lock. Another sync's run or plan id
+reads as unknown.
+
 Every method opens its own connection and transaction, so one :class:`StateStore` may be shared by
 threads. Writers use :meth:`~sync.state._database.Database.write` (``BEGIN IMMEDIATE`` on SQLite).
 
@@ -36,10 +41,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Self
 
+from sync.names import DEFAULT_SYNC
 from sync.state._admin import AdminStore
+from sync.state._base import checked_sync
 from sync.state._database import DEFAULT_STATE_TIMEOUT_SECONDS, Database, open_database
 from sync.state._events import EventStore
-from sync.state._lock import LockFence, run_lock
+from sync.state._lock import LockFence, run_lock, sync_lock_name
 from sync.state._map import MapStore
 from sync.state._migrate import check_schema
 from sync.state._plans import PlanStore
@@ -52,39 +59,50 @@ if TYPE_CHECKING:
 
 
 class StateStore:
-    """The state database's parts, on one :class:`~sync.state.Database`.
+    """The state database's parts for one sync, on one :class:`~sync.state.Database`.
 
     Built on a database the caller owns (``StateStore(db)``), or with :meth:`open` on a URL, in
-    which case :meth:`close` disposes of the database it opened.
+    which case :meth:`close` disposes of the database it opened. ``sync`` names the sync whose rows
+    it reads and writes (:class:`~sync.errors.UsageError` for a name :mod:`sync.names` refuses).
     """
 
-    def __init__(self, db: Database, *, owns_db: bool = False) -> None:
+    def __init__(self, db: Database, *, sync: str = DEFAULT_SYNC, owns_db: bool = False) -> None:
         self.db = db
+        self._sync = checked_sync(sync)
         self._owns_db = owns_db
-        self.runs = RunStore(db)
-        self.map = MapStore(db)
-        self.events = EventStore(db)
-        self.plans = PlanStore(db)
-        self.admin = AdminStore(db)
-        self.snapshot = SnapshotStore(db)
-        self.settled = SettledStore(db)
+        self.runs = RunStore(db, sync=sync)
+        self.map = MapStore(db, sync=sync)
+        self.events = EventStore(db, sync=sync)
+        self.plans = PlanStore(db, sync=sync)
+        self.admin = AdminStore(db, sync=sync)
+        self.snapshot = SnapshotStore(db, sync=sync)
+        self.settled = SettledStore(db, sync=sync)
 
     @classmethod
-    def open(cls, url: str, *, timeout: float = DEFAULT_STATE_TIMEOUT_SECONDS) -> Self:
-        """A store on a database of its own, after checking the schema is at head (else exit 2).
+    def open(
+        cls,
+        url: str,
+        *,
+        sync: str = DEFAULT_SYNC,
+        timeout: float = DEFAULT_STATE_TIMEOUT_SECONDS,
+    ) -> Self:
+        """A store of sync ``sync`` on a database of its own, after checking the schema is at
+        head (else exit 2).
 
         ``timeout`` bounds each statement (see :func:`~sync.state.open_database`)."""
+        checked_sync(sync)  # before anything is opened
         db = open_database(url, timeout=timeout)
         try:
             check_schema(db)
         except BaseException:
             db.dispose()
             raise
-        return cls(db, owns_db=True)
+        return cls(db, sync=sync, owns_db=True)
 
     def lock(self, *, timeout: float = 0.0) -> AbstractContextManager[LockFence]:
-        """The run lock of this database (:class:`~sync.errors.LockHeldError` when held)."""
-        return run_lock(self.db, timeout=timeout)
+        """This sync's run lock (:class:`~sync.errors.LockHeldError` when held): another sync
+        of the same database runs meanwhile, this one never twice."""
+        return run_lock(self.db, name=sync_lock_name(self._sync), timeout=timeout)
 
     def close(self) -> None:
         """Dispose of the database when :meth:`open` opened it; a caller's stays open."""
