@@ -6,8 +6,11 @@ Public surface (everything else is private)::
     upgrade(db)                          # `idsync db upgrade`; safe for two processes at once
     check_schema(db)                     # SchemaNotCurrentError: "run `idsync db upgrade`"
     store = StateStore(db)               # or StateStore.open(url, timeout=...): checked, owned
-    with store.lock(timeout=settings.lock_timeout_seconds):   # run_lock(db, ...); LockHeldError
+    store = StateStore(db, sync="hr-be") # one sync's rows; the default sync when none is named
+    with store.lock(timeout=settings.lock_timeout_seconds):   # that sync's run lock; LockHeldError
         store.runs / .map / .events / .plans / .admin / .snapshot / .settled   # the parts
+    sync_overview(db, names)             # per sync: latest run, running?, map counts
+    syncs_in_database(db)                # the syncs that have rows
     db.dispose()
 
 :func:`open_database` is the only place an engine for the state database is made: it picks the
@@ -20,7 +23,7 @@ replicas, see ``_migrate``).
 """
 
 from sync.state._database import Database, describe_error, open_database
-from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, LockFence, run_lock
+from sync.state._lock import DEFAULT_LOCK_TTL_SECONDS, LockFence, run_lock, sync_lock_name
 from sync.state._migrate import (
     alembic_config,
     check_schema,
@@ -42,6 +45,7 @@ from sync.state._rows import (
 )
 from sync.state._snapshot import PeopleFeed
 from sync.state._store import StateStore
+from sync.state._syncs import SyncOverview, sync_overview, syncs_in_database
 from sync.status import RunStatus, Trigger
 
 __all__ = [
@@ -60,6 +64,7 @@ __all__ = [
     "RunStatus",
     "RunSummary",
     "StateStore",
+    "SyncOverview",
     "Trigger",
     "alembic_config",
     "check_schema",
@@ -69,5 +74,8 @@ __all__ = [
     "migrations_dir",
     "open_database",
     "run_lock",
+    "sync_lock_name",
+    "sync_overview",
+    "syncs_in_database",
     "upgrade",
 ]

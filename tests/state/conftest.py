@@ -10,10 +10,31 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from db_support import fresh_mariadb_database
 from sync.state import Database, StateStore, open_database, upgrade
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
+def any_state_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty state database URL on each database idsync supports: a SQLite file, a fresh
+    PostgreSQL schema or a fresh MariaDB database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'state.db'}"
+    elif request.param == "postgresql":
+        yield str(request.getfixturevalue("pg_schema_url"))
+    else:
+        with fresh_mariadb_database(request.getfixturevalue("mariadb_url")) as url:
+            yield url
 
 
 @pytest.fixture
