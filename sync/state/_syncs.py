@@ -10,18 +10,17 @@ each sync is one index seek on ``runs (sync, started_at)``; the counts read the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, literal, select, union, union_all
 
 from sync.state._base import _CHUNK, _E, _M, _R, _RUN_COLUMNS, _chunks, _run_row, checked_sync
-from sync.state._models import PLANS, PROTIME_FEED
 from sync.status import RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from sqlalchemy import ScalarSelect, Subquery
+    from sqlalchemy import Column, ScalarSelect, Select, Subquery
 
     from sync.state._database import Database
     from sync.state._rows import RunRow
@@ -86,20 +85,23 @@ def sync_overview(db: Database, names: Sequence[str]) -> list[SyncOverview]:
 def syncs_in_database(db: Database) -> list[str]:
     """The names of the syncs that have rows in the state database, sorted.
 
-    Every sync that ran has a run; one that only an admin touched has map rows and events. (This
-    reads the ``sync`` of those tables' keys: cheap beside a run, not meant for every second.)
+    Every sync that ran has runs; one that only an admin touched has map rows and events. Each
+    table is read by a loose index scan (a recursive query taking the next name after the last),
+    one seek per sync, not a read of every row: the map and the events hold millions.
     """
-    feed = PROTIME_FEED.c
-    plans = PLANS.c
-    query = union(
-        select(_R.sync),
-        select(_M.sync),
-        select(_E.sync),
-        select(plans.sync),
-        select(feed.sync),
-    )
+    scans = [_distinct_syncs(column) for column in (_R.sync, _M.sync, _E.sync)]
     with db.engine.connect() as conn:
-        return sorted(conn.execute(query).scalars())
+        return sorted(conn.execute(union(*scans)).scalars())
+
+
+def _distinct_syncs(column: Column[Any]) -> Select[tuple[Any]]:
+    """The distinct values of an indexed ``sync`` column, one index seek each."""
+    table = column.table
+    found = select(func.min(column).label("name")).cte(f"syncs_{table.name}", recursive=True)
+    later = table.alias(f"later_{table.name}")
+    following = select(func.min(later.c.sync)).where(later.c.sync > found.c.name)
+    found = found.union_all(select(following.scalar_subquery()).where(found.c.name.is_not(None)))
+    return select(found.c.name).where(found.c.name.is_not(None))
 
 
 def _names(chunk: Sequence[str]) -> Subquery:

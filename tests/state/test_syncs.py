@@ -173,7 +173,8 @@ def test_overview_gives_each_sync_its_latest_run_running_state_and_counts(
     shared: Database,
 ) -> None:
     """The overview names, per sync asked for, its latest finished run, whether a run is in
-    progress and its map's counts; an unknown sync has none; the syncs with rows are listed."""
+    progress and its map's counts; an unknown sync has none; every sync with rows is listed,
+    one an admin touched before any run too."""
     north = StateStore(shared, sync="north")
     ids = fill(north, 10)
     fill(StateStore(shared, sync="south"), 20, finish=False)
@@ -191,7 +192,8 @@ def test_overview_gives_each_sync_its_latest_run_running_state_and_counts(
     assert south.running
     assert south.counts_by_situation == {"linked": 2}
     assert (nobody.latest, nobody.running, nobody.counts_by_situation) == (None, False, {})
-    assert syncs_in_database(shared) == ["north", "south"]
+    StateStore(shared, sync="admin-only").admin.ignore(hr_id="X")  # no run, only the map
+    assert syncs_in_database(shared) == ["admin-only", "north", "south"]
 
 
 def test_overview_costs_the_same_statements_for_many_syncs(shared: Database) -> None:
