@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
 from datetime import datetime
 from enum import Enum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -17,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.config import Settings, load_settings
+from sync.config import Settings, load_deployment
 from sync.display import printable
 from sync.errors import StateError, UsageError
 from sync.logging import configure_logging, register_settings_secrets
@@ -35,13 +36,47 @@ err = Console(
 )
 
 
-def settings_and_logging(*, quiet_on_tty: bool = True) -> Settings:
-    """Load settings (ConfigError -> exit 2 in main) and set up logging for a CLI command.
+# Every command that works on one sync takes these two (README "Many syncs").
+SyncOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sync",
+        metavar="NAME",
+        help="The sync to work on (a [syncs.NAME] of the settings file); needed when there are"
+        " several.",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        metavar="PATH",
+        help="The TOML settings file (default: IDSYNC_CONFIG; without either, the environment"
+        " describes one sync, `default`).",
+    ),
+]
 
-    On a terminal the CLI shows warnings only (tables and a progress bar speak for the rest);
-    in a pipe or a container every event is a JSON line on stderr.
+
+def settings_and_logging(
+    *,
+    sync: str | None = None,
+    config: Path | None = None,
+    any_sync: bool = False,
+    quiet_on_tty: bool = True,
+) -> Settings:
+    """Load the settings of the sync the command works on (ConfigError, or UsageError for a
+    missing or unknown ``--sync``: exit 2 in main) and set up logging for a CLI command.
+
+    ``any_sync``: the command needs only what every sync shares (the state database), so a
+    settings file with several syncs needs no ``--sync``. On a terminal the CLI shows warnings
+    only (tables and a progress bar speak for the rest); in a pipe or a container every event is
+    a JSON line on stderr.
     """
-    settings = load_settings()
+    deployment = load_deployment(config_path=config)
+    if any_sync and sync is None:
+        settings = next(iter(deployment.syncs.values()))
+    else:
+        settings = deployment.settings_for(sync)
     level = settings.log.level
     if quiet_on_tty and sys.stderr.isatty() and level == "INFO":
         level = "WARNING"
@@ -82,7 +117,7 @@ def open_store(settings: Settings, *, check: bool = True) -> Iterator[StateStore
     try:
         if check:
             check_schema(db)
-        yield StateStore(db)
+        yield StateStore(db, sync=settings.sync_name)
     finally:
         db.dispose()
 

@@ -8,7 +8,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from sync.cli._common import err, open_store, out, settings_and_logging, shown
+from sync.cli._common import (
+    ConfigOption,
+    SyncOption,
+    err,
+    open_store,
+    out,
+    settings_and_logging,
+    shown,
+)
 from sync.errors import UsageError
 from sync.values import value_problem
 
@@ -49,6 +57,9 @@ def link(
         bool,
         typer.Option("--force", help="Link a person even when another HR id holds it now."),
     ] = False,
+    *,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Link HR_ID to Protime person PROTIME_ID by hand; it wins over every matching rule.
 
@@ -56,7 +67,7 @@ def link(
     checks of a single link, the HR id known, the person existing in Protime, no id twice in the
     file) and nothing is linked when any row is wrong, unless --skip-bad.
     """
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     if from_file is not None:
         if hr_id is not None or protime_id is not None:
             raise UsageError("give HR_ID PROTIME_ID or --from FILE, not both")
@@ -128,25 +139,37 @@ def _row_problems(settings: Settings, rows: Sequence[ReviewedRow]) -> dict[int, 
     return problems
 
 
-def unlink(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) -> None:
+def unlink(
+    hr_id: Annotated[str, typer.Argument(help="The HR employee id.")],
+    sync: SyncOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Remove a manual link; matching rules decide again on the next reconcile."""
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         store.admin.unlink(hr_id=hr_id)
     out.print(f"manual link of {shown(hr_id)} removed")
 
 
-def ignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) -> None:
+def ignore(
+    hr_id: Annotated[str, typer.Argument(help="The HR employee id.")],
+    sync: SyncOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Exclude HR_ID from reconciling (situation `ignored`) until `idsync unignore`."""
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         store.admin.ignore(hr_id=hr_id)
     out.print(f"{shown(hr_id)} is ignored")
 
 
-def unignore(hr_id: Annotated[str, typer.Argument(help="The HR employee id.")]) -> None:
+def unignore(
+    hr_id: Annotated[str, typer.Argument(help="The HR employee id.")],
+    sync: SyncOption = None,
+    config: ConfigOption = None,
+) -> None:
     """Take HR_ID back into reconciling."""
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         store.admin.unignore(hr_id=hr_id)
     out.print(f"{shown(hr_id)} is no longer ignored")
@@ -156,12 +179,14 @@ def retry(
     hr_ids: Annotated[
         list[str] | None, typer.Argument(help="HR ids to retry; none = every failed record.")
     ] = None,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Forget the permanent failure of these records so the next reconcile tries them again.
 
     Exit 2, changing nothing, when an id is unknown or when none of the ids given has a failure.
     """
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         if hr_ids:
             rows = {hr_id: store.map.mapping(hr_id) for hr_id in dict.fromkeys(hr_ids)}

@@ -9,7 +9,16 @@ from urllib.parse import urlsplit
 
 import typer
 
-from sync.cli._common import err, out, print_json, settings_and_logging, shown, state_database
+from sync.cli._common import (
+    ConfigOption,
+    SyncOption,
+    err,
+    out,
+    print_json,
+    settings_and_logging,
+    shown,
+    state_database,
+)
 from sync.cli._contracts import document
 from sync.config import Settings, redact_http_url, redact_url
 
@@ -36,9 +45,9 @@ def redacted(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def show() -> None:
+def show(sync: SyncOption = None, config: ConfigOption = None) -> None:
     """Print the effective settings as JSON, secrets redacted."""
-    print_json(redacted(settings_and_logging()))
+    print_json(redacted(settings_and_logging(sync=sync, config=config)))
 
 
 def check(
@@ -46,6 +55,8 @@ def check(
         bool, typer.Option("--skip-protime", help="Do not contact Protime.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Check everything a run touches, before any write, and create nothing.
 
@@ -58,7 +69,7 @@ def check(
     (for a deploy pipeline's gate), with the same exit code.
     """
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     checks: list[Check] = [_check_state(settings), *_check_hr(settings)]
     if not skip_protime:
         checks += _check_protime(settings)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sync.cli._common import out, reachable_database, settings_and_logging
+from sync.cli._common import ConfigOption, out, reachable_database, settings_and_logging
 from sync.config import redact_url
 
 
@@ -15,12 +15,12 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
 
 
-def upgrade() -> None:
+def upgrade(config: ConfigOption = None) -> None:
     """Migrate the state database to the latest schema (safe to run twice, or concurrently)."""
     from sync.state import current_revision, head_revision
     from sync.state import upgrade as do_upgrade
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(config=config, any_sync=True)
     with reachable_database(settings) as db:
         before = current_revision(db)
         do_upgrade(db)
@@ -32,11 +32,11 @@ def upgrade() -> None:
         out.print(f"{target}: upgraded {before or 'empty'} -> {after} (head {head_revision()})")
 
 
-def current() -> None:
+def current(config: ConfigOption = None) -> None:
     """Print the schema revision of the state database and the code's head revision."""
     from sync.state import current_revision, head_revision
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(config=config, any_sync=True)
     with reachable_database(settings) as db:
         revision = current_revision(db)
     head = head_revision()

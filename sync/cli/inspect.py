@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 import typer
 
 from sync.cli._common import (
+    ConfigOption,
     FileFormat,
+    SyncOption,
     check_file_format,
     open_store,
     out,
@@ -64,11 +66,13 @@ def register(app: typer.Typer) -> None:
 
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Mappings by situation, unmatched and disputed by reason, and the latest runs."""
     from sync.reconcile._groups import group_counts
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         counts = store.map.counts_by_situation()
         attention = group_counts(store.map.attention())
@@ -135,11 +139,13 @@ def show(
         int | None, typer.Option("--protime-id", help="Look up by Protime person id instead.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """The pair, its situation, why, and its history. Exit 2 when the id is unknown."""
     if (hr_id is None) == (protime_id is None):
         raise UsageError("give an HR_ID or --protime-id N (exactly one)")
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         rekeys: list[Rekey] = []
         if hr_id is not None:
@@ -186,11 +192,13 @@ def runs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many runs.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """The latest runs, newest first."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         recent = store.runs.runs(limit=limit)
     if as_json:
@@ -208,9 +216,11 @@ def run_show(
         typer.Option("--all", help=f"Every event of the run, not only the latest {_EVENTS:,}."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """One run: its summary and its writes (the latest 1,000 unless --all)."""
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         found = store.runs.run(run_id) or _run_by_prefix(store, run_id)
         total = store.events.count_events(run_id=found.id)
@@ -265,10 +275,12 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """The whole map, one row per HR id (and per orphaned value)."""
     check_file_format(fmt)
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         stream = _open_output(output) if output else sys.stdout
         try:

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from sync.cli._common import (
+    ConfigOption,
+    SyncOption,
     open_store,
     out,
     print_json,
@@ -81,6 +83,8 @@ def plan(
         bool,
         typer.Option("--full", help="Read every Protime person, not only the changes (the delta)."),
     ] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Compute what a reconcile would do and store it as a plan; write nothing to Protime.
 
@@ -90,7 +94,7 @@ def plan(
         return
     from sync.reconcile import make_plan
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     result = make_plan(
         settings=settings, only=tuple(only or ()), retry_failed=retry_failed, full=full
     )
@@ -162,6 +166,9 @@ def plan_show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole plan as JSON (the --out document).")
     ] = False,
+    *,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """One stored plan: its header, the would-block lines and its actions with their
     preconditions; what the safety limits count (deletes, then re-points) listed first."""
@@ -173,7 +180,7 @@ def plan_show(
             "--json prints the whole plan (the document `idsync apply FILE` reads): --action and"
             " --limit are for the table; filter the JSON with a tool such as jq"
         )
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         header = store.plans.find_plan(plan_id)
         if as_json:
@@ -291,9 +298,11 @@ def _print_header(header: PlanRow, settings: Settings) -> None:
 def plans(
     limit: Annotated[int, typer.Option("--limit", min=1, help="How many plans.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """The latest stored plans, newest first."""
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         found = store.plans.plans(limit=limit)
     if as_json:
@@ -339,10 +348,12 @@ def apply(
         bool, typer.Option("--strict", help="Apply nothing if any action is stale.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Perform exactly a reviewed plan: its actions whose preconditions still hold."""
 
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         plan_id = _resolve(store, plan_ref)
     result = _applied(settings, plan_id, strict=strict)
@@ -405,13 +416,15 @@ def rollback(
         bool, typer.Option("--dry-run", help="Show the undo plan; store nothing, write nothing.")
     ] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Apply the undo plan at once.")] = False,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Build the plan that undoes a run's Protime changes; store it, show it, or apply it."""
     from sync.reconcile import rollback as build
 
     if dry_run and yes:
         raise UsageError("--dry-run and --yes contradict each other: choose one")
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     with open_store(settings) as store:
         run = _run_by_prefix(store, run_ref)
         header, planned = build(settings=settings, run_id=run.id, store=store, keep=not dry_run)

@@ -11,6 +11,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from sync.cli._common import (
+    ConfigOption,
+    SyncOption,
     err,
     out,
     print_json,
@@ -38,6 +40,8 @@ def register(app: typer.Typer) -> None:
     @app.command("reconcile")
     def reconcile(
         *,
+        sync: SyncOption = None,
+        config: ConfigOption = None,
         dry_run: Annotated[
             bool, typer.Option("--dry-run", help="Plan and print, write nothing.")
         ] = False,
@@ -66,7 +70,7 @@ def register(app: typer.Typer) -> None:
         """Reconcile once: read HR and Protime, plan, and (unless --dry-run) write."""
         from sync.reconcile import run
 
-        settings = settings_and_logging()
+        settings = settings_and_logging(sync=sync, config=config)
         progress_cb = None
         bar: Progress | None = None
         if sys.stderr.isatty() and not as_json and not dry_run:

@@ -10,7 +10,9 @@ from typing import Annotated, TextIO
 import typer
 
 from sync.cli._common import (
+    ConfigOption,
     FileFormat,
+    SyncOption,
     check_file_format,
     err,
     open_store,
@@ -27,12 +29,14 @@ def suggest(
     output: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
     ] = None,
+    sync: SyncOption = None,
+    config: ConfigOption = None,
 ) -> None:
     """Up to 3 likely Protime persons for every unmatched or disputed HR employee, with the
     evidence, and the persons no HR employee reaches. Reads only; review the file, write yes in
     `accept`, then `idsync link --from FILE`."""
     check_file_format(fmt)
-    settings = settings_and_logging()
+    settings = settings_and_logging(sync=sync, config=config)
     from sync.cli._contracts import document
     from sync.suggest import build_report, report_json, write_csv, write_json
 

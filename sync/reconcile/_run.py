@@ -168,7 +168,9 @@ def _ports(
     store = (
         state
         if state is not None
-        else StateStore.open(settings.state_url, timeout=settings.state_timeout_seconds)
+        else StateStore.open(
+            settings.state_url, sync=settings.sync_name, timeout=settings.state_timeout_seconds
+        )
     )
     try:
         client = protime
@@ -204,7 +206,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
     if interrupted:
         log.warning("run.found_interrupted", runs=interrupted)
     run_id = _start_run(job, store)
-    bind_context(run_id=run_id)
+    bind_context(run_id=run_id, sync=job.settings.sync_name)
     # The rate "auto" learned lives in the run table: recalled when the client opens, left on
     # this run's row when it closes.
     ports.protime.keep_rate_in(store.runs.rate_memory(run_id))
@@ -225,7 +227,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         # `running` until the next run finds it.
         result = report(job, run_id, ledger, Ended(RunStatus.INTERRUPTED, "interrupted (Ctrl-C)"))
         store.runs.finish_run(run_id=run_id, status=result.status, summary=summary(result))
-        unbind_context("run_id")
+        unbind_context("run_id", "sync")
         raise
     except Exception as exc:
         ended = _failed(exc)
@@ -245,7 +247,7 @@ def _locked_run(job: Job, ports: Ports) -> RunResult:
         actions=result.actions_by_outcome,
         phase_seconds=ledger.progress.phase_seconds(),
     )
-    unbind_context("run_id")
+    unbind_context("run_id", "sync")
     return result
 
 

@@ -9,8 +9,6 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from sync import __version__
 from sync._signals import stop_signals
 from sync.config import redact_url
@@ -18,12 +16,13 @@ from sync.errors import ConfigError, IdsyncError, StateError
 from sync.logging import configure_logging, get_logger, redact_text, register_settings_secrets
 from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
+from sync.names import DEFAULT_SYNC
 from sync.service._scheduler import Scheduler, build_trigger, timezone_of
 from sync.service._state import ServiceState, StateBackend
-from sync.status import Trigger
+from sync.service._syncrun import SyncRunner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Mapping
 
     from apscheduler.triggers.base import BaseTrigger
 
@@ -49,15 +48,21 @@ def _utcnow() -> datetime:
 class Service:
     """The parts of ``idsync serve``, startable and stoppable from a test without signals.
 
-    ``run_fn`` is called as ``run_fn(settings=..., trigger="schedule", stop=..., on_progress=...)``
-    and must return a :class:`RunResult`. ``state`` defaults to the state database of the settings; ``trigger`` to
-    the one the schedule settings describe (a test passes a faster one).
+    ``syncs`` maps each sync's name to its settings (one deployment, many syncs: they share the
+    state database, ``http`` and ``log``, which the first one's settings give); ``settings``
+    alone is the one sync ``default``, as an environment-only configuration has. At most
+    ``max_concurrent_runs`` runs go at once. ``run_fn`` is called as ``run_fn(settings=...,
+    trigger="schedule", stop=..., on_progress=...)`` with the sync's settings and must return a
+    :class:`RunResult`. ``state`` defaults to the state database of the settings; ``trigger`` to
+    the one each sync's schedule settings describe (a test passes a faster one).
     """
 
     def __init__(
         self,
         *,
-        settings: Settings,
+        settings: Settings | None = None,
+        syncs: Mapping[str, Settings] | None = None,
+        max_concurrent_runs: int = 1,
         run_fn: RunFn | None = None,
         stop: threading.Event | None = None,
         state: ServiceState | None = None,
@@ -65,30 +70,50 @@ class Service:
         trigger: BaseTrigger | None = None,
         clock: Callable[[], datetime] = _utcnow,
     ) -> None:
-        self.settings = settings
+        if syncs is None:
+            if settings is None:
+                raise ValueError("a service needs settings or syncs")
+            syncs = {DEFAULT_SYNC: settings}
+        if not syncs:
+            raise ConfigError("no sync to serve: the settings file has no [syncs.NAME] table")
+        self.syncs = dict(syncs)
+        # What all syncs share (state database, listener, logs, shutdown grace): the first's.
+        self.settings = next(iter(self.syncs.values()))
         self.stop_event = stop if stop is not None else threading.Event()
         self.metrics = metrics if metrics is not None else Metrics()
-        # Configuration first: a wrong schedule stops the service before it touches anything.
-        self._trigger = trigger if trigger is not None else build_trigger(settings.schedule)
-        self._run_fn: RunFn = run_fn if run_fn is not None else default_run_fn
+        run = run_fn if run_fn is not None else default_run_fn
         self._state_arg = state
         self._state: ServiceState | None = None
         self._scheduler = Scheduler(
-            trigger=self._trigger,
-            run_once=self._run_once,
             stop=self.stop_event,
-            run_at_start=settings.schedule.run_at_start,
-            misfire_grace_seconds=settings.schedule.misfire_grace_seconds,
-            timezone=timezone_of(settings.schedule),
+            workers=max_concurrent_runs,
+            timezone=timezone_of(self.settings.schedule),
         )
+        self.runners: dict[str, SyncRunner] = {}
+        for name, sync_settings in self.syncs.items():
+            # Configuration first: a wrong schedule stops the service before it touches anything.
+            sync_trigger = trigger if trigger is not None else build_trigger(sync_settings.schedule)
+            runner = SyncRunner(
+                name=name,
+                settings=sync_settings,
+                run_fn=run,
+                stop=self.stop_event,
+                metrics=self.metrics.sync(name),
+                state=lambda: self._state,
+                serving=lambda name=name: self._scheduler.serving(name),  # type: ignore[misc]
+                clock=clock,
+                after_run=self._after_run,
+            )
+            self.runners[name] = runner
+            self._scheduler.add(
+                name,
+                trigger=sync_trigger,
+                run_once=runner.run_once,
+                run_at_start=sync_settings.schedule.run_at_start,
+                misfire_grace_seconds=sync_settings.schedule.misfire_grace_seconds,
+            )
         self._http: HealthServer | None = None
         self._stopping = threading.Event()
-        self._raise_streak = 0
-        self._lock = threading.Lock()
-        # Protime asked (a Retry-After past IDSYNC_PROTIME__MAX_RETRY_AFTER_SECONDS) to be called
-        # no earlier than this: the ticks before it start no run.
-        self._not_before: datetime | None = None
-        self._clock = clock
         self._migration_abandoned = False
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -100,6 +125,8 @@ class Service:
             "service.start",
             version=__version__,
             state_database=redact_url(self.settings.state_url),
+            syncs=list(self.syncs),
+            workers=self._scheduler.workers,
             interval_seconds=schedule.interval_seconds,
             cron=schedule.cron,
             timezone=schedule.timezone,
@@ -114,7 +141,8 @@ class Service:
         )
         if not self._migrate(self._state) or self.stop_event.is_set():
             return  # stopped while migrating: no listener, no scheduler; shutdown() follows
-        self._refresh_from_state(seed_last_success=True)
+        for name in self.syncs:
+            self._refresh_from_state(name, seed_last_success=True)
         http = self.settings.http
         try:
             self._http = HealthServer(
@@ -225,7 +253,7 @@ class Service:
         # The run deadline stops a run from inside; a run still going a grace later is stuck
         # where that cannot reach it (a call that never returns): say so, for a restart.
         running = self._scheduler.running_for()
-        deadline = self.settings.run_deadline_seconds
+        deadline = max(s.run_deadline_seconds for s in self.syncs.values())
         bound = deadline + self.settings.schedule.shutdown_grace_seconds
         if running is not None and running > bound:
             return (
@@ -235,101 +263,55 @@ class Service:
         return None
 
     def readiness_problem(self) -> str | None:
+        """The service itself: alive, its state database reachable and at head. With one sync,
+        also that sync's runs (as before many syncs); with several, one sync's trouble (a wrong
+        password, a blocked plan) is that sync's, in ``/syncs`` and the metrics, not the
+        service's -- unless every sync's runs raise, which is the service's own trouble."""
         alive = self.liveness_problem()
         if alive is not None:
             return alive
         threshold = self.settings.http.failing_runs_unready
-        with self._lock:
-            raised = self._raise_streak
-        if raised >= threshold:
+        streaks = [runner.raise_streak for runner in self.runners.values()]
+        if min(streaks) >= threshold:
+            which = "runs" if len(streaks) == 1 else "runs of every sync"
             return (
-                f"the last {raised} runs raised an error instead of finishing "
+                f"the last {min(streaks)} {which} raised an error instead of finishing "
                 "(see scheduler.run_error / scheduler.run_crashed in the log)"
             )
         if self._state is None:
             return "the state database is not open yet"
-        return self._state.readiness_problem(failing_runs_unready=threshold)
-
-    # -- one scheduled run -----------------------------------------------------------------------
-
-    def _run_once(self) -> None:
-        if self.stop_event.is_set():
-            return
-        not_before = self._not_before
-        if not_before is not None and self._clock() < not_before:
-            log.info("scheduler.waiting_for_protime", not_before=not_before.isoformat())
-            return
-        self.metrics.run_in_progress.set(1)
-        try:
-            result = self._run_fn(
-                settings=self.settings,
-                trigger=Trigger.SCHEDULE,
-                stop=self.stop_event,
-                on_progress=self.metrics.observe_progress,
-            )
-        except IdsyncError as exc:
-            # Expected trouble outside a run's own record (state database down, schema behind):
-            # one line with the reason, no traceback.
-            log.error(  # noqa: TRY400 - a known error: its message says it all, a traceback is noise
-                "scheduler.run_error", error=str(exc), error_type=type(exc).__name__
-            )
-            self._count_raise()
-        except SQLAlchemyError as exc:
-            # The state database refused a statement the store does not wrap (a read-only
-            # database, a dropped connection mid-write): the database's own reason, one line.
-            # Its first line only: the rest is the statement and its parameters.
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-            log.error(  # noqa: TRY400 - a known kind of error: its reason says it, not a traceback
-                "scheduler.run_error",
-                error=f"the state database refused: {reason[0][:300] if reason else '?'}",
-                error_type=type(exc).__name__,
-            )
-            self._count_raise()
-        except Exception:
-            log.exception("scheduler.run_crashed")
-            self._count_raise()
-        else:
-            self._report(result)
-        finally:
-            self.metrics.run_in_progress.set(0)
-            self.metrics.clear_progress()
-        self._refresh_from_state(seed_last_success=False)
-
-    def _count_raise(self) -> None:
-        self.metrics.observe_exception()
-        with self._lock:
-            self._raise_streak += 1
-
-    def _report(self, result: RunResult) -> None:
-        self.metrics.observe_run(result)
-        with self._lock:
-            self._raise_streak = 0  # the run function works again (whatever the run's outcome)
-        self._not_before = result.retry_at
-        # The run logs its own run.finish / run.skipped_locked at info; this is the scheduler's view.
-        log.debug(
-            "scheduler.run_finished",
-            run_id=result.run_id,
-            status=result.status.value,
-            duration_seconds=round(result.duration_seconds, 3),
-            message=result.message or None,
+        one = len(self.syncs) == 1
+        return self._state.readiness_problem(
+            failing_runs_unready=threshold if one else None, sync=next(iter(self.syncs))
         )
 
-    def _refresh_from_state(self, *, seed_last_success: bool) -> None:
+    # -- after a run ------------------------------------------------------------------------------
+
+    def _after_run(self, name: str) -> None:
+        self._refresh_from_state(name, seed_last_success=False)
+        waiting = self._scheduler.waiting()
+        for sync_name in self.syncs:
+            self.metrics.sync(sync_name).set_overdue(waiting.get(sync_name, 0.0))
+
+    def _refresh_from_state(self, name: str, *, seed_last_success: bool) -> None:
         state = self._state
         if state is None:
             return
         reason = run_probe(
-            lambda: self._load_state_metrics(state, seed_last_success=seed_last_success)
+            lambda: self._load_state_metrics(state, name, seed_last_success=seed_last_success)
         )
         if reason is not None:
-            log.warning("metrics.state_unavailable", reason=reason)
+            log.warning("metrics.state_unavailable", sync=name, reason=reason)
 
-    def _load_state_metrics(self, state: ServiceState, *, seed_last_success: bool) -> None:
-        self.metrics.set_mappings(state.counts_by_situation())
+    def _load_state_metrics(
+        self, state: ServiceState, name: str, *, seed_last_success: bool
+    ) -> None:
+        view = self.metrics.sync(name)
+        view.set_mappings(state.counts_by_situation(sync=name))
         if seed_last_success:
-            last = state.last_success_timestamp()
+            last = state.last_success_timestamp(sync=name)
             if last is not None:
-                self.metrics.set_last_success(last)
+                view.set_last_success(last)
 
 
 @contextlib.contextmanager
@@ -373,8 +355,9 @@ def serve(
     if run_fn is None:
         # The real run needs the Protime connection and the HR source: say so now, exit 2, rather
         # than fail every tick.
-        settings.protime.require()
-        settings.hr.require()
+        for sync_settings in service.syncs.values():
+            sync_settings.protime.require()
+            sync_settings.hr.require()
     with _stop_on_signals(service.stop_event):
         try:
             service.start()

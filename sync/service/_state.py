@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from sync.names import DEFAULT_SYNC
 from sync.status import Health, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
+    from datetime import datetime
+
+    from sync.state import StateStore
 
 
 class ServiceState(Protocol):
@@ -20,14 +24,20 @@ class ServiceState(Protocol):
     def upgrade(self) -> None:
         """Migrate to head; safe when two replicas call it at the same moment."""
 
-    def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
-        """None when the database is reachable, at head and not failing; else why not."""
+    def readiness_problem(
+        self, *, failing_runs_unready: int | None, sync: str = DEFAULT_SYNC
+    ) -> str | None:
+        """None when the database is reachable, at head and (with a threshold) the sync's runs
+        are not failing; else why not."""
 
-    def counts_by_situation(self) -> Mapping[str, int]:
-        """Mapping rows by situation, for the ``idsync_mappings`` gauge."""
+    def counts_by_situation(self, *, sync: str = DEFAULT_SYNC) -> Mapping[str, int]:
+        """Mapping rows of the sync by situation, for the ``idsync_mappings`` gauge."""
 
-    def last_success_timestamp(self) -> float | None:
-        """Unix time at which the last completed non-dry run ended, if any is recorded."""
+    def last_success_timestamp(self, *, sync: str = DEFAULT_SYNC) -> float | None:
+        """Unix time at which the sync's last completed non-dry run ended, if any is recorded."""
+
+    def last_run_started(self, *, sync: str = DEFAULT_SYNC) -> datetime | None:
+        """When the sync's newest run started (any process, any replica), if any is recorded."""
 
     def close(self) -> None:
         """Release the connections."""
@@ -70,14 +80,24 @@ class StateBackend:
         from sync.state import StateStore, open_database
 
         self._db = open_database(url, timeout=timeout)
-        self._store = StateStore(self._db)
+        self._stores: dict[str, StateStore] = {DEFAULT_SYNC: StateStore(self._db)}
+
+    def _store(self, sync: str) -> StateStore:
+        from sync.state import StateStore
+
+        store = self._stores.get(sync)
+        if store is None:
+            store = self._stores[sync] = StateStore(self._db, sync=sync)
+        return store
 
     def upgrade(self) -> None:
         from sync.state import upgrade
 
         upgrade(self._db)
 
-    def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
+    def readiness_problem(
+        self, *, failing_runs_unready: int | None, sync: str = DEFAULT_SYNC
+    ) -> str | None:
         from sync.errors import StateError
         from sync.state import check_schema
 
@@ -85,16 +105,22 @@ class StateBackend:
             check_schema(self._db)
         except StateError as exc:
             return str(exc)
+        if failing_runs_unready is None:
+            return None
         # Enough rows to see N failures between the skipped rows of a second replica.
-        rows = self._store.runs.runs(limit=failing_runs_unready * 4 + 8)
+        rows = self._store(sync).runs.runs(limit=failing_runs_unready * 4 + 8)
         statuses = [row.status for row in rows]
         return _streak_reason(failing_streak(statuses), failing_runs_unready)
 
-    def counts_by_situation(self) -> Mapping[str, int]:
-        return self._store.map.counts_by_situation()
+    def counts_by_situation(self, *, sync: str = DEFAULT_SYNC) -> Mapping[str, int]:
+        return self._store(sync).map.counts_by_situation()
 
-    def last_success_timestamp(self) -> float | None:
-        for row in self._store.runs.runs(limit=200):
+    def last_run_started(self, *, sync: str = DEFAULT_SYNC) -> datetime | None:
+        rows = self._store(sync).runs.runs(limit=1)
+        return rows[0].started_at if rows else None
+
+    def last_success_timestamp(self, *, sync: str = DEFAULT_SYNC) -> float | None:
+        for row in self._store(sync).runs.runs(limit=200):
             if (
                 _health(row.status) is Health.COMPLETED
                 and not row.dry_run

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from sync.config import HttpSettings, LogSettings, ScheduleSettings, Settings
+from sync.names import DEFAULT_SYNC
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from datetime import datetime
 
 DEADLINE_SECONDS = 10.0
 
@@ -75,20 +77,30 @@ class FakeState:
         self.last_success: float | None = None
         self.lock = threading.Lock()
         self.threshold_seen: int | None = None
+        self.started: datetime | None = None  # the newest run's start, as another replica left it
 
     def upgrade(self) -> None:
         with self.lock:
             self.upgrades += 1
 
-    def readiness_problem(self, *, failing_runs_unready: int) -> str | None:
+    def readiness_problem(
+        self, *, failing_runs_unready: int | None, sync: str = DEFAULT_SYNC
+    ) -> str | None:
+        del sync
         self.threshold_seen = failing_runs_unready
         return self.problem
 
-    def counts_by_situation(self) -> Mapping[str, int]:
+    def counts_by_situation(self, *, sync: str = DEFAULT_SYNC) -> Mapping[str, int]:
+        del sync
         return self.counts
 
-    def last_success_timestamp(self) -> float | None:
+    def last_success_timestamp(self, *, sync: str = DEFAULT_SYNC) -> float | None:
+        del sync
         return self.last_success
+
+    def last_run_started(self, *, sync: str = DEFAULT_SYNC) -> datetime | None:
+        del sync
+        return self.started
 
     def close(self) -> None:
         self.closed = True

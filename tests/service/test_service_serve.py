@@ -442,12 +442,12 @@ def test_after_protime_asks_for_hours_no_run_starts_before_then(
         trigger=IntervalTrigger(seconds=3600),
         clock=lambda: now[0],
     )
-    service._run_once()
+    service.runners["default"].run_once()
     now[0] += timedelta(hours=23)
-    service._run_once()
+    service.runners["default"].run_once()
     assert len(calls) == 1
     assert logs.named("scheduler.waiting_for_protime")[0]["not_before"] == retry_at.isoformat()
     now[0] += timedelta(hours=2)
-    service._run_once()
-    service._run_once()
+    service.runners["default"].run_once()
+    service.runners["default"].run_once()
     assert len(calls) == 3  # the wait is over, and the later runs asked for none
