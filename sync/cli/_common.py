@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from sync.config import Settings, load_deployment
+from sync.config import Deployment, Settings, load_deployment
 from sync.display import printable
 from sync.errors import StateError, UsageError
 from sync.logging import configure_logging, register_settings_secrets
@@ -77,12 +77,28 @@ def settings_and_logging(
         settings = next(iter(deployment.syncs.values()))
     else:
         settings = deployment.settings_for(sync)
+    _logging(settings, quiet_on_tty=quiet_on_tty)
+    for other in deployment.syncs.values():
+        register_settings_secrets(other)  # any sync's secret is masked in any line
+    return settings
+
+
+def deployment_and_logging(*, config: Path | None = None) -> Deployment:
+    """Every sync of the deployment, for a command about all of them (``syncs``, ``serve``,
+    ``config check``); logging as the first sync's settings say (every sync shares ``log``)."""
+    deployment = load_deployment(config_path=config)
+    _logging(next(iter(deployment.syncs.values())), quiet_on_tty=True)
+    for settings in deployment.syncs.values():
+        register_settings_secrets(settings)  # any sync's secret is masked in any line
+    return deployment
+
+
+def _logging(settings: Settings, *, quiet_on_tty: bool) -> None:
     level = settings.log.level
     if quiet_on_tty and sys.stderr.isatty() and level == "INFO":
         level = "WARNING"
     configure_logging(level=level, fmt=settings.log.format)
     register_settings_secrets(settings)
-    return settings
 
 
 @contextmanager

@@ -75,8 +75,22 @@ def _register() -> None:
     from sync.cli.serve import register as serve
     from sync.cli.simulator import register as simulator
     from sync.cli.suggest import register as suggest
+    from sync.cli.syncs import register as syncs
 
-    for register in (reconcile, plans, inspect, suggest, admin, db, config, serve, simulator, demo):
+    commands = (
+        reconcile,
+        plans,
+        inspect,
+        syncs,
+        suggest,
+        admin,
+        db,
+        config,
+        serve,
+        simulator,
+        demo,
+    )
+    for register in commands:
         register(app)
     _registered.append(True)
 

@@ -1,4 +1,4 @@
-"""The service's one HTTP listener: ``/healthz``, ``/readyz`` and ``/metrics``.
+"""The service's one HTTP listener: ``/healthz``, ``/readyz``, ``/metrics`` and ``/syncs``.
 
 A standard-library :class:`ThreadingHTTPServer` in a daemon thread (docs/operations.md says why
 not uvicorn): three GET routes scraped every few seconds, with blocking probes (a database query)
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
     # A probe answers None when all is well, else the reason, one line, for the JSON answer.
     Probe = Callable[[], str | None]
+    # The document of every sync (`idsync syncs --json`'s), built when asked.
+    SyncsDocument = Callable[[], dict[str, Any]]
 
 log = get_logger(__name__)
 
@@ -40,13 +42,20 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
 
     def __init__(
-        self, address: tuple[str, int], *, metrics: Metrics, liveness: Probe, readiness: Probe
+        self,
+        address: tuple[str, int],
+        *,
+        metrics: Metrics,
+        liveness: Probe,
+        readiness: Probe,
+        syncs: SyncsDocument | None,
     ) -> None:
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.metrics = metrics
         self.liveness = liveness
         self.readiness = readiness
+        self.syncs = syncs
         super().__init__(address, _Handler)
 
 
@@ -59,6 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
         "/healthz": "_healthz",
         "/readyz": "_readyz",
         "/metrics": "_metrics",
+        "/syncs": "_syncs",
     }
 
     def do_GET(self) -> None:
@@ -87,6 +97,19 @@ class _Handler(BaseHTTPRequestHandler):
         body, content_type = self.server.metrics.render()
         self._send(HTTPStatus.OK, body, content_type)
 
+    def _syncs(self) -> None:
+        build = self.server.syncs
+        if build is None:
+            self._json(HTTPStatus.NOT_FOUND, {"error": "no sync document in this service"})
+            return
+        try:
+            payload = build()
+        except Exception as exc:
+            reason = redact_text(f"{type(exc).__name__}: {exc}".splitlines()[0])
+            self._json(HTTPStatus.SERVICE_UNAVAILABLE, {"error": reason})
+            return
+        self._json(HTTPStatus.OK, payload)
+
     def _json(self, status: HTTPStatus, payload: dict[str, Any]) -> None:
         self._send(status, json.dumps(payload).encode() + b"\n", "application/json")
 
@@ -108,10 +131,17 @@ class HealthServer:
     """Serves the probes and the metrics on ``host:port`` (port 0: any free port, see :attr:`port`)."""
 
     def __init__(
-        self, *, host: str, port: int, metrics: Metrics, liveness: Probe, readiness: Probe
+        self,
+        *,
+        host: str,
+        port: int,
+        metrics: Metrics,
+        liveness: Probe,
+        readiness: Probe,
+        syncs: SyncsDocument | None = None,
     ) -> None:
         self._server = _Server(
-            (host, port), metrics=metrics, liveness=liveness, readiness=readiness
+            (host, port), metrics=metrics, liveness=liveness, readiness=readiness, syncs=syncs
         )
         self._thread: threading.Thread | None = None
 

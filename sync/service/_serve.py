@@ -14,9 +14,9 @@ from sync._signals import stop_signals
 from sync.config import redact_url
 from sync.errors import ConfigError, IdsyncError, StateError
 from sync.logging import configure_logging, get_logger, redact_text, register_settings_secrets
+from sync.names import DEFAULT_SYNC
 from sync.service._health import HealthServer, run_probe
 from sync.service._metrics import Metrics
-from sync.names import DEFAULT_SYNC
 from sync.service._scheduler import Scheduler, build_trigger, timezone_of
 from sync.service._state import ServiceState, StateBackend
 from sync.service._syncrun import SyncRunner
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from sync.reconcile._result import RunResult
 
     RunFn = Callable[..., RunResult]
+    # Builds `idsync syncs --json`'s document, given what this process knows of each sync.
+    SyncsDocumentFn = Callable[[Mapping[str, dict[str, Any]]], dict[str, Any]]
 
 log = get_logger(__name__)
 
@@ -69,7 +71,9 @@ class Service:
         metrics: Metrics | None = None,
         trigger: BaseTrigger | None = None,
         clock: Callable[[], datetime] = _utcnow,
+        syncs_document: SyncsDocumentFn | None = None,
     ) -> None:
+        self._syncs_document = syncs_document
         if syncs is None:
             if settings is None:
                 raise ValueError("a service needs settings or syncs")
@@ -151,6 +155,7 @@ class Service:
                 metrics=self.metrics,
                 liveness=self.liveness_problem,
                 readiness=self.readiness_problem,
+                syncs=self.syncs_document if self._syncs_document is not None else None,
             )
         except OSError as exc:
             raise ConfigError(
@@ -285,6 +290,26 @@ class Service:
             failing_runs_unready=threshold if one else None, sync=next(iter(self.syncs))
         )
 
+    def here(self) -> dict[str, dict[str, Any]]:
+        """What this process knows of each sync: its schedule's next tick, whether it runs or
+        waits for a worker here, and what its runner holds."""
+        waiting = self._scheduler.waiting()
+        return {
+            name: {
+                "next_run_at": self._scheduler.next_run_time(name),
+                "running_here": self._scheduler.serving(name) is not None,
+                "waiting_seconds": round(waiting[name], 3) if name in waiting else None,
+                **runner.describe(),
+            }
+            for name, runner in self.runners.items()
+        }
+
+    def syncs_document(self) -> dict[str, Any]:
+        """``/syncs``: `idsync syncs --json`'s document, with what this process knows."""
+        if self._syncs_document is None:
+            raise RuntimeError("no sync document was given to this service")
+        return self._syncs_document(self.here())
+
     # -- after a run ------------------------------------------------------------------------------
 
     def _after_run(self, name: str) -> None:
@@ -335,23 +360,35 @@ def _request_stop(stop: threading.Event, signal_name: str) -> None:
 
 def serve(
     *,
-    settings: Settings,
+    settings: Settings | None = None,
+    syncs: Mapping[str, Settings] | None = None,
+    max_concurrent_runs: int = 1,
     run_fn: RunFn | None = None,
     stop: threading.Event | None = None,
+    syncs_document: SyncsDocumentFn | None = None,
     exit_process: bool = False,
 ) -> int:
     """Run the service until SIGTERM / SIGINT (or ``stop`` is set); return the exit code, 0.
 
-    Raises :class:`~sync.errors.ConfigError` for a wrong schedule before anything starts, and
-    :class:`~sync.errors.StateError` when the state database cannot be migrated.
-    ``exit_process`` (the CLI): once stopped, end the process at once with 0 (logs flushed)
-    instead of returning. The interpreter's own exit would join the threads of a run that missed
-    its grace (still inside a database or HTTP call) and collect every object the process made;
-    on a starved machine that alone took seconds past the stop.
+    ``syncs`` (or ``settings`` alone: the one sync ``default``) and ``max_concurrent_runs`` as
+    :class:`Service` takes them. Raises :class:`~sync.errors.ConfigError` for a wrong schedule
+    before anything starts, and :class:`~sync.errors.StateError` when the state database cannot
+    be migrated. ``exit_process`` (the CLI): once stopped, end the process at once with 0 (logs
+    flushed) instead of returning. The interpreter's own exit would join the threads of a run
+    that missed its grace (still inside a database or HTTP call) and collect every object the
+    process made; on a starved machine that alone took seconds past the stop.
     """
-    configure_logging(level=settings.log.level, fmt=settings.log.format)
-    register_settings_secrets(settings)
-    service = Service(settings=settings, run_fn=run_fn, stop=stop)
+    service = Service(
+        settings=settings,
+        syncs=syncs,
+        max_concurrent_runs=max_concurrent_runs,
+        run_fn=run_fn,
+        stop=stop,
+        syncs_document=syncs_document,
+    )
+    configure_logging(level=service.settings.log.level, fmt=service.settings.log.format)
+    for sync_settings in service.syncs.values():
+        register_settings_secrets(sync_settings)
     if run_fn is None:
         # The real run needs the Protime connection and the HR source: say so now, exit 2, rather
         # than fail every tick.

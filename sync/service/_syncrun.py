@@ -38,7 +38,7 @@ class SyncMetricsView(Protocol):
     def observe_progress(self, snapshot: ProgressSnapshot) -> None: ...
     def clear_progress(self) -> None: ...
     def observe_exception(self) -> None: ...
-    def set_in_progress(self, running: bool) -> None: ...  # noqa: FBT001 - a gauge's value
+    def set_in_progress(self, running: bool) -> None: ...
 
 
 class SyncRunner:
@@ -83,7 +83,9 @@ class SyncRunner:
             return
         not_before = self.not_before
         if not_before is not None and self._clock() < not_before:
-            log.info("scheduler.waiting_for_protime", sync=self.name, not_before=not_before.isoformat())
+            log.info(
+                "scheduler.waiting_for_protime", sync=self.name, not_before=not_before.isoformat()
+            )
             return
         if self._done_elsewhere():
             return
@@ -133,7 +135,7 @@ class SyncRunner:
             return False
         try:
             started = state.last_run_started(sync=self.name)
-        except Exception:  # noqa: BLE001 - no answer: run, and let the run report the database
+        except Exception:
             return False
         if started is None:
             return False
