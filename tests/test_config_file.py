@@ -45,6 +45,7 @@ table = "employees"
 [syncs.acme-payroll.protime]
 tenant = "acme"
 reference_name = "PAYROLL"
+delta = "off"
 client_secret_file = "secrets/acme"
 
 [syncs.acme-payroll.hr]
@@ -262,7 +263,7 @@ def test_two_syncs_may_share_a_tenant_or_an_hr_source(tmp_path: Path) -> None:
     text = (
         "[defaults.hr]\ntable = 'employees'\n"
         '[syncs.a.protime]\ntenant = "acme"\n'
-        '[syncs.b.protime]\ntenant = "acme"\nreference_name = "OTHER"\n'
+        '[syncs.b.protime]\ntenant = "acme"\nreference_name = "OTHER"\ndelta = "off"\n'
         '[syncs.c.protime]\ntenant = "globex"\n'
         '[syncs.d.protime]\ntenant = "acme"\nenvironment = "sandbox"\n'
     )
@@ -374,3 +375,21 @@ def test_the_readme_example_loads(tmp_path: Path) -> None:
     assert deployment.names == ("acme", "acme-payroll")
     assert deployment.settings_for("acme-payroll").protime.reference_name == "PAYROLL"
     assert deployment.settings_for("acme").state_url == "sqlite:///x.db"
+
+
+def test_each_sync_knows_its_name_and_no_variable_renames_it(tmp_path: Path) -> None:
+    """The settings of [syncs.NAME] say NAME (the key of its state rows); the environment alone
+    says `default`; IDSYNC_SYNC_NAME sets nothing."""
+    path = tmp_path / "idsync.toml"
+    path.write_text(
+        '[syncs.acme.protime]\ntenant = "acme"\n[syncs.globex.protime]\ntenant = "globex"\n',
+        encoding="utf-8",
+    )
+    environ = {"IDSYNC_SYNC_NAME": "other"}
+    deployment = load_deployment(config_path=path, environ=environ)
+    assert {n: s.sync_name for n, s in deployment.syncs.items()} == {
+        "acme": "acme",
+        "globex": "globex",
+    }
+    alone = load_deployment(environ=environ)
+    assert alone.settings_for(None).sync_name == "default"

@@ -240,8 +240,8 @@ def test_two_syncs_writing_one_reference_in_one_tenant(tmp_path: Path) -> None:
     """Two syncs with the same tenant and reference name are an error naming both."""
     text = (
         ACME
-        + '[syncs.acme-again.protime]\ntenant = "ACME"\n'
-        + '[syncs.acme-other.protime]\ntenant = "acme"\nreference_name = "OTHER"\n'
+        + '[syncs.acme-again.protime]\ntenant = "ACME"\ndelta = "off"\n'
+        + '[syncs.acme-other.protime]\ntenant = "acme"\nreference_name = "OTHER"\ndelta = "off"\n'
     )
     assert problems(tmp_path, text) == [
         (
@@ -268,3 +268,12 @@ def test_a_section_variable_that_is_not_json(tmp_path: Path) -> None:
     assert problems(tmp_path, ACME, IDSYNC_SYNCS__ACME__HR="{bad") == [
         "IDSYNC_SYNCS__ACME__HR: is not valid JSON (a section given whole is a JSON object)"
     ]
+
+
+def test_two_syncs_reading_one_tenants_people_delta(tmp_path: Path) -> None:
+    """A tenant has one people delta: two syncs of it that both read it are an error naming
+    both and saying to turn it off in all but one."""
+    text = ACME + '[syncs.acme-payroll.protime]\ntenant = "acme"\nreference_name = "PAYROLL"\n'
+    (line,) = problems(tmp_path, text)
+    assert line.startswith("syncs.acme, syncs.acme-payroll: all read the people delta")
+    assert 'protime.delta = "off"' in line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ import typer
 from sync.cli._common import (
     ConfigOption,
     SyncOption,
+    deployment_and_logging,
     err,
     out,
     print_json,
@@ -69,10 +71,19 @@ def check(
     (for a deploy pipeline's gate), with the same exit code.
     """
 
-    settings = settings_and_logging(sync=sync, config=config)
-    checks: list[Check] = [_check_state(settings), *_check_hr(settings)]
-    if not skip_protime:
-        checks += _check_protime(settings)
+    deployment = deployment_and_logging(config=config)
+    names = [sync] if sync is not None else list(deployment.syncs)
+    chosen = {name: deployment.settings_for(name) for name in names}
+    # The state database is shared: checked once. Each sync's own checks name it, unless the
+    # environment alone describes the one sync (its lines read as before there were many).
+    checks: list[Check] = [_check_state(next(iter(chosen.values())))]
+    for name, settings in chosen.items():
+        own = [*_check_hr(settings)]
+        if not skip_protime:
+            own += _check_protime(settings)
+        if deployment.source is not None:
+            own = [dataclasses.replace(c, name=f"[{name}] {c.name}") for c in own]
+        checks += own
     failed = [c for c in checks if not c.ok]
     code = _CONFIG_EXIT if any(c.config for c in failed) else 1 if failed else 0
     if as_json:

@@ -158,7 +158,7 @@ def _from_file(path: Path, env: Mapping[str, str], *, named_by: str = "") -> Dep
         layers = [own.only(SYNC_KEYS), table, *defaults, shared]
         result = build(merge(layers), fallback=_in_sync(name))
         if isinstance(result, Settings):
-            syncs[name] = result
+            syncs[name] = result.model_copy(update={"sync_name": name})
         else:
             problems += result
     runs = _max_concurrent_runs(env, file.max_concurrent_runs, problems)
@@ -224,7 +224,26 @@ def _shared_references(syncs: Mapping[str, Settings]) -> list[str]:
             )
         else:
             seen[key] = name
-    return problems
+    return problems + _shared_deltas(syncs)
+
+
+def _shared_deltas(syncs: Mapping[str, Settings]) -> list[str]:
+    """A tenant has one people delta: a second sync reading it would replace the first's link
+    on every run (both then read in full, each warning of the other), so one reads it at most."""
+    readers: dict[tuple[str, str], list[str]] = {}
+    for name, settings in syncs.items():
+        protime = settings.protime
+        if protime.tenant and protime.delta == "on":
+            key = (protime.tenant.casefold(), protime.environment)
+            readers.setdefault(key, []).append(name)
+    return [
+        f"syncs.{', syncs.'.join(names)}: all read the people delta of the Protime tenant"
+        f" {key[0]} ({key[1]}), which has one: each would replace the other's link and read in"
+        f" full every run; set protime.delta = \"off\" in all but one of them (a full read"
+        " every run)"
+        for key, names in readers.items()
+        if len(names) > 1
+    ]
 
 
 def _variable_of(key: Key) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sync.config._layers import Key, Layer, section_model
-from sync.config._settings import Settings
+from sync.config._settings import IDENTITY_FIELDS, Settings
 from sync.errors import ConfigError
 from sync.names import sync_name_problem
 
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 # health and metrics listener, one log. The rest (the run lock's wait and the run deadline too:
 # a large tenant may need a longer run) belong to each sync.
 SHARED_KEYS = frozenset({"database_url", "state_timeout_seconds", "http", "log"})
-SYNC_KEYS = frozenset(Settings.model_fields) - SHARED_KEYS
+SYNC_KEYS = frozenset(Settings.model_fields) - SHARED_KEYS - IDENTITY_FIELDS
 # Keys of the file only, not of Settings: the deployment's run bound, where secret files are.
 _DEPLOYMENT_KEYS = frozenset({"max_concurrent_runs", "secrets_dir"})
 # `<key>_file = "path"`: the value of <key> is that file's text (a secret need not be inline).

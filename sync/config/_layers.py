@@ -25,7 +25,7 @@ from pydantic_settings import (
 )
 from pydantic_settings.sources.utils import parse_env_vars
 
-from sync.config._settings import ENV_PREFIX, Settings
+from sync.config._settings import ENV_PREFIX, IDENTITY_FIELDS, Settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -48,7 +48,7 @@ def is_setting(key: Key) -> bool:
     """Whether ``key`` names a field of :class:`Settings` (a value, a section, or a section's value)."""
     match key:
         case (name,):
-            return name in Settings.model_fields
+            return name in Settings.model_fields and name not in IDENTITY_FIELDS
         case (section, name):
             model = section_model(section)
             return model is not None and name in model.model_fields
@@ -159,6 +159,7 @@ def variables(environ: Mapping[str, str], *, prefix: str) -> Layer:
     Raises ``SettingsError`` (pydantic-settings) for a section given whole as bad JSON.
     """
     values = _MappingEnvSource(environ=environ, prefix=prefix)()
+    values = {k: v for k, v in values.items() if k not in IDENTITY_FIELDS}
     return Layer.of(values, lambda key: variable_name(key, prefix))
 
 
@@ -169,7 +170,8 @@ def secret_files(directory: Path | None, *, prefix: str) -> Layer:
     source = NestedSecretsSettingsSource(
         SecretsSettingsSource(Settings, secrets_dir=directory), secrets_prefix=prefix
     )
-    return Layer.of(source(), lambda key: variable_name(key, prefix))
+    values = {k: v for k, v in source().items() if k not in IDENTITY_FIELDS}
+    return Layer.of(values, lambda key: variable_name(key, prefix))
 
 
 class _Given(PydanticBaseSettingsSource):

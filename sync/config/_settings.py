@@ -42,6 +42,7 @@ from sync.contract import (
 )
 from sync.domain import Normalizer, Rule
 from sync.errors import ConfigError
+from sync.names import DEFAULT_SYNC
 
 ENV_PREFIX = "IDSYNC_"
 DEFAULT_SECRETS_DIR = "/run/secrets"
@@ -463,6 +464,26 @@ class LogSettings(_Section):
     progress_seconds: float = Field(default=15.0, gt=0)
 
 
+# Fields of Settings that say which sync the settings are, not how it runs: no variable, file key
+# or secret sets them (see Settings.sync_name).
+IDENTITY_FIELDS = frozenset({"sync_name"})
+
+
+class _WithoutIdentity(PydanticBaseSettingsSource):
+    """A source of settings with the identity fields dropped (``IDSYNC_SYNC_NAME`` sets nothing)."""
+
+    def __init__(self, source: PydanticBaseSettingsSource) -> None:
+        super().__init__(source.settings_cls)
+        self._source = source
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._source.get_field_value(field, field_name)
+
+    def __call__(self) -> dict[str, Any]:
+        values = self._source()
+        return {k: v for k, v in values.items() if k not in IDENTITY_FIELDS}
+
+
 class Settings(BaseSettings):
     """All of idsync's settings. See README "Configuration" for each variable."""
 
@@ -475,6 +496,10 @@ class Settings(BaseSettings):
         frozen=True,
     )
 
+    # Which sync these settings are: the [syncs.NAME] the settings file gave them, `default` for
+    # the environment alone. Set by the loader only (never read from a variable or a file key: the
+    # name keys the sync's rows in the state database), and left out of dumps and fingerprints.
+    sync_name: str = Field(default=DEFAULT_SYNC, exclude=True)
     database_url: SecretStr = SecretStr("sqlite:///idsync.db")
     lock_timeout_seconds: float = Field(default=0.0, ge=0)  # how long a run waits for the lock
     # A run still going after this long stops like an interrupt: it records what it did and
@@ -507,9 +532,9 @@ class Settings(BaseSettings):
         del settings_cls
         return (
             init_settings,
-            env_settings,
-            dotenv_settings,
-            NestedSecretsSettingsSource(file_secret_settings),
+            _WithoutIdentity(env_settings),
+            _WithoutIdentity(dotenv_settings),
+            _WithoutIdentity(NestedSecretsSettingsSource(file_secret_settings)),
         )
 
     @field_validator("database_url")
