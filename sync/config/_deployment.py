@@ -239,7 +239,7 @@ def _shared_deltas(syncs: Mapping[str, Settings]) -> list[str]:
     return [
         f"syncs.{', syncs.'.join(names)}: all read the people delta of the Protime tenant"
         f" {key[0]} ({key[1]}), which has one: each would replace the other's link and read in"
-        f" full every run; set protime.delta = \"off\" in all but one of them (a full read"
+        f' full every run; set protime.delta = "off" in all but one of them (a full read'
         " every run)"
         for key, names in readers.items()
         if len(names) > 1

@@ -51,7 +51,7 @@ class Runs:
         with self.lock:
             return self.started.count(name)
 
-    def __call__(self, *, settings: Settings, stop: threading.Event, **_: Any) -> RunResult:
+    def __call__(self, *, settings: Settings, **_: Any) -> RunResult:
         name = str(settings.protime.tenant)
         with self.lock:
             self.started.append(name)
