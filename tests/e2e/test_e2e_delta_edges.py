@@ -54,7 +54,10 @@ def test_a_replaced_delta_on_two_runs_in_a_row_warns_and_names_the_setting(
         assert result.status is RunStatus.SUCCEEDED, result.message
         reasons.append((result.protime_read, result.protime_read_reason))
         warnings.append([e for e in logs if e["event"] == "protime.delta_replaced"])
-    assert reasons == [("full", "the delta link is gone (410: expired, or replaced by a newer round)")] * 2
+    assert (
+        reasons
+        == [("full", "the delta link is gone (410: expired, or replaced by a newer round)")] * 2
+    )
     assert warnings[0] == []
     (warning,) = warnings[1]
     assert warning["runs_in_a_row"] == 2

@@ -233,7 +233,9 @@ def test_three_syncs_on_two_tenants_converge_under_one_serve(installation: Insta
             ),
             "every sync's last run succeeded",
         )
-        assert httpx.get(f"http://127.0.0.1:{installation.port}/readyz", timeout=10).status_code == 200
+        assert (
+            httpx.get(f"http://127.0.0.1:{installation.port}/readyz", timeout=10).status_code == 200
+        )
     finally:
         log = _stop(process)
     acme = installation.multi.tenant("acme").world
@@ -253,10 +255,11 @@ def test_a_tenant_with_a_wrong_secret_fails_alone(installation: Installation) ->
     process = _serve(installation)
     try:
         _wait(
-            lambda: len(installation.multi.tenant("acme").world.references("PAYROLL"))
-            == PEOPLE["acme"]
-            and len(installation.multi.tenant("acme").world.references("HRMID"))
-            == PEOPLE["acme"],
+            lambda: (
+                len(installation.multi.tenant("acme").world.references("PAYROLL")) == PEOPLE["acme"]
+                and len(installation.multi.tenant("acme").world.references("HRMID"))
+                == PEOPLE["acme"]
+            ),
             "acme converged",
         )
         syncs = _wait(
@@ -264,12 +267,16 @@ def test_a_tenant_with_a_wrong_secret_fails_alone(installation: Installation) ->
             "globex ran",
         )
         assert syncs["globex"]["last_run"]["status"] == "failed"
-        assert "secret" in syncs["globex"]["last_run"]["message"].lower() or "401" in str(
-            syncs["globex"]["last_run"]["message"]
-        ) or "invalid_client" in str(syncs["globex"]["last_run"]["message"])
+        assert (
+            "secret" in syncs["globex"]["last_run"]["message"].lower()
+            or "401" in str(syncs["globex"]["last_run"]["message"])
+            or "invalid_client" in str(syncs["globex"]["last_run"]["message"])
+        )
         metrics = httpx.get(f"http://127.0.0.1:{installation.port}/metrics", timeout=10).text
         assert 'idsync_runs_total{status="failed",sync="globex"}' in metrics
-        assert httpx.get(f"http://127.0.0.1:{installation.port}/readyz", timeout=10).status_code == 200
+        assert (
+            httpx.get(f"http://127.0.0.1:{installation.port}/readyz", timeout=10).status_code == 200
+        )
     finally:
         log = _stop(process)
     assert installation.multi.tenant("globex").world.references("HRMID") == {}
