@@ -117,7 +117,7 @@ def test_unknown_path_is_404(listener: tuple[HealthServer, Metrics]) -> None:
     server, _ = listener
     response = _get(server, "/nope")
     assert response.status_code == 404
-    assert response.json()["paths"] == ["/healthz", "/metrics", "/readyz"]
+    assert response.json()["paths"] == ["/healthz", "/metrics", "/readyz", "/syncs"]
 
 
 def test_stop_releases_the_port(probes: Probes) -> None:
