@@ -26,6 +26,9 @@ TARGETS = (
     "tests/service",
     "tests/state/test_lock.py",
     "tests/state/test_migrations.py",
+    # Many syncs: a worker pool, run locks per sync, replicas sharing syncs over PostgreSQL.
+    "tests/e2e/test_e2e_many_syncs.py",
+    "tests/e2e/test_e2e_replicas.py",
 )
 DESELECT = (
     "tests/service/test_signals.py",
