@@ -53,7 +53,7 @@ class Installation:
     config: Path
     port: int
 
-    def write_config(self, *, globex_secret: str) -> None:
+    def write_config(self, *, globex_secret: str, globex_protime: str = "") -> None:
         """The settings file: acme-hr and acme-payroll on tenant acme (HRMID from employee_id,
         PAYROLL from payroll_id, the one people delta read by acme-hr only), globex on globex."""
         acme, globex = self.multi.urls("acme", self.base), self.multi.urls("globex", self.base)
@@ -108,6 +108,7 @@ token_url = "{globex.token_url}"
 tenant = "globex"
 client_id = "globex-client"
 client_secret_file = "globex-secret"
+{globex_protime}
 [syncs.globex.hr]
 table = "globex_staff"
 id_column = "employee_id"
@@ -281,3 +282,35 @@ def test_a_tenant_with_a_wrong_secret_fails_alone(installation: Installation) ->
         log = _stop(process)
     assert installation.multi.tenant("globex").world.references("HRMID") == {}
     assert "not-the-secret" not in log
+
+
+def test_a_tenant_in_a_5xx_storm_slows_and_fails_alone(installation: Installation) -> None:
+    """Every globex request answers 503: globex's runs retry and fail on one worker while acme's
+    two syncs converge on the other; globex's failures are counted under its own label."""
+    # Its retries bounded, so that a run of it ends (and says so) within the test.
+    installation.write_config(
+        globex_secret=SECRETS["globex"],
+        globex_protime="retry_attempts = 2\nretry_timeout_seconds = 5",
+    )
+    installation.multi.tenant("globex").set_faults(fault_rate_503=1.0)
+    process = _serve(installation)
+    try:
+        _wait(
+            lambda: (
+                len(installation.multi.tenant("acme").world.references("PAYROLL")) == PEOPLE["acme"]
+                and len(installation.multi.tenant("acme").world.references("HRMID"))
+                == PEOPLE["acme"]
+            ),
+            "acme converged",
+        )
+        syncs = _wait(lambda: (s := _syncs(installation))["globex"]["last_run"] and s, "globex ran")
+        assert syncs["globex"]["last_run"]["status"] == "failed"
+        assert syncs["acme-hr"]["last_run"]["status"] == "succeeded"
+        metrics = httpx.get(f"http://127.0.0.1:{installation.port}/metrics", timeout=10).text
+        assert 'idsync_runs_total{status="failed",sync="acme-hr"} 0.0' in metrics
+        assert (
+            httpx.get(f"http://127.0.0.1:{installation.port}/readyz", timeout=10).status_code == 200
+        )
+    finally:
+        _stop(process)
+    assert installation.multi.tenant("globex").world.references("HRMID") == {}
