@@ -224,3 +224,28 @@ def test_state_backend_reads_counts_and_last_success(state_url: str) -> None:
     _record(state_url, ["partial", "failed"])
     assert backend.last_success_timestamp() is not None
     assert backend.counts_by_situation() == {}
+
+
+def test_the_last_run_that_stands_for_a_tick_skips_dry_runs_plans_and_other_syncs(
+    state_url: str,
+) -> None:
+    """A replica's "already run" check sees the newest run of its own sync that could write: not
+    a dry run, not a plan, not another sync's run."""
+    from sync.state import StateStore
+
+    db = open_database(state_url)
+    try:
+        acme, other = StateStore(db, sync="acme"), StateStore(db, sync="other")
+        acme.runs.start_run(trigger="schedule", dry_run=False, forced=False)
+        real = acme.runs.runs(limit=1)[0].started_at
+        acme.runs.start_run(trigger="cli", dry_run=True, forced=False)
+        acme.runs.start_run(trigger="plan", dry_run=True, forced=False)
+        other.runs.start_run(trigger="schedule", dry_run=False, forced=False)
+    finally:
+        db.dispose()
+    backend = StateBackend(state_url)
+    try:
+        assert backend.last_run_started(sync="acme") == real
+        assert backend.last_run_started(sync="nobody") is None
+    finally:
+        backend.close()
