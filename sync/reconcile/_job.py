@@ -18,6 +18,7 @@ from sync.status import Trigger
 if TYPE_CHECKING:
     import threading
     from collections.abc import Callable
+    from datetime import datetime
 
     from sync.config import Settings
     from sync.domain import HRSnapshot, Person, Plan, PriorState
@@ -44,6 +45,9 @@ class Job:
     strict: bool = False  # an apply: nothing when any action is stale (--strict)
     full: bool = False  # read Protime in full whatever the delta feed allows (--full)
     on_progress: Callable[[ProgressSnapshot], None] | None = None
+    # A scheduled run: the tick it serves. Once the lock is held, a run of the sync that started
+    # since then (another replica's) makes this one a skip: one run per tick, whoever runs it.
+    due_at: datetime | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property

@@ -87,6 +87,7 @@ def run(
     stop: threading.Event | None = None,
     progress: Callable[[int, int], None] | None = None,
     on_progress: Callable[[ProgressSnapshot], None] | None = None,
+    due_at: datetime | None = None,
     hr: HRSource | None = None,
     state: RunState | None = None,
     protime: ProtimeAPI | None = None,
@@ -101,7 +102,9 @@ def run(
     given ``protime`` client is used for this one run and closed with it. ``on_progress`` gets
     the run's progress at each phase and every ``IDSYNC_LOG__PROGRESS_SECONDS`` (the service's
     gauges); ``progress`` gets (done, total) after every write (the terminal's bar). ``full``
-    reads Protime in full even when the people delta feed would do (``--full``).
+    reads Protime in full even when the people delta feed would do (``--full``). ``due_at``
+    (``idsync serve``): the tick this run serves; a run of the sync that started since (another
+    replica's) ends this one ``skipped`` once it holds the lock, before it does anything.
     """
     job = Job(
         settings=settings,
@@ -114,6 +117,7 @@ def run(
         stop=stop,
         progress=progress,
         on_progress=on_progress,
+        due_at=due_at,
     )
     return execute(job, hr=hr, state=state, protime=protime)
 
@@ -130,17 +134,34 @@ def execute(
         try:
             with ports.state.lock(timeout=job.settings.lock_timeout_seconds) as fence:
                 fenced = replace(job, stop=FencedStop(job.stop, fence))  # the lock as a fence
+                done = _done_since_due(job, ports.state)
+                if done is not None:
+                    return _skipped(job, ports.state, done)
                 with _rare_collections():
                     return _locked_run(fenced, ports)
         except LockHeldError as exc:
             log.warning("run.skipped_locked", trigger=job.trigger, reason=str(exc))
-            run_id = _start_run(job, ports.state)
-            skipped = Ended(RunStatus.SKIPPED, message=f"skipped: locked ({exc})")
-            result = report(job, run_id, Ledger(), skipped)
-            ports.state.runs.finish_run(
-                run_id=run_id, status=result.status, summary=summary(result)
-            )
-            return result
+            return _skipped(job, ports.state, f"skipped: locked ({exc})")
+
+
+def _done_since_due(job: Job, store: RunState) -> str | None:
+    """Why a scheduled run has nothing to do: its sync ran since the tick (held under the lock,
+    so no other run can start meanwhile); None when it has its tick to serve."""
+    if job.due_at is None:
+        return None
+    started = store.runs.last_work_started()
+    if started is None or started < job.due_at:
+        return None
+    log.info("run.already_run", due_at=job.due_at.isoformat(), started_at=started.isoformat())
+    return f"skipped: a run of this sync started at {started.isoformat()}, after its tick"
+
+
+def _skipped(job: Job, store: RunState, message: str) -> RunResult:
+    """A run that did nothing, recorded as ``skipped`` with why."""
+    run_id = _start_run(job, store)
+    result = report(job, run_id, Ledger(), Ended(RunStatus.SKIPPED, message=message))
+    store.runs.finish_run(run_id=run_id, status=result.status, summary=summary(result))
+    return result
 
 
 def _start_run(job: Job, store: RunState) -> str:

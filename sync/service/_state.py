@@ -9,17 +9,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from sync.names import DEFAULT_SYNC
-from sync.status import Health, RunStatus, Trigger
+from sync.status import Health, RunStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from datetime import datetime
 
     from sync.state import StateStore
-
-
-# Runs that read but never write: they do not stand for a scheduled run.
-_NO_WORK = frozenset({Trigger.PLAN.value})
 
 
 class ServiceState(Protocol):
@@ -41,8 +37,8 @@ class ServiceState(Protocol):
         """Unix time at which the sync's last completed non-dry run ended, if any is recorded."""
 
     def last_run_started(self, *, sync: str = DEFAULT_SYNC) -> datetime | None:
-        """When the sync's newest run that could write started (any process, any replica): not a
-        dry run or a plan."""
+        """When the sync's newest run that could do its work started (any process, any replica):
+        not a dry run, a plan or a run skipped at the lock."""
 
     def close(self) -> None:
         """Release the connections."""
@@ -121,11 +117,7 @@ class StateBackend:
         return self._store(sync).map.counts_by_situation()
 
     def last_run_started(self, *, sync: str = DEFAULT_SYNC) -> datetime | None:
-        # A dry run or a plan did none of the sync's work: a scheduled run is still due after one.
-        for row in self._store(sync).runs.runs(limit=20):
-            if not row.dry_run and row.trigger not in _NO_WORK:
-                return row.started_at
-        return None
+        return self._store(sync).runs.last_work_started()
 
     def last_success_timestamp(self, *, sync: str = DEFAULT_SYNC) -> float | None:
         for row in self._store(sync).runs.runs(limit=200):

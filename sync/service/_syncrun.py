@@ -96,6 +96,7 @@ class SyncRunner:
                 trigger=Trigger.SCHEDULE,
                 stop=self._stop,
                 on_progress=self._metrics.observe_progress,
+                due_at=self._serving(),
             )
         except IdsyncError as exc:
             # Expected trouble outside a run's own record (state database down, schema behind):

@@ -22,6 +22,7 @@ from sync.status import RunStatus, Trigger
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from datetime import datetime
 
     from sync.state._rows import (
         RunRow,
@@ -203,6 +204,19 @@ class RunStore(StoreBase):
                 .where(_R.id == run_id, _R.sync == self._sync)
                 .values(progress=json.dumps(dict(progress)))
             )
+
+    def last_work_started(self) -> datetime | None:
+        """When the newest run that could do this sync's work started: not a dry run, not a
+        plan, not a run skipped at the lock. A replica due to run a tick skips it when one
+        started since (``idsync serve``)."""
+        query = select(func.max(_R.started_at)).where(
+            _R.sync == self._sync,
+            _R.dry_run.is_(False),
+            _R.trigger != Trigger.PLAN.value,
+            _R.status != RunStatus.SKIPPED.value,
+        )
+        with self._engine.connect() as conn:
+            return conn.execute(query).scalar_one_or_none()
 
     def running(self) -> list[RunRow]:
         """The runs recorded as ``running`` now, newest first (one, unless a process died)."""
