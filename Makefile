@@ -78,6 +78,7 @@ bench: install
 	$(PY) benchmarks/incremental_bench.py
 	$(PY) benchmarks/delta_bench.py
 	$(PY) benchmarks/million_bench.py
+	$(PY) benchmarks/many_syncs_bench.py --employees 200
 
 clean:
 	rm -rf $(VENV) $(TOOLS) .mypy_cache .ruff_cache .pytest_cache build dist

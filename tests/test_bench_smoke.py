@@ -115,3 +115,39 @@ def test_delta_benchmark_stays_exact_at_tiny_n(tmp_path: Path) -> None:
     (result,) = json.loads(out.read_text(encoding="utf-8"))
     assert all(result["checks"].values())
     assert [r["exact"] for r in result["runs"]] == [True] * 5
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.timeout(300)
+def test_many_syncs_benchmark_runs_both_rounds_at_tiny_n(tmp_path: Path, postgres_url: str) -> None:
+    """`many_syncs_bench.py` with 3 syncs x 20 employees on one replica exits 0 and reports both
+    rounds: every sync ran once, the first round wrote every reference, the no-change round made
+    a token and a delta request per sync; no timing is asserted."""
+    out = tmp_path / "many.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "many_syncs_bench.py"),
+            *("--syncs", "3", "--employees", "20", "--replicas", "1", "--lead", "3"),
+            *("--postgres", postgres_url, "--json", str(out)),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text(encoding="utf-8"))
+    first, no_change = result["rounds"]
+    assert (first["round"], no_change["round"]) == ("first", "no-change")
+    assert first["complete"]
+    assert no_change["complete"]
+    assert first["runs"] == no_change["runs"] == 3
+    assert first["runs_by_status"] == no_change["runs_by_status"] == {"succeeded": 3}
+    assert first["requests_by_kind"]["put_reference:201"] == 3 * 20
+    assert no_change["requests_by_runs"] == no_change["requests_at_simulator"] == 3 * 2
+    assert result["references_checked"]["1"]["references"] == 3 * 20
+    assert {t["verdict"] for t in result["targets"]} <= {"PASS", "MISS", "-"}
+    assert "| replicas | round |" in done.stdout  # the printed table
