@@ -546,7 +546,7 @@ def run_round(  # noqa: C901, PLR0912, PLR0915 - one round, measured top to bott
                 finishes += 1
                 for phase, seconds in (e.get("phase_seconds") or {}).items():
                     phases[phase] += float(seconds)
-    first_run = {}
+    first_run: dict[str, datetime] = {}
     for r in runs:
         moment = _when(r["started_at"])
         first_run[r["sync"]] = min(first_run.get(r["sync"], moment), moment)
